@@ -1,0 +1,61 @@
+//! The admin listener: `GET /stats` (counters) and `POST /reload` (reload
+//! every policy, as SIGHUP does). Bind it to loopback only.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::serve::App;
+use crate::stats;
+
+/// Reloads every policy off the async workers (compiling takes milliseconds).
+pub async fn reload(app: Arc<App>) -> Result<(), String> {
+    let failures = tokio::task::spawn_blocking(move || app.reload()).await.map_err(|e| e.to_string())?;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.iter().map(|(site, e)| format!("{site}: {e}\n")).collect())
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res
+}
+
+async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match (req.method(), req.uri().path()) {
+        (&Method::GET, "/stats") => {
+            let mut body = stats::get().render();
+            if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+                body.push_str(&format!("open_fds {}\n", fds.count()));
+            }
+            text(StatusCode::OK, body)
+        }
+        (&Method::POST, "/reload") => match reload(app).await {
+            Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
+            Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("reload refused, old policy kept:\n{e}")),
+        },
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    })
+}
+
+/// Serves the admin endpoints forever.
+pub async fn serve(app: Arc<App>, listener: TcpListener) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(app.clone(), req));
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
+}

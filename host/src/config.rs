@@ -1,0 +1,305 @@
+//! Server configuration: a TOML file, with the common settings also on the
+//! command line.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! root = "./www"
+//! workers = 2
+//!
+//! [transfer]
+//! chunk-min = "16k"          # clamp for the policy's chunk size
+//! chunk-max = "8m"
+//! chunk-default = "256k"
+//! sendfile-max-chunk = "2m"  # bound per sendfile(2) call (nginx: sendfile_max_chunk)
+//!
+//! [sandbox]
+//! deadline-ms = 10           # per policy call
+//! memory = "16m"             # linear memory per instance
+//! stack = "512k"             # wasm stack
+//! instances = 64             # pooling-allocator slots, all policies together
+//!
+//! [policy]                   # passed to the component's `configure`, uninterpreted
+//! chunk-size = "256k"
+//!
+//! [[vhost]]                  # optional: per-Host roots and policies
+//! host = "tenant.example"
+//! root = "./tenant"
+//! policy-file = "tenant.wasm"
+//! deadline-ms = 5
+//! [vhost.policy]
+//! max-ranges = "4"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A byte size written as a number or a string with a k/m/g suffix (KiB/MiB/GiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Str(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `123`, `64k`, `8m`, `1g` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
+    let (digits, unit) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("not a byte size: {s:?}"))
+}
+
+/// Limits for one policy component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Wall-clock budget of one `decide` (or `configure`) call.
+    pub deadline: Duration,
+    /// Maximum linear memory of one instance.
+    pub memory: u64,
+}
+
+/// Transfer-engine settings.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct TransferConfig {
+    pub chunk_min: ByteSize,
+    pub chunk_max: ByteSize,
+    pub chunk_default: ByteSize,
+    pub sendfile_max_chunk: ByteSize,
+    /// Allow zero-copy at all (a policy can only narrow this).
+    pub zero_copy: bool,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            chunk_min: ByteSize(16 << 10),
+            chunk_max: ByteSize(8 << 20),
+            chunk_default: ByteSize(256 << 10),
+            sendfile_max_chunk: ByteSize(2 << 20),
+            zero_copy: true,
+        }
+    }
+}
+
+/// Wasmtime settings shared by every policy.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub deadline_ms: u64,
+    pub memory: ByteSize,
+    pub stack: ByteSize,
+    /// Pooling-allocator slots (live instances of all policies together).
+    pub instances: u32,
+    /// Epoch tick, milliseconds: the granularity of deadlines.
+    pub tick_ms: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            deadline_ms: 10,
+            memory: ByteSize(16 << 20),
+            stack: ByteSize(512 << 10),
+            instances: 64,
+            tick_ms: 1,
+        }
+    }
+}
+
+impl SandboxConfig {
+    pub fn limits(&self) -> SandboxLimits {
+        SandboxLimits { deadline: Duration::from_millis(self.deadline_ms), memory: self.memory.0 }
+    }
+}
+
+/// One virtual host: its own root, policy component, settings and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VhostConfig {
+    /// Host name (the `Host` header without port), case-insensitive.
+    pub host: String,
+    pub root: PathBuf,
+    /// Policy component; the built-in default policy when absent.
+    pub policy_file: Option<PathBuf>,
+    pub deadline_ms: Option<u64>,
+    pub memory: Option<ByteSize>,
+    #[serde(default)]
+    pub policy: BTreeMap<String, toml::Value>,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Admin listener (`GET /stats`, `POST /reload`); off when absent.
+    pub admin: Option<SocketAddr>,
+    /// Root of the default host.
+    pub root: Option<PathBuf>,
+    /// Policy of the default host; the built-in default policy when absent.
+    pub policy_file: Option<PathBuf>,
+    /// Runtime worker threads (0 = one per core).
+    #[serde(default)]
+    pub workers: usize,
+    #[serde(default)]
+    pub transfer: TransferConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    /// Settings for the default host's policy.
+    #[serde(default)]
+    pub policy: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub vhost: Vec<VhostConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid literal")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            admin: None,
+            root: None,
+            policy_file: None,
+            workers: 0,
+            transfer: TransferConfig::default(),
+            sandbox: SandboxConfig::default(),
+            policy: BTreeMap::new(),
+            vhost: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let t = &self.transfer;
+        if t.chunk_min.0 == 0 || t.chunk_min.0 > t.chunk_max.0 || t.chunk_max.0 > (1 << 30) {
+            return Err(ConfigError::Invalid("transfer: need 0 < chunk-min <= chunk-max <= 1g".into()));
+        }
+        if t.sendfile_max_chunk.0 < 4096 {
+            return Err(ConfigError::Invalid("transfer: sendfile-max-chunk must be at least 4k".into()));
+        }
+        let s = &self.sandbox;
+        if s.deadline_ms == 0 || s.tick_ms == 0 || s.instances == 0 {
+            return Err(ConfigError::Invalid("sandbox: deadline-ms, tick-ms and instances must be positive".into()));
+        }
+        if s.memory.0 < (1 << 20) || s.memory.0 > (4 << 30) {
+            return Err(ConfigError::Invalid("sandbox: memory must be between 1m and 4g".into()));
+        }
+        if s.stack.0 < (64 << 10) || s.stack.0 > (1 << 30) {
+            return Err(ConfigError::Invalid("sandbox: stack must be between 64k and 1g".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Policy settings as the name/value strings the WIT passes.
+pub fn policy_settings(table: &BTreeMap<String, toml::Value>) -> Vec<(String, String)> {
+    table
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_size(" 12 "), Ok(12));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c: Config = toml::from_str(
+            r#"
+            listen = "127.0.0.1:0"
+            root = "/srv"
+            [transfer]
+            chunk-default = "128k"
+            [sandbox]
+            deadline-ms = 5
+            memory = "8m"
+            [policy]
+            index-names = ["index.html", "index.htm"]
+            max-ranges = 4
+            [[vhost]]
+            host = "a.test"
+            root = "/srv/a"
+            "#,
+        )
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(c.transfer.chunk_default, ByteSize(128 << 10));
+        assert_eq!(c.sandbox.limits().deadline, Duration::from_millis(5));
+        let s = policy_settings(&c.policy);
+        assert!(s.contains(&("index-names".into(), "index.html, index.htm".into())));
+        assert!(s.contains(&("max-ranges".into(), "4".into())));
+        assert_eq!(c.vhost[0].host, "a.test");
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! sluice: a static-file HTTP server whose response policy is a sandboxed
+//! WebAssembly component and whose transfer engine is native.
+//!
+//! A request flows through the modules in this order:
+//!
+//! 1. [`server`] accepts a connection and hands it to hyper, wrapping plain TCP
+//!    sockets in [`transfer::zerocopy::SendfileIo`] so file bodies can leave by
+//!    `sendfile(2)`;
+//! 2. [`serve`] turns the request into the policy's view of it, using
+//!    [`resolve`] to normalize the path and open what it names beneath the root;
+//! 3. [`policy`] calls the tenant's component (sandboxed, time- and
+//!    memory-limited) for a decision;
+//! 4. [`decision`] validates that untrusted decision into a [`decision::Plan`];
+//! 5. [`transfer`] executes the plan: zero-copy where the connection allows it,
+//!    otherwise overlapped large-chunk reads (optionally compressed).
+
+pub mod admin;
+pub mod coding;
+pub mod config;
+pub mod decision;
+pub mod policy;
+pub mod resolve;
+pub mod serve;
+pub mod server;
+pub mod stats;
+pub mod transfer;

@@ -1,0 +1,95 @@
+//! `sluice serve DIR` — the command-line entry point.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sluice::config::Config;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Static-file HTTP server with a WebAssembly response policy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a directory.
+    Serve {
+        /// Directory to serve (overrides `root` in the config file).
+        dir: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Policy component (.wasm); the built-in default policy if absent.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Runtime worker threads [default: one per core].
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Admin listener for /stats and /reload (keep it on loopback).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "sluice=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Command::Serve { dir, listen, policy, config, workers, admin } = Cli::parse().command;
+    let mut cfg = match config {
+        Some(path) => Config::load(&path)?,
+        None => Config::default(),
+    };
+    cfg.root = dir.or(cfg.root);
+    cfg.listen = listen.unwrap_or(cfg.listen);
+    cfg.policy_file = policy.or(cfg.policy_file);
+    cfg.workers = workers.unwrap_or(cfg.workers);
+    cfg.admin = admin.or(cfg.admin);
+    cfg.check()?;
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if cfg.workers > 0 {
+        runtime.worker_threads(cfg.workers);
+    }
+    let runtime = runtime.enable_all().thread_name("sluice-worker").build()?;
+    runtime.block_on(run(cfg))
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let app = sluice::server::build_app(&cfg)?;
+    let listener = sluice::server::bind(cfg.listen).await?;
+    // Tests and scripts read these lines to find the ports.
+    println!("sluice: listening on http://{}", listener.local_addr()?);
+    if let Some(addr) = cfg.admin {
+        let admin = sluice::server::bind(addr).await?;
+        println!("sluice: admin on http://{}", admin.local_addr()?);
+        tokio::spawn(sluice::admin::serve(app.clone(), admin));
+    }
+    {
+        let app = app.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if let Err(e) = sluice::admin::reload(app.clone()).await {
+                    tracing::error!("SIGHUP reload refused: {e}");
+                }
+            }
+        });
+    }
+    tracing::info!(root = %app.default.root.path().display(), policy = app.default.policy().name(), "serving");
+    let server = tokio::spawn(sluice::server::serve(app, listener));
+    tokio::select! {
+        r = server => { r??; }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

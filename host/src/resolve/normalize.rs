@@ -1,0 +1,142 @@
+//! Request-target path → normalized, decoded path.
+//!
+//! The kernel enforces that resolution stays beneath the root (`open.rs`); this
+//! module makes the path *meaningful* first, and refuses what no file name on
+//! a sluice root can contain. Decoding happens before dot-segment removal so
+//! `%2e%2e`, `%2f` and friends get exactly the treatment their decoded forms do.
+
+use percent_encoding::percent_decode_str;
+
+/// Why a request path was refused (the request gets 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The target is not an origin-form path (`/…`).
+    #[error("request path does not start with '/'")]
+    NotAbsolute,
+    /// The decoded bytes are not UTF-8 (includes overlong encodings).
+    #[error("request path is not valid UTF-8 after percent-decoding")]
+    NotUtf8,
+    /// A NUL byte, raw or encoded.
+    #[error("request path contains a NUL byte")]
+    Nul,
+    /// A backslash, raw or encoded: a Windows separator on a Unix root.
+    #[error("request path contains a backslash")]
+    Backslash,
+    /// A control character (C0 or DEL).
+    #[error("request path contains a control character")]
+    Control,
+    /// `..` would climb above the root.
+    #[error("request path climbs above the root")]
+    AboveRoot,
+}
+
+/// A decoded, normalized request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath {
+    /// `/` + segments joined by `/` (+ `/` if the request ended with one).
+    pub path: String,
+    /// Segments, never empty, `.` or `..`.
+    segments_end: usize,
+}
+
+impl NormalPath {
+    /// The path relative to the root, for `openat2`: `"."` for the root.
+    pub fn relative(&self) -> &str {
+        let rel = &self.path[1..self.segments_end];
+        if rel.is_empty() {
+            "."
+        } else {
+            rel
+        }
+    }
+
+    /// Whether the request path ended with `/`.
+    pub fn trailing_slash(&self) -> bool {
+        self.segments_end < self.path.len()
+    }
+}
+
+/// Normalizes the path part of a request target.
+pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let decoded = percent_decode_str(raw).collect::<Vec<u8>>();
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        if let Some(c) = segment.chars().find(|c| *c == '\0' || *c == '\\' || c.is_control()) {
+            return Err(match c {
+                '\0' => PathError::Nul,
+                '\\' => PathError::Backslash,
+                _ => PathError::Control,
+            });
+        }
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop().ok_or(PathError::AboveRoot)?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut path = String::with_capacity(decoded.len());
+    for s in &segments {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() {
+        path.push('/');
+        return Ok(NormalPath { path, segments_end: 1 });
+    }
+    let segments_end = path.len();
+    // A trailing slash (or a trailing `.`/`..` segment, which names a directory)
+    // is kept so a policy can tell `/dir` from `/dir/`.
+    if decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..") {
+        path.push('/');
+    }
+    Ok(NormalPath { path, segments_end })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_paths() {
+        let n = normalize("/a/b.txt").unwrap();
+        assert_eq!((n.path.as_str(), n.relative(), n.trailing_slash()), ("/a/b.txt", "a/b.txt", false));
+        let n = normalize("/").unwrap();
+        assert_eq!((n.path.as_str(), n.relative(), n.trailing_slash()), ("/", ".", false));
+        let n = normalize("//a//./b/../c/").unwrap();
+        assert_eq!((n.path.as_str(), n.relative(), n.trailing_slash()), ("/a/c/", "a/c", true));
+        let n = normalize("/a%20b/%E2%82%AC").unwrap();
+        assert_eq!(n.path, "/a b/€");
+    }
+
+    #[test]
+    fn hostile_paths() {
+        for (raw, err) in [
+            ("/../etc/passwd", PathError::AboveRoot),
+            ("/%2e%2e/etc/passwd", PathError::AboveRoot),
+            ("/%2E%2E%2fetc", PathError::AboveRoot),
+            ("/a/..%2f..%2fetc", PathError::AboveRoot),
+            ("/a%00.txt", PathError::Nul),
+            ("/..%5c..%5cwindows", PathError::Backslash),
+            ("/a\\b", PathError::Backslash),
+            ("/%c0%ae%c0%ae/etc", PathError::NotUtf8),
+            ("/%ff", PathError::NotUtf8),
+            ("/a%0d%0aset-cookie:x", PathError::Control),
+            ("etc/passwd", PathError::NotAbsolute),
+            ("*", PathError::NotAbsolute),
+        ] {
+            assert_eq!(normalize(raw), Err(err), "{raw}");
+        }
+    }
+
+    #[test]
+    fn dot_dot_inside_the_root_is_resolved() {
+        assert_eq!(normalize("/a/../b").unwrap().path, "/b");
+        assert_eq!(normalize("/a/%2e%2e/").unwrap().path, "/");
+    }
+}

@@ -1,0 +1,150 @@
+//! The transfer engine: executes a validated plan's body.
+//!
+//! Two paths, chosen per response:
+//! - [`zerocopy`]: file segments leave by `sendfile(2)` (plain TCP, HTTP/1,
+//!   identity coding, policy allows it);
+//! - [`copy`]: overlapped large-chunk reads, optionally compressed.
+//!
+//! Both consume the same description of a body: a list of [`Segment`]s, so a
+//! whole file, one range and a multipart/byteranges body are one mechanism.
+
+pub mod compress;
+pub mod copy;
+pub mod multipart;
+pub mod zerocopy;
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::decision::PlannedBody;
+use copy::CopyBody;
+use zerocopy::{SendfileBody, ZeroCopyLink};
+
+/// One piece of a body: bytes made by the host, or a region of the file.
+#[derive(Debug, Clone)]
+pub enum Segment {
+    Bytes(Bytes),
+    File { offset: u64, len: u64 },
+}
+
+impl Segment {
+    pub fn len(&self) -> u64 {
+        match self {
+            Segment::Bytes(b) => b.len() as u64,
+            Segment::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every response body sluice sends.
+pub enum ResponseBody {
+    Empty,
+    Inline(Option<Bytes>),
+    ZeroCopy(SendfileBody),
+    Copy(CopyBody),
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        match self.get_mut() {
+            ResponseBody::Empty => Poll::Ready(None),
+            ResponseBody::Inline(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::ZeroCopy(b) => Pin::new(b).poll_frame(cx),
+            ResponseBody::Copy(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Empty => true,
+            ResponseBody::Inline(b) => b.is_none(),
+            ResponseBody::ZeroCopy(b) => b.is_end_stream(),
+            ResponseBody::Copy(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Empty => SizeHint::with_exact(0),
+            ResponseBody::Inline(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::ZeroCopy(b) => b.size_hint(),
+            ResponseBody::Copy(b) => b.size_hint(),
+        }
+    }
+}
+
+/// How the connection can carry file bytes.
+#[derive(Clone, Copy)]
+pub struct Channel<'a> {
+    /// Present only on plain-TCP HTTP/1 connections.
+    pub zero_copy: Option<&'a ZeroCopyLink>,
+}
+
+/// Builds the body for a planned response and sets the framing headers
+/// (`Content-Length`, `Content-Range`, multipart `Content-Type`).
+/// For `HEAD` the headers are the same but nothing is read or registered.
+pub fn body(
+    planned: PlannedBody,
+    headers: &mut HeaderMap,
+    head_only: bool,
+    channel: Channel<'_>,
+    chunk: usize,
+    zero_copy_allowed: bool,
+) -> io::Result<ResponseBody> {
+    let (file, segments, encoder) = match planned {
+        PlannedBody::Empty => return Ok(ResponseBody::Empty),
+        PlannedBody::Inline(b) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            return Ok(if head_only { ResponseBody::Empty } else { ResponseBody::Inline(Some(b)) });
+        }
+        PlannedBody::Full { file, compress } => {
+            let size = file.meta.size;
+            let encoder = match compress {
+                Some((coding, level)) => Some(compress::Encoder::new(coding, level)?),
+                None => {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+                    None
+                }
+            };
+            let segments = if size == 0 { VecDeque::new() } else { VecDeque::from([Segment::File { offset: 0, len: size }]) };
+            (file, segments, encoder)
+        }
+        PlannedBody::Ranges { file, ranges } => {
+            let size = file.meta.size;
+            let segments = if let [(first, last)] = ranges[..] {
+                let range = format!("bytes {first}-{last}/{size}");
+                headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii"));
+                VecDeque::from([Segment::File { offset: first, len: last - first + 1 }])
+            } else {
+                // Each part gets the representation's own type; the response's
+                // type becomes the multipart one.
+                let part_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let (content_type, segments) = multipart::byteranges(&ranges, size, part_type.as_deref());
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).expect("ascii"));
+                segments
+            };
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(segments.iter().map(Segment::len).sum::<u64>()));
+            (file, segments, None)
+        }
+    };
+    if head_only || (segments.is_empty() && encoder.is_none()) {
+        return Ok(ResponseBody::Empty);
+    }
+    match (channel.zero_copy, encoder) {
+        (Some(link), None) if zero_copy_allowed => Ok(ResponseBody::ZeroCopy(SendfileBody::new(link, file.file, segments))),
+        (_, encoder) => Ok(ResponseBody::Copy(CopyBody::new(file.file, segments, chunk, encoder))),
+    }
+}

@@ -14,6 +14,13 @@ fn main() {
     for path in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
+    // Escape hatch for working on the host while guest/ is mid-edit: embed an
+    // already-built component instead of building one.
+    println!("cargo:rerun-if-env-changed=SLUICE_GUEST_WASM");
+    if let Some(prebuilt) = std::env::var_os("SLUICE_GUEST_WASM") {
+        println!("cargo:rustc-env=SLUICE_DEFAULT_POLICY={}", PathBuf::from(prebuilt).display());
+        return;
+    }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -36,7 +43,9 @@ fn main() {
     if !status.success() {
         panic!(
             "building the default policy (guest/) for wasm32-wasip2 failed; \
-             is the target installed? `rustup target add wasm32-wasip2`"
+             is the target installed? (`rustup target add wasm32-wasip2`). To build the host \
+             while guest/ is mid-edit, set SLUICE_GUEST_WASM to a prebuilt component, \
+             e.g. SLUICE_GUEST_WASM=/tmp/sluice-guest-snapshot.wasm"
         );
     }
     let wasm = target_dir.join("wasm32-wasip2").join("release").join("sluice_guest.wasm");

@@ -1,0 +1,244 @@
+//! Starting the real server and talking to it.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// A running `sluice serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    logs: Arc<Mutex<String>>,
+}
+
+/// Options for [`Server::start_with`].
+#[derive(Default)]
+pub struct Options<'a> {
+    pub policy: Option<&'a Path>,
+    /// TOML written to a config file (the root and listeners are added on the command line).
+    pub config: Option<&'a str>,
+    pub workers: Option<usize>,
+}
+
+impl Server {
+    pub fn start(root: &Path) -> Server {
+        Server::start_with(root, Options::default())
+    }
+
+    pub fn start_with(root: &Path, opts: Options<'_>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("serve").arg(root).args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+        if let Some(p) = opts.policy {
+            cmd.arg("--policy").arg(p);
+        }
+        let config_file;
+        if let Some(text) = opts.config {
+            config_file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(config_file.path(), text).unwrap();
+            cmd.arg("--config").arg(config_file.path());
+            // The server reads it at start-up, before we return.
+            std::mem::forget(config_file);
+        }
+        cmd.args(["--workers", &opts.workers.unwrap_or(2).to_string()]);
+        cmd.env("SLUICE_LOG", "sluice=debug").stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start sluice");
+        let logs = Arc::new(Mutex::new(String::new()));
+        {
+            let logs = logs.clone();
+            let stderr = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut l = logs.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut addr = None;
+        let mut admin = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while addr.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                panic!("sluice did not start; stderr:\n{}", logs.lock().unwrap());
+            };
+            if let Some(a) = line.strip_prefix("sluice: listening on http://") {
+                addr = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("sluice: admin on http://") {
+                admin = Some(a.parse().unwrap());
+            }
+        }
+        Server { child, addr: addr.unwrap(), admin: admin.unwrap(), logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// The admin counters.
+    pub fn stats(&self) -> HashMap<String, u64> {
+        let text = client().get(format!("http://{}/stats", self.admin)).send().unwrap().text().unwrap();
+        text.lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats()[name]
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).unwrap().count()
+    }
+
+    /// Resident memory of the server process, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Asks the server to reload its policies (as SIGHUP does).
+    pub fn reload(&self) -> (u16, String) {
+        let res = client().post(format!("http://{}/reload", self.admin)).send().unwrap();
+        (res.status().as_u16(), res.text().unwrap())
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that does not decompress, follow redirects or use a proxy.
+pub fn client() -> reqwest::blocking::Client {
+    static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::blocking::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap()
+        })
+        .clone()
+}
+
+/// Sends raw bytes and reads the whole answer (the request should ask for
+/// `Connection: close`).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn raw_status(response: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(response);
+    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// A GET of `target` (sent exactly as given) over raw TCP; returns the response.
+pub fn raw_get(addr: SocketAddr, target: &str) -> Vec<u8> {
+    raw(addr, format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Builds a workspace package for wasm32-wasip2 (real compiler, real cargo)
+/// and returns the component's path. Built once per test run.
+pub fn build_component(package: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let target_dir = workspace().join("target").join("guest-build");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(workspace())
+        .args(["build", "--release", "-p", package, "--target", "wasm32-wasip2", "--target-dir"])
+        .arg(&target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "building {package} for wasm32-wasip2 failed");
+    target_dir.join("wasm32-wasip2").join("release").join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// Polls `cond` every 20 ms for up to `limit`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

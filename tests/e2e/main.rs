@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `sluice` binary on 127.0.0.1, real clients
+//! (reqwest, raw TCP, curl), real files. One test binary (each links
+//! wasmtime), one module per area.
+
+mod harness;
+
+mod skeleton;

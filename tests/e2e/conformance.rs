@@ -309,6 +309,7 @@ fn write_site(root: &Path) -> HashMap<&'static str, Vec<u8>> {
     std::fs::write(root.join("dir/index.html"), b"<!doctype html><p>index\n").unwrap();
     std::fs::create_dir(root.join("emptydir")).unwrap();
     std::fs::create_dir(root.join("sp ace")).unwrap();
+    std::fs::write(root.join("sp ace/index.html"), b"<p>space\n").unwrap();
     std::fs::create_dir(root.join(".git")).unwrap();
     std::fs::write(root.join(".git/config"), b"[core]\n").unwrap();
     files

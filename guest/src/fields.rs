@@ -1,0 +1,83 @@
+//! Small pieces of HTTP field syntax (RFC 9110 §5) shared by the parsers.
+
+use crate::model::Request;
+
+/// How often a field defined to occur at most once appeared in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Singleton<'a> {
+    /// Not sent.
+    Absent,
+    /// Sent once, with this value.
+    One(&'a str),
+    /// Sent more than once. Such a field is invalid (it cannot be combined
+    /// into a list, RFC 9110 §5.3), and each caller decides what invalid means
+    /// for it.
+    Many,
+}
+
+/// Looks up a singleton field (`Range`, `If-Range`, `If-Modified-Since`,
+/// `If-Unmodified-Since`).
+pub fn singleton<'a>(req: &'a Request, name: &'a str) -> Singleton<'a> {
+    let mut values = req.header_values(name);
+    match (values.next(), values.next()) {
+        (None, _) => Singleton::Absent,
+        (Some(v), None) => Singleton::One(v),
+        (Some(_), Some(_)) => Singleton::Many,
+    }
+}
+
+/// Strips optional whitespace (`OWS`: spaces and tabs) from both ends.
+pub fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// `tchar` (RFC 9110 §5.6.2).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `token = 1*tchar`.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Header, HttpVersion};
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            raw_query: None,
+            headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
+            tls: false,
+            version: HttpVersion::Http11,
+        }
+    }
+
+    #[test]
+    fn singleton_counts_occurrences_case_insensitively() {
+        let r = request(&[
+            ("range", "bytes=0-1"),
+            ("If-Range", "\"a\""),
+            ("if-range", "\"b\""),
+        ]);
+        assert_eq!(singleton(&r, "range"), Singleton::One("bytes=0-1"));
+        assert_eq!(singleton(&r, "if-range"), Singleton::Many);
+        assert_eq!(singleton(&r, "if-modified-since"), Singleton::Absent);
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(is_token("gzip"));
+        assert!(is_token("x-gzip"));
+        assert!(is_token("*"));
+        assert!(!is_token(""));
+        assert!(!is_token("a b"));
+        assert!(!is_token("a;b"));
+        assert!(!is_token("é"));
+        assert_eq!(trim_ows(" \t x \t"), "x");
+    }
+}

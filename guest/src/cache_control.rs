@@ -112,21 +112,18 @@ mod tests {
         let config = Config::default();
         assert_eq!(
             for_file(&config, "app.3f2a9c1b.js", "text/javascript"),
-            "public, max-age=31536000, immutable"
+            "max-age=31536000, immutable"
         );
         assert_eq!(for_file(&config, "index.html", "text/html"), "no-cache");
         assert_eq!(
             for_file(&config, "page.xhtml", "application/xhtml+xml"),
             "no-cache"
         );
-        assert_eq!(
-            for_file(&config, "logo.png", "image/png"),
-            "public, max-age=3600"
-        );
+        assert_eq!(for_file(&config, "logo.png", "image/png"), "max-age=3600");
         // A fingerprinted HTML file is as immutable as any other.
         assert_eq!(
             for_file(&config, "page.3f2a9c1b.html", "text/html"),
-            "public, max-age=31536000, immutable"
+            "max-age=31536000, immutable"
         );
     }
 

@@ -75,13 +75,13 @@ pub struct Config {
     pub well_known: bool,
     /// `cache-immutable`: `Cache-Control` for fingerprinted file names
     /// (`app.3f2a9c1b.js`): their content never changes under that name.
-    /// Empty sends no `Cache-Control`. Default `public, max-age=31536000, immutable`.
+    /// Empty sends no `Cache-Control`. Default `max-age=31536000, immutable`.
     pub cache_immutable: String,
     /// `cache-html`: `Cache-Control` for HTML, the entry points that name the
     /// fingerprinted assets and so must be revalidated. Default `no-cache`.
     pub cache_html: String,
     /// `cache-default`: `Cache-Control` for every other file. Default
-    /// `public, max-age=3600`.
+    /// `max-age=3600`.
     pub cache_default: String,
     /// `charset`: charset parameter added to textual media types (`text/*`,
     /// JavaScript). Empty adds none. Default `utf-8`.
@@ -111,9 +111,9 @@ impl Default for Config {
             zero_copy: true,
             dotfiles: Dotfiles::Deny,
             well_known: true,
-            cache_immutable: "public, max-age=31536000, immutable".to_owned(),
+            cache_immutable: "max-age=31536000, immutable".to_owned(),
             cache_html: "no-cache".to_owned(),
-            cache_default: "public, max-age=3600".to_owned(),
+            cache_default: "max-age=3600".to_owned(),
             charset: "utf-8".to_owned(),
             types: Vec::new(),
         }

@@ -197,8 +197,18 @@ fn redirect(config: &Config, req: &Request) -> Decision {
         config,
         301,
         "Moved Permanently\n",
-        vec![Header::new("location", target)],
+        redirect_headers(config, target),
     )
+}
+
+/// A permanent redirect is cacheable by default (RFC 9111 §4.2.2); give it
+/// the default lifetime explicitly rather than leave caches to guess.
+fn redirect_headers(config: &Config, target: String) -> Vec<Header> {
+    let mut headers = vec![Header::new("location", target)];
+    if !config.cache_default.is_empty() {
+        headers.push(Header::new("cache-control", config.cache_default.clone()));
+    }
+    headers
 }
 
 fn not_found(config: &Config) -> Decision {

@@ -253,7 +253,7 @@ fn get_serves_a_file_with_validators() {
     assert_eq!(d.header("last-modified"), Some(LAST_MODIFIED));
     assert_eq!(d.header("etag"), Some("\"2a-17979cfe3d85cd15-a\""));
     assert_eq!(d.header("accept-ranges"), Some("bytes"));
-    assert_eq!(d.header("cache-control"), Some("public, max-age=3600"));
+    assert_eq!(d.header("cache-control"), Some("max-age=3600"));
     assert_eq!(d.body, IDENTITY);
     assert_eq!(d.chunk_size, 256 * 1024);
     assert!(d.zero_copy);
@@ -382,6 +382,7 @@ fn directory_without_slash_redirects() {
     let d = run(get("/docs"), &dir(Some(("index.html", 300))));
     assert_eq!(d.status, 301);
     assert_eq!(d.header("location"), Some("/docs/"));
+    assert_eq!(d.header("cache-control"), Some("max-age=3600"));
     assert_eq!(body_text(&d), "Moved Permanently\n");
     let head = run(method("HEAD", "/docs"), &dir(Some(("index.html", 300))));
     assert_eq!(head.status, 301);
@@ -428,20 +429,16 @@ fn content_types_and_cache_classes() {
         (
             "/app.3f2a9c1b.js",
             "text/javascript; charset=utf-8",
-            "public, max-age=31536000, immutable",
+            "max-age=31536000, immutable",
         ),
         (
             "/main-5d41402abc4b2a76.css",
             "text/css; charset=utf-8",
-            "public, max-age=31536000, immutable",
+            "max-age=31536000, immutable",
         ),
-        ("/logo.png", "image/png", "public, max-age=3600"),
-        ("/data.json", "application/json", "public, max-age=3600"),
-        (
-            "/README",
-            "application/octet-stream",
-            "public, max-age=3600",
-        ),
+        ("/logo.png", "image/png", "max-age=3600"),
+        ("/data.json", "application/json", "max-age=3600"),
+        ("/README", "application/octet-stream", "max-age=3600"),
     ];
     for (path, ctype, cache) in cases {
         let d = run(get(path), &file(10));
@@ -686,7 +683,7 @@ fn if_none_match_gives_304_with_the_cache_headers() {
     assert_eq!(d.body, Body::Empty);
     assert_eq!(d.header("etag"), Some(tag.as_str()));
     assert_eq!(d.header("vary"), Some("Accept-Encoding"));
-    assert_eq!(d.header("cache-control"), Some("public, max-age=3600"));
+    assert_eq!(d.header("cache-control"), Some("max-age=3600"));
     assert!(d.header("last-modified").is_some());
     assert_eq!(d.header("content-type"), None);
     assert_eq!(d.header("accept-ranges"), None);

@@ -17,11 +17,16 @@ use crate::stats;
 
 /// Reloads every policy off the async workers (compiling takes milliseconds).
 pub async fn reload(app: Arc<App>) -> Result<(), String> {
-    let failures = tokio::task::spawn_blocking(move || app.reload()).await.map_err(|e| e.to_string())?;
+    let failures = tokio::task::spawn_blocking(move || app.reload())
+        .await
+        .map_err(|e| e.to_string())?;
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failures.iter().map(|(site, e)| format!("{site}: {e}\n")).collect())
+        Err(failures
+            .iter()
+            .map(|(site, e)| format!("{site}: {e}\n"))
+            .collect())
     }
 }
 
@@ -31,7 +36,10 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     res
 }
 
-async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    app: Arc<App>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/stats") => {
             let mut body = stats::get().render();
@@ -42,7 +50,10 @@ async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Result<Re
         }
         (&Method::POST, "/reload") => match reload(app).await {
             Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
-            Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("reload refused, old policy kept:\n{e}")),
+            Err(e) => text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reload refused, old policy kept:\n{e}"),
+            ),
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     })
@@ -51,11 +62,15 @@ async fn handle(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Result<Re
 /// Serves the admin endpoints forever.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(app.clone(), req));
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
         });
     }
 }

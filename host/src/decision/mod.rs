@@ -74,9 +74,15 @@ pub enum PlannedBody {
     Empty,
     Inline(Bytes),
     /// A whole stored representation, possibly compressed on the fly.
-    Full { file: OpenedFile, compress: Option<(Coding, i32)> },
+    Full {
+        file: OpenedFile,
+        compress: Option<(Coding, i32)>,
+    },
     /// Validated, sorted, disjoint inclusive ranges of a stored representation.
-    Ranges { file: OpenedFile, ranges: Vec<(u64, u64)> },
+    Ranges {
+        file: OpenedFile,
+        ranges: Vec<(u64, u64)>,
+    },
 }
 
 /// A decision the host can execute.
@@ -103,20 +109,27 @@ fn coding(c: wit::ContentCoding) -> Coding {
 fn target(found: &Found) -> Option<&FoundFile> {
     match found {
         Found::File(f) => Some(f),
-        Found::Directory { index: Some((_, f)) } => Some(f),
+        Found::Directory {
+            index: Some((_, f)),
+        } => Some(f),
         _ => None,
     }
 }
 
 /// Resolves a decision's `source` against what the host found; returns the
 /// file and the coding it is stored in.
-fn source(found: &Found, source: &wit::Source) -> Result<(OpenedFile, Option<Coding>), DecisionError> {
+fn source(
+    found: &Found,
+    source: &wit::Source,
+) -> Result<(OpenedFile, Option<Coding>), DecisionError> {
     let file = target(found).ok_or(DecisionError::NoFile)?;
     match source {
         wit::Source::Original => Ok((file.file.clone(), None)),
         wit::Source::Sibling(c) => {
             let c = coding(*c);
-            let sibling = file.sibling(c).ok_or(DecisionError::UnknownSibling(c.token()))?;
+            let sibling = file
+                .sibling(c)
+                .ok_or(DecisionError::UnknownSibling(c.token()))?;
             Ok((sibling.clone(), Some(c)))
         }
     }
@@ -128,26 +141,41 @@ fn bodiless(status: StatusCode) -> bool {
 }
 
 /// Validates `decision` against what the host `found` and its transfer limits.
-pub fn validate(decision: wit::Decision, found: &Found, limits: &TransferConfig) -> Result<Plan, DecisionError> {
+pub fn validate(
+    decision: wit::Decision,
+    found: &Found,
+    limits: &TransferConfig,
+) -> Result<Plan, DecisionError> {
     let status = match decision.status {
-        200..=599 => StatusCode::from_u16(decision.status).map_err(|_| DecisionError::Status(decision.status))?,
+        200..=599 => StatusCode::from_u16(decision.status)
+            .map_err(|_| DecisionError::Status(decision.status))?,
         s => return Err(DecisionError::Status(s)),
     };
     if decision.headers.len() > MAX_HEADERS
-        || decision.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>() > MAX_HEADER_BYTES
+        || decision
+            .headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len())
+            .sum::<usize>()
+            > MAX_HEADER_BYTES
     {
         return Err(DecisionError::TooManyHeaders);
     }
     let mut headers = HeaderMap::with_capacity(decision.headers.len() + 2);
     let mut content_range = None;
     for h in decision.headers {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| DecisionError::HeaderName(h.name.clone()))?;
-        let value = HeaderValue::from_str(&h.value).map_err(|_| DecisionError::HeaderValue(h.name.clone()))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| DecisionError::HeaderName(h.name.clone()))?;
+        let value = HeaderValue::from_str(&h.value)
+            .map_err(|_| DecisionError::HeaderValue(h.name.clone()))?;
         if HOST_OWNED.contains(&name) || is_hop_by_hop(&name) {
             return Err(DecisionError::HostOwnedHeader(h.name));
         }
         if name == header::CONTENT_RANGE {
-            content_range = Some(h.value);
+            // One field: with two, which one the client believes is anyone's guess.
+            if content_range.replace(h.value).is_some() {
+                return Err(DecisionError::ContentRange);
+            }
             continue;
         }
         headers.append(name, value);
@@ -169,7 +197,10 @@ pub fn validate(decision: wit::Decision, found: &Found, limits: &TransferConfig)
                 (Some(c), None) => Some((coding(c.coding), c.level)),
             };
             if let Some(c) = compress.map(|(c, _)| c).or(stored) {
-                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c.token()));
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(c.token()),
+                );
             }
             PlannedBody::Full { file, compress }
         }
@@ -193,7 +224,10 @@ pub fn validate(decision: wit::Decision, found: &Found, limits: &TransferConfig)
                 ranges.push((r.first, r.last));
             }
             if let Some(c) = stored {
-                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(c.token()));
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(c.token()),
+                );
             }
             PlannedBody::Ranges { file, ranges }
         }
@@ -210,22 +244,618 @@ pub fn validate(decision: wit::Decision, found: &Found, limits: &TransferConfig)
         let allowed = status == StatusCode::RANGE_NOT_SATISFIABLE
             && !has_content
             && target(found).is_some_and(|f| {
-                std::iter::once(&f.file).chain(f.siblings.iter().map(|(_, s)| s)).any(|r| value == format!("bytes */{}", r.meta.size))
+                std::iter::once(&f.file)
+                    .chain(f.siblings.iter().map(|(_, s)| s))
+                    .any(|r| value == format!("bytes */{}", r.meta.size))
             });
         if !allowed {
             return Err(DecisionError::ContentRange);
         }
-        headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&value).map_err(|_| DecisionError::ContentRange)?);
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&value).map_err(|_| DecisionError::ContentRange)?,
+        );
     }
 
     let chunk_size = match decision.chunk_size {
         0 => limits.chunk_default.0,
         n => u64::from(n).clamp(limits.chunk_min.0, limits.chunk_max.0),
     } as usize;
-    Ok(Plan { status, headers, body, chunk_size, zero_copy: decision.zero_copy && limits.zero_copy })
+    Ok(Plan {
+        status,
+        headers,
+        body,
+        chunk_size,
+        zero_copy: decision.zero_copy && limits.zero_copy,
+    })
 }
 
 /// Hop-by-hop fields besides the standard ones in `HOST_OWNED`.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::resolve::FileMeta;
+
+    const SIZE: u64 = 100;
+    const GZ_SIZE: u64 = 40;
+
+    fn opened(size: u64) -> OpenedFile {
+        OpenedFile {
+            file: Arc::new(tempfile::tempfile().unwrap()),
+            meta: FileMeta {
+                size,
+                mtime_ns: 0,
+                inode: 1,
+                device: 1,
+            },
+        }
+    }
+
+    /// A 100-byte file with a 40-byte gzip sibling.
+    fn file() -> Found {
+        Found::File(FoundFile {
+            file: opened(SIZE),
+            siblings: vec![(Coding::Gzip, opened(GZ_SIZE))],
+        })
+    }
+
+    fn limits() -> TransferConfig {
+        TransferConfig::default()
+    }
+
+    fn h(name: &str, value: &str) -> wit::Header {
+        wit::Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn d(status: u16, headers: Vec<wit::Header>, body: wit::Body) -> wit::Decision {
+        wit::Decision {
+            status,
+            headers,
+            body,
+            chunk_size: 0,
+            zero_copy: true,
+        }
+    }
+
+    fn full(source: wit::Source, compress: Option<wit::ContentCoding>) -> wit::Body {
+        wit::Body::Full(wit::FullBody {
+            source,
+            compress: compress.map(|coding| wit::Compression { coding, level: 6 }),
+        })
+    }
+
+    fn ranges(source: wit::Source, r: &[(u64, u64)]) -> wit::Body {
+        wit::Body::Ranges(wit::RangedBody {
+            source,
+            ranges: r
+                .iter()
+                .map(|&(first, last)| wit::ByteRange { first, last })
+                .collect(),
+        })
+    }
+
+    use wit::ContentCoding::{Br, Gzip};
+    use wit::Source::{Original, Sibling};
+
+    /// Every rule, with a decision breaking it and what it is checked against.
+    #[test]
+    fn every_rule_has_a_bad_decision() {
+        let missing = Found::Missing;
+        let f = file();
+        let no_index = Found::Directory { index: None };
+        let empty = || wit::Body::Empty;
+        let many: Vec<(u64, u64)> = (0..=MAX_RANGES as u64).map(|i| (i * 2, i * 2)).collect();
+        let cases: Vec<(&str, wit::Decision, &Found, DecisionError)> = vec![
+            (
+                "1xx",
+                d(101, vec![], empty()),
+                &missing,
+                DecisionError::Status(101),
+            ),
+            (
+                "zero",
+                d(0, vec![], empty()),
+                &missing,
+                DecisionError::Status(0),
+            ),
+            (
+                "199",
+                d(199, vec![], empty()),
+                &missing,
+                DecisionError::Status(199),
+            ),
+            (
+                "600",
+                d(600, vec![], empty()),
+                &missing,
+                DecisionError::Status(600),
+            ),
+            (
+                "max",
+                d(u16::MAX, vec![], empty()),
+                &missing,
+                DecisionError::Status(u16::MAX),
+            ),
+            (
+                "65 headers",
+                d(
+                    200,
+                    (0..=MAX_HEADERS).map(|_| h("x-a", "b")).collect(),
+                    empty(),
+                ),
+                &missing,
+                DecisionError::TooManyHeaders,
+            ),
+            (
+                "16 KiB of headers",
+                d(200, vec![h("x-a", &"v".repeat(MAX_HEADER_BYTES))], empty()),
+                &missing,
+                DecisionError::TooManyHeaders,
+            ),
+            (
+                "name with space",
+                d(200, vec![h("bad name", "x")], empty()),
+                &missing,
+                DecisionError::HeaderName("bad name".into()),
+            ),
+            (
+                "empty name",
+                d(200, vec![h("", "x")], empty()),
+                &missing,
+                DecisionError::HeaderName(String::new()),
+            ),
+            (
+                "name with colon",
+                d(200, vec![h("a:b", "x")], empty()),
+                &missing,
+                DecisionError::HeaderName("a:b".into()),
+            ),
+            (
+                "non-ASCII name",
+                d(200, vec![h("é", "x")], empty()),
+                &missing,
+                DecisionError::HeaderName("é".into()),
+            ),
+            (
+                "CRLF injection",
+                d(200, vec![h("x-a", "a\r\nset-cookie: x=1")], empty()),
+                &missing,
+                DecisionError::HeaderValue("x-a".into()),
+            ),
+            (
+                "NUL in value",
+                d(200, vec![h("x-a", "a\0b")], empty()),
+                &missing,
+                DecisionError::HeaderValue("x-a".into()),
+            ),
+            (
+                "DEL in value",
+                d(200, vec![h("x-a", "a\x7fb")], empty()),
+                &missing,
+                DecisionError::HeaderValue("x-a".into()),
+            ),
+            // Bytes >= 0x80 in a value are obs-text: obsolete but valid field syntax, so accepted.
+            (
+                "content-length",
+                d(200, vec![h("Content-Length", "5")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("Content-Length".into()),
+            ),
+            (
+                "transfer-encoding",
+                d(200, vec![h("transfer-encoding", "chunked")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("transfer-encoding".into()),
+            ),
+            (
+                "connection",
+                d(200, vec![h("connection", "close")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("connection".into()),
+            ),
+            (
+                "keep-alive",
+                d(200, vec![h("Keep-Alive", "5")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("Keep-Alive".into()),
+            ),
+            (
+                "upgrade",
+                d(200, vec![h("upgrade", "h2c")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("upgrade".into()),
+            ),
+            (
+                "trailer",
+                d(200, vec![h("trailer", "x")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("trailer".into()),
+            ),
+            (
+                "te",
+                d(200, vec![h("TE", "trailers")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("TE".into()),
+            ),
+            (
+                "proxy-connection",
+                d(200, vec![h("proxy-connection", "close")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("proxy-connection".into()),
+            ),
+            (
+                "content-encoding",
+                d(200, vec![h("content-encoding", "gzip")], empty()),
+                &missing,
+                DecisionError::HostOwnedHeader("content-encoding".into()),
+            ),
+            (
+                "content-range on a 200",
+                d(200, vec![h("content-range", "bytes */100")], empty()),
+                &f,
+                DecisionError::ContentRange,
+            ),
+            (
+                "content-range on a 206",
+                d(
+                    206,
+                    vec![h("content-range", "bytes 0-0/100")],
+                    ranges(Original, &[(0, 0)]),
+                ),
+                &f,
+                DecisionError::ContentRange,
+            ),
+            (
+                "416 with a wrong size",
+                d(416, vec![h("content-range", "bytes */99")], empty()),
+                &f,
+                DecisionError::ContentRange,
+            ),
+            (
+                "416 with a body",
+                d(
+                    416,
+                    vec![h("content-range", "bytes */100")],
+                    wit::Body::Inline(b"x".to_vec()),
+                ),
+                &f,
+                DecisionError::ContentRange,
+            ),
+            (
+                "416 with no file",
+                d(416, vec![h("content-range", "bytes */0")], empty()),
+                &missing,
+                DecisionError::ContentRange,
+            ),
+            (
+                "two content-ranges",
+                d(
+                    416,
+                    vec![
+                        h("content-range", "bytes */100"),
+                        h("content-range", "bytes */40"),
+                    ],
+                    empty(),
+                ),
+                &f,
+                DecisionError::ContentRange,
+            ),
+            (
+                "inline over 64 KiB",
+                d(200, vec![], wit::Body::Inline(vec![0; MAX_INLINE + 1])),
+                &missing,
+                DecisionError::InlineTooLarge,
+            ),
+            (
+                "304 with a body",
+                d(304, vec![], wit::Body::Inline(b"x".to_vec())),
+                &missing,
+                DecisionError::BodyNotAllowed(304),
+            ),
+            (
+                "204 with a file",
+                d(204, vec![], full(Original, None)),
+                &f,
+                DecisionError::BodyNotAllowed(204),
+            ),
+            (
+                "file body, no file",
+                d(200, vec![], full(Original, None)),
+                &missing,
+                DecisionError::NoFile,
+            ),
+            (
+                "file body, a directory without index",
+                d(200, vec![], full(Original, None)),
+                &no_index,
+                DecisionError::NoFile,
+            ),
+            (
+                "ranges, no file",
+                d(206, vec![], ranges(Original, &[(0, 0)])),
+                &missing,
+                DecisionError::NoFile,
+            ),
+            (
+                "sibling not offered",
+                d(200, vec![], full(Sibling(Br), None)),
+                &f,
+                DecisionError::UnknownSibling("br"),
+            ),
+            (
+                "ranges of a sibling not offered",
+                d(206, vec![], ranges(Sibling(Br), &[(0, 0)])),
+                &f,
+                DecisionError::UnknownSibling("br"),
+            ),
+            (
+                "compressing a sibling",
+                d(200, vec![], full(Sibling(Gzip), Some(Br))),
+                &f,
+                DecisionError::DoubleEncoding,
+            ),
+            (
+                "ranges on a 200",
+                d(200, vec![], ranges(Original, &[(0, 0)])),
+                &f,
+                DecisionError::RangeStatus,
+            ),
+            (
+                "206 without ranges",
+                d(206, vec![], full(Original, None)),
+                &f,
+                DecisionError::RangeStatus,
+            ),
+            (
+                "206 inline",
+                d(206, vec![], wit::Body::Inline(b"x".to_vec())),
+                &f,
+                DecisionError::RangeStatus,
+            ),
+            (
+                "no ranges",
+                d(206, vec![], ranges(Original, &[])),
+                &f,
+                DecisionError::RangeCount,
+            ),
+            (
+                "65 ranges",
+                d(206, vec![], ranges(Original, &many)),
+                &f,
+                DecisionError::RangeCount,
+            ),
+            (
+                "reversed",
+                d(206, vec![], ranges(Original, &[(5, 4)])),
+                &f,
+                DecisionError::RangeBounds(5, 4, SIZE),
+            ),
+            (
+                "past the end",
+                d(206, vec![], ranges(Original, &[(0, SIZE)])),
+                &f,
+                DecisionError::RangeBounds(0, SIZE, SIZE),
+            ),
+            (
+                "past the sibling's end",
+                d(206, vec![], ranges(Sibling(Gzip), &[(0, GZ_SIZE)])),
+                &f,
+                DecisionError::RangeBounds(0, GZ_SIZE, GZ_SIZE),
+            ),
+            (
+                "u64::MAX",
+                d(206, vec![], ranges(Original, &[(u64::MAX, u64::MAX)])),
+                &f,
+                DecisionError::RangeBounds(u64::MAX, u64::MAX, SIZE),
+            ),
+            (
+                "descending",
+                d(206, vec![], ranges(Original, &[(10, 20), (0, 5)])),
+                &f,
+                DecisionError::RangeOrder,
+            ),
+            (
+                "overlapping",
+                d(206, vec![], ranges(Original, &[(0, 10), (10, 20)])),
+                &f,
+                DecisionError::RangeOrder,
+            ),
+            (
+                "touching",
+                d(206, vec![], ranges(Original, &[(0, 10), (11, 20)])),
+                &f,
+                DecisionError::RangeOrder,
+            ),
+            (
+                "duplicate",
+                d(206, vec![], ranges(Original, &[(3, 3), (3, 3)])),
+                &f,
+                DecisionError::RangeOrder,
+            ),
+        ];
+        let mut rules = std::collections::HashSet::new();
+        for (what, decision, found, expected) in cases {
+            let Err(got) = validate(decision, found, &limits()) else {
+                panic!("{what}: accepted")
+            };
+            assert_eq!(got, expected, "{what}");
+            // The log line names the rule.
+            assert!(!got.to_string().is_empty());
+            rules.insert(std::mem::discriminant(&got));
+        }
+        // Every DecisionError variant is covered above.
+        assert_eq!(
+            rules.len(),
+            15,
+            "a DecisionError variant has no bad decision in the table"
+        );
+    }
+
+    #[test]
+    fn good_decisions_become_plans() {
+        let plan = validate(
+            d(
+                200,
+                vec![
+                    h("Content-Type", "text/plain"),
+                    h("x-a", "1"),
+                    h("x-a", "2"),
+                ],
+                wit::Body::Inline(b"hi".to_vec()),
+            ),
+            &Found::Missing,
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(plan.status, StatusCode::OK);
+        assert_eq!(plan.headers["content-type"], "text/plain");
+        assert_eq!(
+            plan.headers.get_all("x-a").iter().count(),
+            2,
+            "repeated fields are kept"
+        );
+        assert!(matches!(plan.body, PlannedBody::Inline(ref b) if b.as_ref() == b"hi"));
+
+        // Limits: exactly at them is fine.
+        let at_limit = d(
+            200,
+            (0..MAX_HEADERS).map(|_| h("x-a", "b")).collect(),
+            wit::Body::Inline(vec![0; MAX_INLINE]),
+        );
+        validate(at_limit, &Found::Missing, &limits()).unwrap();
+
+        for status in [200, 201, 204, 301, 304, 404, 451, 500, 599] {
+            let plan = validate(
+                d(status, vec![], wit::Body::Empty),
+                &Found::Missing,
+                &limits(),
+            )
+            .unwrap();
+            assert_eq!(plan.status.as_u16(), status);
+        }
+
+        let plan = validate(d(200, vec![], full(Original, None)), &file(), &limits()).unwrap();
+        assert!(
+            matches!(plan.body, PlannedBody::Full { ref file, compress: None } if file.meta.size == SIZE)
+        );
+        assert!(plan.headers.get("content-encoding").is_none());
+
+        let plan = validate(
+            d(200, vec![], full(Sibling(Gzip), None)),
+            &file(),
+            &limits(),
+        )
+        .unwrap();
+        assert!(
+            matches!(plan.body, PlannedBody::Full { ref file, compress: None } if file.meta.size == GZ_SIZE)
+        );
+        assert_eq!(
+            plan.headers["content-encoding"], "gzip",
+            "the host adds Content-Encoding"
+        );
+
+        let plan = validate(d(200, vec![], full(Original, Some(Br))), &file(), &limits()).unwrap();
+        assert!(matches!(
+            plan.body,
+            PlannedBody::Full {
+                compress: Some((Coding::Br, 6)),
+                ..
+            }
+        ));
+        assert_eq!(plan.headers["content-encoding"], "br");
+
+        // An index file counts as the file.
+        let index = Found::Directory {
+            index: Some((
+                "index.html".into(),
+                FoundFile {
+                    file: opened(7),
+                    siblings: vec![],
+                },
+            )),
+        };
+        let plan = validate(d(200, vec![], full(Original, None)), &index, &limits()).unwrap();
+        assert!(matches!(plan.body, PlannedBody::Full { ref file, .. } if file.meta.size == 7));
+
+        let plan = validate(
+            d(
+                206,
+                vec![],
+                ranges(Original, &[(0, 0), (2, 10), (SIZE - 1, SIZE - 1)]),
+            ),
+            &file(),
+            &limits(),
+        )
+        .unwrap();
+        assert!(
+            matches!(plan.body, PlannedBody::Ranges { ref ranges, .. } if ranges == &[(0, 0), (2, 10), (99, 99)])
+        );
+        let max: Vec<(u64, u64)> = (0..MAX_RANGES as u64)
+            .map(|i| (i, i))
+            .map(|(a, _)| (a * 2, a * 2))
+            .collect();
+        let big = Found::File(FoundFile {
+            file: opened(1000),
+            siblings: vec![],
+        });
+        validate(d(206, vec![], ranges(Original, &max)), &big, &limits()).unwrap();
+        let plan = validate(
+            d(206, vec![], ranges(Sibling(Gzip), &[(0, GZ_SIZE - 1)])),
+            &file(),
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(plan.headers["content-encoding"], "gzip");
+
+        // 416 with the size of the file or of a reported sibling.
+        for size in [SIZE, GZ_SIZE] {
+            let cr = format!("bytes */{size}");
+            let plan = validate(
+                d(416, vec![h("Content-Range", &cr)], wit::Body::Empty),
+                &file(),
+                &limits(),
+            )
+            .unwrap();
+            assert_eq!(plan.headers["content-range"], cr.as_str());
+        }
+    }
+
+    #[test]
+    fn chunk_size_is_clamped_and_zero_copy_narrowed() {
+        let l = limits();
+        let chunk = |n: u32| {
+            let mut dec = d(200, vec![], wit::Body::Empty);
+            dec.chunk_size = n;
+            validate(dec, &Found::Missing, &l).unwrap().chunk_size as u64
+        };
+        assert_eq!(chunk(0), l.chunk_default.0);
+        assert_eq!(chunk(1), l.chunk_min.0);
+        assert_eq!(chunk(u32::MAX), l.chunk_max.0);
+        assert_eq!(chunk(64 << 10), 64 << 10);
+
+        let mut off = limits();
+        off.zero_copy = false;
+        assert!(
+            !validate(d(200, vec![], wit::Body::Empty), &Found::Missing, &off)
+                .unwrap()
+                .zero_copy
+        );
+        let mut dec = d(200, vec![], wit::Body::Empty);
+        dec.zero_copy = false;
+        assert!(!validate(dec, &Found::Missing, &l).unwrap().zero_copy);
+        assert!(
+            validate(d(200, vec![], wit::Body::Empty), &Found::Missing, &l)
+                .unwrap()
+                .zero_copy
+        );
+    }
 }

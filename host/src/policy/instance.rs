@@ -17,9 +17,29 @@ pub struct HostState {
     limits: StoreLimits,
 }
 
+impl HostState {
+    /// The WASI resource table (streams, pollables), for the shadowed imports.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+/// Most WASI resources (streams, pollables) one instance may hold at once. A
+/// policy needs none or a couple (stdout for a debug line); without a cap, an
+/// instance reused across requests could grow the host-side table by a million
+/// entries.
+const MAX_RESOURCES: usize = 64;
+
+/// Largest `wasi:random` request: its bytes are allocated on the host before
+/// being copied into the guest (wasmtime-wasi's default is 64 MiB).
+const MAX_RANDOM: u64 = 4096;
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -38,8 +58,12 @@ impl Warm {
         let state = HostState {
             // No preopens, no environment, no arguments, no network: std's WASI
             // imports resolve, but grant nothing.
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().max_random_size(MAX_RANDOM).build(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             limits: StoreLimitsBuilder::new()
                 .memory_size(usize::try_from(limits.memory).unwrap_or(usize::MAX))
                 .instances(32)
@@ -62,11 +86,18 @@ impl Warm {
         self.store.set_epoch_deadline(sandbox.ticks(deadline));
     }
 
-    pub fn configure(&mut self, settings: &[wit::Setting]) -> wasmtime::Result<Result<wit::Capabilities, String>> {
+    pub fn configure(
+        &mut self,
+        settings: &[wit::Setting],
+    ) -> wasmtime::Result<Result<wit::Capabilities, String>> {
         self.bindings.call_configure(&mut self.store, settings)
     }
 
-    pub fn decide(&mut self, req: &wit::Request, entry: &wit::Entry) -> wasmtime::Result<wit::Decision> {
+    pub fn decide(
+        &mut self,
+        req: &wit::Request,
+        entry: &wit::Entry,
+    ) -> wasmtime::Result<wit::Decision> {
         self.bindings.call_decide(&mut self.store, req, entry)
     }
 }

@@ -2,17 +2,22 @@
 //!
 //! A [`Policy`] is one compiled component with its settings and limits. Calls
 //! run on *warm* instances kept in a small pool and reused across requests
-//! (measured: ~2.6 µs a call, against ~16-40 µs for a fresh instance even with
-//! the pooling allocator). An instance that traps, overruns its deadline or
+//! (measured with `host/benches/policy.rs`, default policy, epoch deadline and
+//! `StoreLimits` on: ~9 µs p50 a call warm, against ~80 µs for a fresh store +
+//! instance + `configure` even with the pooling allocator; see
+//! `host/benches/RESULTS.md`). An instance that traps, overruns its deadline or
 //! hits its memory cap is dropped, never reused: its state is suspect.
 //!
 //! Calls are synchronous on the async worker: wasm cannot block on I/O here
-//! (the WASI context is empty), so a call costs only CPU, and the epoch
-//! deadline bounds how long it can hold the worker.
+//! (the WASI context is empty and every WASI import that could wait is
+//! replaced, see `wasi`), so a call costs only CPU, and the epoch deadline
+//! bounds how long it can hold the worker. A panic in a host function the
+//! policy called is caught and treated as a trap.
 
 pub mod bindings;
 mod engine;
 mod instance;
+mod wasi;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,7 +26,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 
 pub use bindings::types as wit;
-pub use engine::Sandbox;
+pub use engine::{wasmtime_config, Sandbox, MAX_WASM_STACK};
 use instance::{HostState, Warm};
 
 use crate::coding::Coding;
@@ -35,7 +40,10 @@ pub static DEFAULT_POLICY: &[u8] = include_bytes!(env!("SLUICE_DEFAULT_POLICY"))
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read policy {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("not a valid component: {0:#}")]
     Compile(wasmtime::Error),
     #[error("component does not implement sluice:policy@0.1.0: {0:#}")]
@@ -80,7 +88,10 @@ pub struct Policy {
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy").field("name", &self.name).field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,11 +105,25 @@ impl Policy {
     ) -> Result<Policy, LoadError> {
         match file {
             Some(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
-                Policy::from_bytes(sandbox, &bytes, &path.display().to_string(), settings, limits)
+                let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Policy::from_bytes(
+                    sandbox,
+                    &bytes,
+                    &path.display().to_string(),
+                    settings,
+                    limits,
+                )
             }
-            None => Policy::from_bytes(sandbox, DEFAULT_POLICY, "built-in default", settings, limits),
+            None => Policy::from_bytes(
+                sandbox,
+                DEFAULT_POLICY,
+                "built-in default",
+                settings,
+                limits,
+            ),
         }
     }
 
@@ -114,15 +139,21 @@ impl Policy {
         let mut linker = Linker::<HostState>::new(&sandbox.engine);
         // A std guest imports a dozen WASI interfaces even when it does no I/O;
         // they are linked against an empty context that grants nothing.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(LoadError::Link)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(LoadError::Link)?;
+        // Those that could block the thread are replaced (see `wasi`).
+        wasi::add_to_linker(&mut linker).map_err(LoadError::Link)?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(LoadError::Link)?;
         let pre = bindings::PolicyPre::new(instance_pre).map_err(LoadError::Link)?;
         let mut policy = Policy {
             sandbox: sandbox.clone(),
             pre,
             settings: settings
                 .iter()
-                .map(|(name, value)| wit::Setting { name: name.clone(), value: value.clone() })
+                .map(|(name, value)| wit::Setting {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
                 .collect(),
             limits,
             capabilities: Capabilities::default(),
@@ -155,9 +186,10 @@ impl Policy {
     }
 
     fn instantiate(&self) -> Result<(Warm, Capabilities), LoadError> {
-        let mut warm = Warm::new(&self.sandbox, &self.pre, self.limits).map_err(CallError::Instantiate)?;
+        let mut warm = guarded(|| Warm::new(&self.sandbox, &self.pre, self.limits))
+            .map_err(CallError::Instantiate)?;
         warm.arm(&self.sandbox, self.limits.deadline);
-        let caps = match warm.configure(&self.settings) {
+        let caps = match guarded(|| warm.configure(&self.settings)) {
             Ok(Ok(caps)) => caps,
             Ok(Err(message)) => return Err(LoadError::Configure(message)),
             Err(e) => return Err(LoadError::Canary(classify(e, self.limits.deadline))),
@@ -179,7 +211,11 @@ impl Policy {
     }
 
     /// Calls `decide` on a warm instance (creating one if none is idle).
-    pub fn decide(&self, req: &wit::Request, entry: &wit::Entry) -> Result<wit::Decision, CallError> {
+    pub fn decide(
+        &self,
+        req: &wit::Request,
+        entry: &wit::Entry,
+    ) -> Result<wit::Decision, CallError> {
         stats::add(&stats::get().policy_calls, 1);
         let idle = self.idle.lock().expect("not poisoned").pop();
         let mut warm = match idle {
@@ -191,7 +227,7 @@ impl Policy {
             },
         };
         warm.arm(&self.sandbox, self.limits.deadline);
-        match warm.decide(req, entry) {
+        match guarded(|| warm.decide(req, entry)) {
             Ok(decision) => {
                 let mut idle = self.idle.lock().expect("not poisoned");
                 if idle.len() < self.max_idle {
@@ -209,12 +245,34 @@ impl Policy {
     }
 }
 
+/// Runs a call into wasm, turning a panic in a host function it called (e.g.
+/// a WASI import that tries to block on the tokio runtime) into an error, so
+/// the caller answers 500 and retires the instance instead of unwinding
+/// through hyper and dropping the connection.
+fn guarded<R>(call: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(wasmtime::Error::msg(format!(
+                "a host function called by the policy panicked: {message}"
+            )))
+        }
+    }
+}
+
 /// Sorts a wasmtime error into what the client should be told.
 fn classify(e: wasmtime::Error, deadline: Duration) -> CallError {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => CallError::Deadline(deadline),
         Some(wasmtime::Trap::StackOverflow) => CallError::Exhausted("wasm stack overflow".into()),
-        Some(wasmtime::Trap::AllocationTooLarge) => CallError::Exhausted("allocation too large".into()),
+        Some(wasmtime::Trap::AllocationTooLarge) => {
+            CallError::Exhausted("allocation too large".into())
+        }
         Some(trap) => CallError::Trap(trap.to_string()),
         None => {
             let text = format!("{e:#}");
@@ -232,8 +290,58 @@ fn canary_request() -> wit::Request {
         method: "GET".into(),
         path: "/".into(),
         raw_query: None,
-        headers: vec![wit::Header { name: "host".into(), value: "localhost".into() }],
+        headers: vec![wit::Header {
+            name: "host".into(),
+            value: "localhost".into(),
+        }],
         tls: false,
         version: wit::HttpVersion::Http11,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SandboxConfig;
+
+    fn load(bytes: &[u8]) -> Result<Policy, LoadError> {
+        let settings = SandboxConfig::default();
+        let sandbox = Sandbox::new(&settings).unwrap();
+        Policy::from_bytes(&sandbox, bytes, "test", &[], settings.limits())
+    }
+
+    #[test]
+    fn warm_instances_are_reused() {
+        let policy = load(DEFAULT_POLICY).unwrap();
+        for _ in 0..50 {
+            policy
+                .decide(&canary_request(), &wit::Entry::Missing)
+                .unwrap();
+        }
+        // Sequential calls share the one instance the canary left warm.
+        assert_eq!(policy.idle.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn broken_components_are_refused() {
+        assert!(matches!(load(b"garbage"), Err(LoadError::Compile(_))));
+        assert!(matches!(load(b""), Err(LoadError::Compile(_))));
+        // A core module is not a component.
+        assert!(matches!(
+            load(b"\0asm\x01\0\0\0"),
+            Err(LoadError::Compile(_))
+        ));
+        // The empty component implements no `configure`/`decide`.
+        assert!(matches!(
+            load(b"\0asm\x0d\0\x01\0"),
+            Err(LoadError::Link(_))
+        ));
+    }
+
+    #[test]
+    fn host_panics_become_errors() {
+        let e = guarded::<()>(|| panic!("boom")).unwrap_err();
+        assert!(format!("{e}").contains("boom"));
+        assert_eq!(guarded(|| Ok(5)).unwrap(), 5);
     }
 }

@@ -65,7 +65,10 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
-        if let Some(c) = segment.chars().find(|c| *c == '\0' || *c == '\\' || c.is_control()) {
+        if let Some(c) = segment
+            .chars()
+            .find(|c| *c == '\0' || *c == '\\' || c.is_control())
+        {
             return Err(match c {
                 '\0' => PathError::Nul,
                 '\\' => PathError::Backslash,
@@ -87,7 +90,10 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     }
     if path.is_empty() {
         path.push('/');
-        return Ok(NormalPath { path, segments_end: 1 });
+        return Ok(NormalPath {
+            path,
+            segments_end: 1,
+        });
     }
     let segments_end = path.len();
     // A trailing slash (or a trailing `.`/`..` segment, which names a directory)
@@ -105,11 +111,20 @@ mod tests {
     #[test]
     fn normal_paths() {
         let n = normalize("/a/b.txt").unwrap();
-        assert_eq!((n.path.as_str(), n.relative(), n.trailing_slash()), ("/a/b.txt", "a/b.txt", false));
+        assert_eq!(
+            (n.path.as_str(), n.relative(), n.trailing_slash()),
+            ("/a/b.txt", "a/b.txt", false)
+        );
         let n = normalize("/").unwrap();
-        assert_eq!((n.path.as_str(), n.relative(), n.trailing_slash()), ("/", ".", false));
+        assert_eq!(
+            (n.path.as_str(), n.relative(), n.trailing_slash()),
+            ("/", ".", false)
+        );
         let n = normalize("//a//./b/../c/").unwrap();
-        assert_eq!((n.path.as_str(), n.relative(), n.trailing_slash()), ("/a/c/", "a/c", true));
+        assert_eq!(
+            (n.path.as_str(), n.relative(), n.trailing_slash()),
+            ("/a/c/", "a/c", true)
+        );
         let n = normalize("/a%20b/%E2%82%AC").unwrap();
         assert_eq!(n.path, "/a b/€");
     }

@@ -47,7 +47,10 @@ pub struct FoundFile {
 impl FoundFile {
     /// The sibling stored in `coding`, if it was found.
     pub fn sibling(&self, coding: Coding) -> Option<&OpenedFile> {
-        self.siblings.iter().find(|(c, _)| *c == coding).map(|(_, f)| f)
+        self.siblings
+            .iter()
+            .find(|(c, _)| *c == coding)
+            .map(|(_, f)| f)
     }
 }
 
@@ -57,7 +60,9 @@ pub enum Found {
     /// Nothing servable (absent, special, unreadable, or outside the root).
     Missing,
     File(FoundFile),
-    Directory { index: Option<(String, FoundFile)> },
+    Directory {
+        index: Option<(String, FoundFile)>,
+    },
 }
 
 /// The served directory, held open so resolution is relative to it.
@@ -81,14 +86,24 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGIC
 impl Root {
     /// Opens `path` as the root to serve.
     pub fn open(path: &Path) -> Result<Root, RootError> {
-        let open_err = |source| RootError::Open { path: path.to_owned(), source };
-        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| open_err(e.into()))?;
+        let open_err = |source| RootError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| open_err(e.into()))?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| open_err(e.into()))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
             return Err(RootError::NotADirectory(path.to_owned()));
         }
-        let root = Root { fd, path: path.canonicalize().unwrap_or_else(|_| path.to_owned()) };
+        let root = Root {
+            fd,
+            path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
+        };
         match root.open_beneath(".") {
             Err(rustix::io::Errno::NOSYS) => Err(RootError::NoOpenat2),
             _ => Ok(root),
@@ -148,14 +163,23 @@ impl Root {
             return Found::Missing;
         };
         match FileType::from_raw_mode(stat.st_mode) {
-            FileType::RegularFile => Found::File(self.found_file(relative, opened(fd, &stat), codings)),
+            FileType::RegularFile => {
+                Found::File(self.found_file(relative, opened(fd, &stat), codings))
+            }
             FileType::Directory => {
                 drop(fd);
-                let index = index_names.iter().filter(|n| valid_name(n)).find_map(|name| {
-                    let path = if relative == "." { name.clone() } else { format!("{relative}/{name}") };
-                    let file = self.open_file(&path)?;
-                    Some((name.clone(), self.found_file(&path, file, codings)))
-                });
+                let index = index_names
+                    .iter()
+                    .filter(|n| valid_name(n))
+                    .find_map(|name| {
+                        let path = if relative == "." {
+                            name.clone()
+                        } else {
+                            format!("{relative}/{name}")
+                        };
+                        let file = self.open_file(&path)?;
+                        Some((name.clone(), self.found_file(&path, file, codings)))
+                    });
                 Found::Directory { index }
             }
             _ => Found::Missing,
@@ -168,12 +192,17 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
+// `stat` field types differ between targets (e.g. 32-bit `time_t`), so the
+// casts are needed somewhere even where they are no-ops.
+#[allow(clippy::unnecessary_cast)]
 fn opened(fd: OwnedFd, stat: &rustix::fs::Stat) -> OpenedFile {
     OpenedFile {
         file: Arc::new(File::from(fd)),
         meta: FileMeta {
             size: stat.st_size as u64,
-            mtime_ns: (stat.st_mtime as i64).saturating_mul(1_000_000_000).saturating_add(stat.st_mtime_nsec as i64),
+            mtime_ns: (stat.st_mtime as i64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(stat.st_mtime_nsec as i64),
             inode: stat.st_ino as u64,
             device: stat.st_dev as u64,
         },
@@ -202,10 +231,16 @@ mod tests {
         match root.lookup("a.txt", &[], &codings) {
             Found::File(f) => {
                 assert_eq!(f.file.meta.size, 5);
-                assert!(f.siblings.is_empty(), "a symlinked sibling leaving the root must not be offered");
+                assert!(
+                    f.siblings.is_empty(),
+                    "a symlinked sibling leaving the root must not be offered"
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(root.lookup("inside", &[], &codings), Found::File(_)));
+        assert!(matches!(
+            root.lookup("inside", &[], &codings),
+            Found::File(_)
+        ));
     }
 }

@@ -32,8 +32,17 @@ impl Site {
     /// Opens the root and loads the policy (compile, configure, canary).
     pub fn open(sandbox: &Sandbox, spec: SiteSpec) -> anyhow::Result<Site> {
         let root = Root::open(&spec.root)?;
-        let policy = Policy::load(sandbox, spec.policy_file.as_deref(), &spec.settings, spec.limits)?;
-        Ok(Site { root, policy: ArcSwap::from_pointee(policy), spec })
+        let policy = Policy::load(
+            sandbox,
+            spec.policy_file.as_deref(),
+            &spec.settings,
+            spec.limits,
+        )?;
+        Ok(Site {
+            root,
+            policy: ArcSwap::from_pointee(policy),
+            spec,
+        })
     }
 
     /// The current policy. In-flight requests keep the one they started with.
@@ -44,7 +53,12 @@ impl Site {
     /// Loads the policy file again; swaps it in only if it compiles, links,
     /// configures and passes the canary call. Otherwise the old one stays.
     pub fn reload(&self, sandbox: &Sandbox) -> Result<(), LoadError> {
-        match Policy::load(sandbox, self.spec.policy_file.as_deref(), &self.spec.settings, self.spec.limits) {
+        match Policy::load(
+            sandbox,
+            self.spec.policy_file.as_deref(),
+            &self.spec.settings,
+            self.spec.limits,
+        ) {
             Ok(p) => {
                 self.policy.store(Arc::new(p));
                 stats::add(&stats::get().reloads, 1);
@@ -76,18 +90,26 @@ impl App {
         let host = req
             .uri()
             .host()
-            .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
-            .map(|h| strip_port(h).to_ascii_lowercase());
-        host.and_then(|h| self.vhosts.get(&h)).unwrap_or(&self.default)
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase());
+        host.and_then(|h| self.vhosts.get(&h))
+            .unwrap_or(&self.default)
     }
 
     /// Reloads every site's policy; returns the failures.
     pub fn reload(&self) -> Vec<(String, LoadError)> {
         let mut failures = Vec::new();
-        let all = std::iter::once(("(default)".to_owned(), &self.default)).chain(self.vhosts.iter().map(|(h, s)| (h.clone(), s)));
+        let all = std::iter::once(("(default)".to_owned(), &self.default))
+            .chain(self.vhosts.iter().map(|(h, s)| (h.clone(), s)));
         for (name, site) in all {
             match site.reload(&self.sandbox) {
-                Ok(()) => tracing::info!(site = %name, policy = site.policy().name(), "policy reloaded"),
+                Ok(()) => {
+                    tracing::info!(site = %name, policy = site.policy().name(), "policy reloaded")
+                }
                 Err(e) => {
                     tracing::error!(site = %name, error = %e, "policy reload refused; the old policy keeps serving");
                     failures.push((name, e));
@@ -102,5 +124,7 @@ fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
     }
-    host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(host, |(h, _)| h)
+    host.rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
 }

@@ -1,0 +1,364 @@
+//! Per-request cost of the policy call (issue 5): a warm, reused instance
+//! against a fresh store + instance per request, each with and without the
+//! epoch deadline and `StoreLimits`; plus the production path
+//! (`sluice::policy::Policy::decide`) and resident memory per loaded policy
+//! and per warm instance.
+//!
+//! `cargo bench -p sluice --bench policy` (about a minute). Criterion reports
+//! the median; the p50/p99/p99.9 table before it comes from a plain timing loop
+//! of single calls. Pin it like the other benchmarks: `taskset -c 1 cargo bench …`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use sluice::config::SandboxConfig;
+use sluice::policy::bindings::{Policy as Bindings, PolicyPre};
+use sluice::policy::{wasmtime_config, wit, Policy, Sandbox, DEFAULT_POLICY};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Variant {
+    name: &'static str,
+    pooling: bool,
+    epochs: bool,
+    limits: bool,
+}
+
+/// One engine + pre-instantiated component for a variant.
+struct Setup {
+    v: Variant,
+    engine: Engine,
+    pre: PolicyPre<State>,
+}
+
+impl Setup {
+    fn new(v: Variant) -> Setup {
+        Setup::with_component(v, DEFAULT_POLICY)
+    }
+
+    fn with_component(v: Variant, wasm: &[u8]) -> Setup {
+        let mut config = wasmtime_config(&SandboxConfig::default());
+        config.epoch_interruption(v.epochs);
+        if !v.pooling {
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        }
+        let engine = Engine::new(&config).unwrap();
+        let component = Component::new(&engine, wasm).unwrap();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+        let pre = PolicyPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+        Setup { v, engine, pre }
+    }
+
+    /// A store + instance, configured (what a fresh-per-request host does
+    /// before each call, and a warm host once).
+    fn instance(&self) -> (Store<State>, Bindings) {
+        let limits = if self.v.limits {
+            StoreLimitsBuilder::new()
+                .memory_size(16 << 20)
+                .instances(32)
+                .tables(32)
+                .memories(4)
+                .trap_on_grow_failure(true)
+                .build()
+        } else {
+            StoreLimits::default()
+        };
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+                limits,
+            },
+        );
+        if self.v.limits {
+            store.limiter(|s| &mut s.limits);
+        }
+        if self.v.epochs {
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(11);
+        }
+        let bindings = self.pre.instantiate(&mut store).unwrap();
+        bindings.call_configure(&mut store, &[]).unwrap().unwrap();
+        (store, bindings)
+    }
+
+    fn call(
+        &self,
+        store: &mut Store<State>,
+        bindings: &Bindings,
+        req: &wit::Request,
+        entry: &wit::Entry,
+    ) {
+        if self.v.epochs {
+            store.set_epoch_deadline(11);
+        }
+        black_box(bindings.call_decide(&mut *store, req, entry).unwrap());
+    }
+}
+
+/// A `GET` of a file with an 8-header record, as BENCH-METHOD's table used.
+fn request() -> (wit::Request, wit::Entry) {
+    let h = |n: &str, v: &str| wit::Header {
+        name: n.into(),
+        value: v.into(),
+    };
+    let req = wit::Request {
+        method: "GET".into(),
+        path: "/assets/app.js".into(),
+        raw_query: None,
+        headers: vec![
+            h("host", "example.test"),
+            h(
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/140.0",
+            ),
+            h("accept", "*/*"),
+            h("accept-encoding", "gzip, deflate, br, zstd"),
+            h("accept-language", "en-US,en;q=0.5"),
+            h("if-none-match", "\"abc-123\""),
+            h("referer", "https://example.test/"),
+            h("connection", "keep-alive"),
+        ],
+        tls: false,
+        version: wit::HttpVersion::Http11,
+    };
+    let meta = wit::FileMeta {
+        size: 123_456,
+        mtime_ns: 1_700_000_000_000_000_000,
+        inode: 42,
+        device: 7,
+    };
+    (
+        req,
+        wit::Entry::File(wit::FileEntry {
+            meta,
+            siblings: vec![],
+        }),
+    )
+}
+
+const VARIANTS: [Variant; 9] = [
+    Variant {
+        name: "warm/bare",
+        pooling: true,
+        epochs: false,
+        limits: false,
+    },
+    Variant {
+        name: "warm/epoch",
+        pooling: true,
+        epochs: true,
+        limits: false,
+    },
+    Variant {
+        name: "warm/limits",
+        pooling: true,
+        epochs: false,
+        limits: true,
+    },
+    Variant {
+        name: "warm/epoch+limits",
+        pooling: true,
+        epochs: true,
+        limits: true,
+    },
+    Variant {
+        name: "fresh-pooling/bare",
+        pooling: true,
+        epochs: false,
+        limits: false,
+    },
+    Variant {
+        name: "fresh-pooling/epoch",
+        pooling: true,
+        epochs: true,
+        limits: false,
+    },
+    Variant {
+        name: "fresh-pooling/limits",
+        pooling: true,
+        epochs: false,
+        limits: true,
+    },
+    Variant {
+        name: "fresh-pooling/epoch+limits",
+        pooling: true,
+        epochs: true,
+        limits: true,
+    },
+    Variant {
+        name: "fresh-ondemand/epoch+limits",
+        pooling: false,
+        epochs: true,
+        limits: true,
+    },
+];
+
+/// One request's worth of work for a variant.
+fn one(
+    setup: &Setup,
+    warm: &mut Option<(Store<State>, Bindings)>,
+    req: &wit::Request,
+    entry: &wit::Entry,
+) {
+    if setup.v.name.starts_with("warm") {
+        let (store, bindings) = warm.get_or_insert_with(|| setup.instance());
+        setup.call(store, bindings, req, entry);
+    } else {
+        let (mut store, bindings) = setup.instance();
+        setup.call(&mut store, &bindings, req, entry);
+        drop(store);
+    }
+}
+
+fn percentiles(name: &str, mut f: impl FnMut()) {
+    for _ in 0..2_000 {
+        f();
+    }
+    let n = 20_000;
+    let mut ns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        ns.push(t.elapsed().as_nanos() as u64);
+    }
+    ns.sort_unstable();
+    let p = |q: f64| ns[((n as f64 * q) as usize).min(n - 1)];
+    println!(
+        "{name:<32} {:>9} {:>9} {:>9} {:>9}",
+        p(0.5),
+        p(0.99),
+        p(0.999),
+        ns[n - 1]
+    );
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn memory() {
+    let settings = SandboxConfig::default();
+    let sandbox = Sandbox::new(&settings).unwrap();
+    let limits = settings.limits();
+    // Compile once first, so the lazily-initialized parts of wasmtime and
+    // Cranelift are not charged to the first policy.
+    let first = Policy::from_bytes(&sandbox, DEFAULT_POLICY, "warm-up", &[], limits).unwrap();
+    let (req, entry) = request();
+    first.decide(&req, &entry).unwrap();
+    let n = 16;
+    let before = rss_kib();
+    let policies: Vec<Policy> = (0..n)
+        .map(|i| {
+            Policy::from_bytes(&sandbox, DEFAULT_POLICY, &format!("p{i}"), &[], limits).unwrap()
+        })
+        .collect();
+    let after = rss_kib();
+    println!(
+        "RSS per loaded policy (compiled component + 1 warm instance, {} KiB guest): {} KiB  [{n} policies: {before} -> {after} KiB]",
+        DEFAULT_POLICY.len() / 1024,
+        (after - before) / n
+    );
+    drop(policies);
+
+    // Per extra warm instance of one policy: hold `m` stores at once.
+    let setup = Setup::new(VARIANTS[3]);
+    let m = 48;
+    let _prime = setup.instance();
+    let before = rss_kib();
+    let held: Vec<_> = (0..m)
+        .map(|_| {
+            let (mut store, bindings) = setup.instance();
+            setup.call(&mut store, &bindings, &req, &entry);
+            (store, bindings)
+        })
+        .collect();
+    let after = rss_kib();
+    println!("RSS per warm instance (store + instance after one call): {} KiB  [{m} instances: {before} -> {after} KiB]", (after - before) / m);
+    drop(held);
+}
+
+fn main() {
+    let (req, entry) = request();
+    let setups: Vec<Setup> = VARIANTS.iter().map(|v| Setup::new(*v)).collect();
+
+    // The production path: sluice's own pool of warm instances (mutex, epoch
+    // deadline, StoreLimits, panic guard).
+    let settings = SandboxConfig::default();
+    let sandbox = Sandbox::new(&settings).unwrap();
+    let production =
+        Policy::from_bytes(&sandbox, DEFAULT_POLICY, "default", &[], settings.limits()).unwrap();
+
+    println!(
+        "policy call, ns per request (single thread, {} samples)",
+        20_000
+    );
+    println!(
+        "{:<32} {:>9} {:>9} {:>9} {:>9}",
+        "variant", "p50", "p99", "p99.9", "max"
+    );
+    for setup in &setups {
+        let mut warm = None;
+        percentiles(setup.v.name, || one(setup, &mut warm, &req, &entry));
+    }
+    percentiles("sluice Policy::decide (warm pool)", || {
+        black_box(production.decide(&req, &entry).unwrap());
+    });
+    // The same calls on a trivial policy (the evil fixture's inline "ok"
+    // path), which separates wasmtime's cost from the default policy's work.
+    let trivial = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guest-build/wasm32-wasip2/release/sluice_evil_policy.wasm");
+    if let Ok(wasm) = std::fs::read(&trivial) {
+        for v in [VARIANTS[0], VARIANTS[3], VARIANTS[4], VARIANTS[7]] {
+            let setup = Setup::with_component(v, &wasm);
+            let mut warm = None;
+            let name = format!("trivial {}", v.name);
+            percentiles(&name, || one(&setup, &mut warm, &req, &entry));
+        }
+    }
+    memory();
+    println!();
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(2000))
+        .sample_size(30)
+        .configure_from_args();
+    let mut group = c.benchmark_group("policy-call");
+    for setup in &setups {
+        let mut warm = None;
+        group.bench_function(setup.v.name, |b| {
+            b.iter(|| one(setup, &mut warm, &req, &entry))
+        });
+    }
+    group.bench_function("sluice-policy-decide", |b| {
+        b.iter(|| black_box(production.decide(&req, &entry).unwrap()))
+    });
+    group.finish();
+    c.final_summary();
+}

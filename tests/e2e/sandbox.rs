@@ -1,0 +1,720 @@
+//! The sandbox (issue 5): evil policies cannot take the host down, slow other
+//! requests, leak memory or descriptors; reloads are atomic and refuse broken
+//! components; tenants are isolated from each other.
+//!
+//! The fixture is `tests/evil-policy`, one component whose misbehaviour is
+//! chosen by the request path.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// The evil policy component, built once per test run.
+fn evil() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| build_component("sluice-evil-policy"))
+        .clone()
+}
+
+/// The default policy component (the one embedded in the binary), as a file.
+fn default_policy() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let p =
+            std::env::temp_dir().join(format!("sluice-default-policy-{}.wasm", std::process::id()));
+        std::fs::write(&p, sluice::policy::DEFAULT_POLICY).unwrap();
+        p
+    })
+    .clone()
+}
+
+/// Generous bound on "within the deadline plus a small margin": the deadline
+/// is 10 ms; a loaded debug-slow CI machine gets two orders of magnitude.
+const FAST: Duration = Duration::from_secs(1);
+
+/// Hammers `GET path` (with `Host: host`) on `threads` keep-alive clients until
+/// stopped; counts successes and failures (anything but 200 with `expect`).
+struct Hammer {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Hammer {
+    fn start(
+        url: String,
+        host: Option<&str>,
+        expect: &'static [&'static str],
+        threads: usize,
+    ) -> Hammer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, ok, failed, url) =
+                    (stop.clone(), ok.clone(), failed.clone(), url.clone());
+                let host = host.map(str::to_owned);
+                std::thread::spawn(move || {
+                    let c = client();
+                    let mut errors = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let mut req = c.get(&url);
+                        if let Some(h) = &host {
+                            req = req.header("host", h);
+                        }
+                        let good = match req.send() {
+                            Ok(res) => {
+                                let status = res.status().as_u16();
+                                match res.text() {
+                                    Ok(body)
+                                        if status == 200 && expect.iter().any(|e| body == *e) =>
+                                    {
+                                        true
+                                    }
+                                    Ok(body) => {
+                                        errors.push(format!("{status} {body:?}"));
+                                        false
+                                    }
+                                    Err(e) => {
+                                        errors.push(e.to_string());
+                                        false
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                errors.push(e.to_string());
+                                false
+                            }
+                        };
+                        if good { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                    }
+                    errors
+                })
+            })
+            .collect();
+        Hammer {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
+    }
+
+    /// Stops and returns (successes, failures, first error messages).
+    fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut errors: Vec<String> = Vec::new();
+        for t in self.threads {
+            errors.extend(t.join().unwrap());
+        }
+        errors.truncate(5);
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
+    }
+}
+
+/// A raw GET with a Host header, timed.
+fn timed_get(server: &Server, target: &str) -> (u16, String, Duration) {
+    let start = Instant::now();
+    let res = raw(
+        server.addr,
+        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let took = start.elapsed();
+    (
+        raw_status(&res),
+        String::from_utf8_lossy(&res).into_owned(),
+        took,
+    )
+}
+
+fn evil_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    // Paths whose invalid decisions need a file to be about.
+    std::fs::create_dir(dir.path().join("invalid")).unwrap();
+    for rule in [
+        "range-bounds",
+        "range-order",
+        "range-count",
+        "range-status",
+        "double-encoding",
+        "unknown-sibling",
+    ] {
+        std::fs::write(dir.path().join("invalid").join(rule), "0123456789").unwrap();
+    }
+    std::fs::write(
+        dir.path().join("invalid/double-encoding.gz"),
+        "not really gzip",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("file")).unwrap();
+    std::fs::write(dir.path().join("file/a.txt"), "file-a").unwrap();
+    dir
+}
+
+/// Each evil case: path, accepted statuses, and (for invalid decisions) the
+/// rule the log line must name.
+const EVIL: &[(&str, &[u16], &str)] = &[
+    ("/loop", &[503], "deadline"),
+    ("/alloc", &[503, 500], ""),
+    ("/trap", &[500], "trapped"),
+    ("/panic", &[500], "trapped"),
+    ("/stack", &[503], "stack overflow"),
+    // Rust's shadow stack sits at the bottom of linear memory: overflowing it
+    // is an out-of-bounds access.
+    ("/shadow-stack", &[500, 503], "out of bounds"),
+    // Building 100k strings may itself overrun a 10 ms deadline on a slow machine.
+    ("/headers", &[500, 503], ""),
+    ("/sleep", &[500], "may not block"),
+    ("/invalid/status", &[500], "status 99 is not a final status"),
+    (
+        "/invalid/status-high",
+        &[500],
+        "status 600 is not a final status",
+    ),
+    ("/invalid/header-name", &[500], "is not a valid field name"),
+    (
+        "/invalid/header-value",
+        &[500],
+        "is not a valid field value",
+    ),
+    ("/invalid/host-owned", &[500], "is computed by the host"),
+    (
+        "/invalid/transfer-encoding",
+        &[500],
+        "is computed by the host",
+    ),
+    ("/invalid/connection", &[500], "is computed by the host"),
+    (
+        "/invalid/content-encoding",
+        &[500],
+        "is computed by the host",
+    ),
+    (
+        "/invalid/content-range",
+        &[500],
+        "content-range is only allowed",
+    ),
+    (
+        "/invalid/too-many-headers",
+        &[500],
+        "more than 64 header fields",
+    ),
+    (
+        "/invalid/inline-too-large",
+        &[500],
+        "inline body larger than",
+    ),
+    (
+        "/invalid/body-not-allowed",
+        &[500],
+        "status 304 cannot carry a body",
+    ),
+    ("/invalid/no-file", &[500], "request names no file"),
+    (
+        "/invalid/unknown-sibling",
+        &[500],
+        "was not offered by the host",
+    ),
+    ("/invalid/double-encoding", &[500], "double encoding"),
+    ("/invalid/range-status", &[500], "ranges need status 206"),
+    ("/invalid/range-count", &[500], "no ranges, or more than"),
+    (
+        "/invalid/range-bounds",
+        &[500],
+        "range 0-10 is empty, reversed or outside the representation of 10 bytes",
+    ),
+    ("/invalid/range-order", &[500], "ranges are not ascending"),
+];
+
+/// One round of every evil case; returns the slowest answer.
+fn evil_round(server: &Server) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for (path, statuses, _) in EVIL {
+        let (status, text, took) = timed_get(server, path);
+        assert!(statuses.contains(&status), "{path}: {status} {text}");
+        assert!(took < FAST, "{path} took {took:?}");
+        slowest = slowest.max(took);
+    }
+    slowest
+}
+
+#[test]
+fn evil_policies_fail_fast_while_others_are_served() {
+    let dir = evil_root();
+    let mut server = Server::start_with(
+        dir.path(),
+        Options {
+            policy: Some(&evil()),
+            ..Default::default()
+        },
+    );
+    // Warm up: instances, allocator slots, page cache.
+    for _ in 0..50 {
+        assert_eq!(timed_get(&server, "/ok").0, 200);
+    }
+    let hammer = Hammer::start(server.url("/ok"), None, &["ok"], 3);
+    let slowest = evil_round(&server);
+    let (ok, failed, errors) = hammer.finish();
+    assert_eq!(
+        failed, 0,
+        "well-behaved requests failed meanwhile: {errors:?}"
+    );
+    assert!(
+        ok > 100,
+        "the well-behaved clients barely got through: {ok}"
+    );
+    assert!(server.alive());
+    eprintln!("slowest evil answer {slowest:?}; {ok} good requests meanwhile");
+
+    // The log names what went wrong, the rule broken in particular.
+    let logs = server.logs();
+    for (path, _, needle) in EVIL {
+        assert!(
+            logs.contains(needle),
+            "no log line for {path} containing {needle:?}"
+        );
+    }
+    assert!(server.stat("invalid_decisions") >= 19);
+    assert!(server.stat("policy_traps") >= 6);
+
+    // A debug print from a policy is harmless (discarded), not a dropped connection.
+    let (status, text, _) = timed_get(&server, "/print");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("printed"), "{text}");
+}
+
+#[test]
+fn memory_and_descriptors_return_to_baseline() {
+    let dir = evil_root();
+    let mut server = Server::start_with(
+        dir.path(),
+        Options {
+            policy: Some(&evil()),
+            ..Default::default()
+        },
+    );
+    for _ in 0..50 {
+        timed_get(&server, "/ok");
+    }
+    // One round first: the allocator's slots and the pages it keeps resident
+    // are touched once and then reused.
+    evil_round(&server);
+    for _ in 0..20 {
+        timed_get(&server, "/ok");
+    }
+    let (rss0, fds0) = (server.rss_kib(), server.open_fds());
+    for _ in 0..5 {
+        evil_round(&server);
+        for _ in 0..5 {
+            timed_get(&server, "/alloc");
+        }
+    }
+    assert!(server.alive());
+    let mut last = (0, 0);
+    let settled = eventually(Duration::from_secs(10), || {
+        last = (server.rss_kib(), server.open_fds());
+        // Descriptors: exactly back (keep-alive sockets are closed by then).
+        // Memory: within 8 MiB of the baseline after 5 rounds, 10 alloc bombs
+        // of 16 MiB each: a leak of even one instance per round shows.
+        last.1 <= fds0 && last.0 <= rss0 + 8 * 1024
+    });
+    assert!(
+        settled,
+        "baseline rss {rss0} KiB, fds {fds0}; after: rss {} KiB, fds {}",
+        last.0, last.1
+    );
+}
+
+#[test]
+fn tight_limits_still_serve_and_faults_are_contained() {
+    // A 2 ms deadline, a 4 MiB memory cap: evil requests still fail fast and
+    // the well-behaved ones succeed.
+    let dir = evil_root();
+    // The configured wasm stack (256 MiB) is far larger than a worker
+    // thread's 2 MiB: the host caps it, so deep recursion still traps cleanly
+    // instead of running into the thread's guard page.
+    let config = "[sandbox]\ndeadline-ms = 2\nmemory = \"4m\"\nstack = \"256m\"\n";
+    let mut server = Server::start_with(
+        dir.path(),
+        Options {
+            policy: Some(&evil()),
+            config: Some(config),
+            ..Default::default()
+        },
+    );
+    for path in [
+        "/loop",
+        "/alloc",
+        "/stack",
+        "/stack",
+        "/shadow-stack",
+        "/trap",
+    ] {
+        let (status, text, took) = timed_get(&server, path);
+        assert!(matches!(status, 500 | 503), "{path}: {text}");
+        assert!(took < FAST, "{path} took {took:?}");
+    }
+    assert_eq!(timed_get(&server, "/ok").0, 200);
+    assert!(
+        server.logs().contains("sandbox.stack capped"),
+        "{}",
+        server.logs()
+    );
+    assert!(server.alive());
+}
+
+#[test]
+fn a_policy_that_fails_to_configure_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[policy]\nfail-configure = \"on purpose\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--policy"])
+        .arg(evil())
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to configure: on purpose"),
+        "{stderr}"
+    );
+
+    // And one whose configure loops is stopped by the deadline, not hung.
+    std::fs::write(config.path(), "[policy]\nconfigure-loop = \"1\"\n").unwrap();
+    let start = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--policy"])
+        .arg(evil())
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("deadline"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Replaces the policy file atomically (a reload never reads half a file).
+fn install(src: &Path, dst: &Path) {
+    let tmp = dst.with_extension("tmp");
+    std::fs::copy(src, &tmp).unwrap();
+    std::fs::rename(&tmp, dst).unwrap();
+}
+
+fn install_bytes(bytes: &[u8], dst: &Path) {
+    let tmp = dst.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dst).unwrap();
+}
+
+/// A root where the default policy and the evil one answer `/x.txt`
+/// differently ("file" vs "ok").
+fn reload_site() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("www");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("x.txt"), "file").unwrap();
+    let policy = dir.path().join("policy.wasm");
+    install(&evil(), &policy);
+    (dir, policy)
+}
+
+fn body(server: &Server, path: &str) -> String {
+    client()
+        .get(server.url(path))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+#[test]
+fn reload_under_load_has_zero_failed_requests() {
+    let (dir, policy) = reload_site();
+    let config = format!("policy-file = {:?}\n", policy.display().to_string());
+    let mut server = Server::start_with(
+        &dir.path().join("www"),
+        Options {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    assert_eq!(body(&server, "/x.txt"), "ok");
+    let hammer = Hammer::start(server.url("/x.txt"), None, &["ok", "file"], 4);
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..8 {
+        let (src, expect) = if i % 2 == 0 {
+            (default_policy(), "file")
+        } else {
+            (evil(), "ok")
+        };
+        install(&src, &policy);
+        let (status, text) = server.reload();
+        assert_eq!(status, 200, "reload {i}: {text}");
+        assert_eq!(
+            body(&server, "/x.txt"),
+            expect,
+            "reload {i} did not take effect"
+        );
+        seen.insert(expect);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, failed, errors) = hammer.finish();
+    assert_eq!(failed, 0, "requests failed during reloads: {errors:?}");
+    assert!(ok > 100, "{ok}");
+    assert_eq!(seen.len(), 2);
+    assert_eq!(server.stat("reloads"), 8);
+    assert!(server.alive());
+}
+
+#[test]
+fn broken_components_are_refused_and_the_old_one_keeps_serving() {
+    let (dir, policy) = reload_site();
+    let config = format!(
+        "policy-file = {:?}\n[policy]\nbody = \"old\"\n",
+        policy.display().to_string()
+    );
+    let mut server = Server::start_with(
+        &dir.path().join("www"),
+        Options {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    assert_eq!(body(&server, "/x.txt"), "old");
+    // A core module (a different kind of wasm, no component world at all).
+    let core_module = b"\0asm\x01\0\0\0";
+    // A component of another world: the empty component.
+    let empty_component = b"\0asm\x0d\0\x01\0";
+    let cases: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
+        (
+            "garbage",
+            Some(b"this is not wasm at all".to_vec()),
+            "not a valid component",
+        ),
+        ("empty file", Some(Vec::new()), "not a valid component"),
+        (
+            "core module",
+            Some(core_module.to_vec()),
+            "not a valid component",
+        ),
+        (
+            "component of another world",
+            Some(empty_component.to_vec()),
+            "does not implement",
+        ),
+        // The default policy refuses the `body` setting the evil one takes.
+        (
+            "refuses its settings",
+            Some(std::fs::read(default_policy()).unwrap()),
+            "refused its settings",
+        ),
+        ("file removed", None, "cannot read policy"),
+    ];
+    let hammer = Hammer::start(server.url("/x.txt"), None, &["old"], 2);
+    for (what, bytes, reason) in cases {
+        match bytes {
+            Some(b) => install_bytes(&b, &policy),
+            None => std::fs::remove_file(&policy).unwrap(),
+        }
+        let (status, text) = server.reload();
+        assert_ne!(status, 200, "{what} was accepted");
+        assert!(text.contains(reason), "{what}: {text}");
+        assert_eq!(
+            body(&server, "/x.txt"),
+            "old",
+            "{what} replaced the old policy"
+        );
+    }
+    let (ok, failed, errors) = hammer.finish();
+    assert_eq!(failed, 0, "{errors:?}");
+    assert!(ok > 0);
+    assert_eq!(server.stat("reloads"), 0);
+    assert_eq!(server.stat("reload_failures"), 6);
+    assert!(server.alive());
+}
+
+#[test]
+fn in_flight_requests_finish_on_the_old_policy() {
+    let (dir, policy) = reload_site();
+    // A long deadline so the evil policy can spin for a while on purpose.
+    let config = format!(
+        "policy-file = {:?}\n[sandbox]\ndeadline-ms = 3000\n",
+        policy.display().to_string()
+    );
+    let server = Server::start_with(
+        &dir.path().join("www"),
+        Options {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || {
+        let res = raw_get(addr, "/spin/800");
+        String::from_utf8_lossy(&res).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    install(&default_policy(), &policy);
+    let (status, text) = server.reload();
+    assert_eq!(status, 200, "{text}");
+    // New requests see the new policy at once...
+    assert_eq!(body(&server, "/x.txt"), "file");
+    // ...while the one in flight finishes on the old one.
+    let slow = slow.join().unwrap();
+    assert_eq!(raw_status(slow.as_bytes()), 200, "{slow}");
+    assert!(slow.ends_with("spun"), "{slow}");
+}
+
+#[test]
+fn sighup_reloads() {
+    let (dir, policy) = reload_site();
+    let config = format!("policy-file = {:?}\n", policy.display().to_string());
+    let mut server = Server::start_with(
+        &dir.path().join("www"),
+        Options {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+    assert_eq!(body(&server, "/x.txt"), "ok");
+    install(&default_policy(), &policy);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        eventually(Duration::from_secs(20), || body(&server, "/x.txt")
+            == "file"),
+        "SIGHUP did not reload"
+    );
+    // A broken file on SIGHUP is refused; the server keeps going.
+    install_bytes(b"garbage", &policy);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(eventually(Duration::from_secs(20), || server
+        .stat("reload_failures")
+        == 1));
+    assert_eq!(body(&server, "/x.txt"), "file");
+    assert!(server.alive());
+}
+
+#[test]
+fn tenants_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (default_root, good_root, evil_root) = (
+        dir.path().join("d"),
+        dir.path().join("good"),
+        dir.path().join("evil"),
+    );
+    for (root, name) in [
+        (&default_root, "default"),
+        (&good_root, "good"),
+        (&evil_root, "evil"),
+    ] {
+        std::fs::create_dir_all(root.join("file")).unwrap();
+        std::fs::write(root.join(format!("{name}.txt")), name).unwrap();
+        std::fs::write(root.join("file").join(format!("{name}.txt")), name).unwrap();
+    }
+    let config = format!(
+        "[[vhost]]\nhost = \"evil.test\"\nroot = {:?}\npolicy-file = {:?}\ndeadline-ms = 5\nmemory = \"4m\"\n\
+         [[vhost]]\nhost = \"good.test\"\nroot = {:?}\n",
+        evil_root.display().to_string(),
+        evil().display().to_string(),
+        good_root.display().to_string()
+    );
+    let mut server = Server::start_with(
+        &default_root,
+        Options {
+            config: Some(&config),
+            ..Default::default()
+        },
+    );
+
+    // Each tenant sees its own root only.
+    let get = |host: &str, path: &str| {
+        let res = client()
+            .get(server.url(path))
+            .header("host", host)
+            .send()
+            .unwrap();
+        (res.status().as_u16(), res.text().unwrap())
+    };
+    assert_eq!(get("good.test", "/good.txt"), (200, "good".into()));
+    assert_eq!(get("good.test:8080", "/good.txt"), (200, "good".into()));
+    assert_eq!(get("GOOD.test", "/good.txt"), (200, "good".into()));
+    assert_eq!(
+        get("good.test.", "/good.txt"),
+        (200, "good".into()),
+        "a fully-qualified name with its trailing dot"
+    );
+    assert_eq!(get("good.test", "/evil.txt").0, 404);
+    assert_eq!(get("good.test", "/default.txt").0, 404);
+    assert_eq!(get("evil.test", "/file/evil.txt"), (200, "evil".into()));
+    assert_eq!(get("evil.test", "/file/good.txt").0, 404);
+    assert_eq!(get("evil.test", "/file/../file/default.txt").0, 404);
+    assert_eq!(get("other.test", "/default.txt"), (200, "default".into()));
+    assert_eq!(get("other.test", "/good.txt").0, 404);
+
+    // The evil tenant is hammered with faults while the good one serves.
+    let good = Hammer::start(server.url("/good.txt"), Some("good.test"), &["good"], 3);
+    let stop = Arc::new(AtomicBool::new(false));
+    let evil_threads: Vec<_> = ["/loop", "/alloc", "/stack", "/trap"]
+        .into_iter()
+        .map(|path| {
+            let (stop, url) = (stop.clone(), server.url(path));
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let res = client()
+                        .get(&url)
+                        .header("host", "evil.test")
+                        .send()
+                        .unwrap();
+                    assert!(
+                        matches!(res.status().as_u16(), 500 | 503),
+                        "{url}: {}",
+                        res.status()
+                    );
+                    assert!(start.elapsed() < FAST, "{url} took {:?}", start.elapsed());
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let faults: u32 = evil_threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let (ok, failed, errors) = good.finish();
+    assert_eq!(failed, 0, "the good tenant failed: {errors:?}");
+    assert!(ok > 100 && faults > 40, "good {ok}, evil {faults}");
+    eprintln!("good tenant: {ok} requests, all 200; evil tenant: {faults} faults");
+    assert_eq!(get("good.test", "/good.txt"), (200, "good".into()));
+    assert!(server.alive());
+}

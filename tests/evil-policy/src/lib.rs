@@ -1,0 +1,290 @@
+//! A deliberately misbehaving policy, used as a fixture by the sandbox tests
+//! (`tests/e2e/sandbox.rs`). What it does is chosen by the request path:
+//!
+//! | path                | behaviour                                              |
+//! |---------------------|--------------------------------------------------------|
+//! | `/loop`             | loops forever                                          |
+//! | `/alloc`            | allocates (and touches) memory without bound           |
+//! | `/trap`             | executes `unreachable`                                 |
+//! | `/panic`            | panics (which aborts: a trap)                          |
+//! | `/stack`            | recurses without bound on the wasm stack               |
+//! | `/shadow-stack`     | recurses without bound on the linear-memory stack      |
+//! | `/headers`          | returns 100,000 header fields                          |
+//! | `/sleep`            | sleeps for a minute through WASI (a blocking host call)|
+//! | `/print`            | writes to stdout and stderr, then answers 200          |
+//! | `/spin/<ms>`        | busy-waits `<ms>` milliseconds, then answers `spun`    |
+//! | `/file/...`         | serves the file found there (404 when missing)         |
+//! | `/invalid/<rule>`   | returns a decision breaking `<rule>`                   |
+//! | anything else       | a valid `200` with the inline body `ok` (or `body`)    |
+//!
+//! Settings: `fail-configure` (any value) makes `configure` return an error;
+//! `body` replaces the inline body of the valid answer (reload tests use it to
+//! tell two loaded policies apart); `configure-loop` makes `configure` loop.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::hint::black_box;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "policy",
+});
+
+use sluice::policy::types::{
+    Body, ByteRange, Compression, ContentCoding, FullBody, Header, RangedBody, Source,
+};
+
+thread_local! {
+    static BODY: RefCell<Vec<u8>> = RefCell::new(b"ok".to_vec());
+}
+
+struct Evil;
+
+fn ok(body: Vec<u8>) -> Decision {
+    Decision {
+        status: 200,
+        headers: vec![Header {
+            name: "content-type".into(),
+            value: "text/plain".into(),
+        }],
+        body: Body::Inline(body),
+        chunk_size: 0,
+        zero_copy: true,
+    }
+}
+
+fn with(status: u16, headers: Vec<(&str, &str)>, body: Body) -> Decision {
+    Decision {
+        status,
+        headers: headers
+            .into_iter()
+            .map(|(n, v)| Header {
+                name: n.into(),
+                value: v.into(),
+            })
+            .collect(),
+        body,
+        chunk_size: 0,
+        zero_copy: true,
+    }
+}
+
+fn size(found: &Entry) -> u64 {
+    match found {
+        Entry::File(f) => f.meta.size,
+        Entry::Directory(d) => d.index.as_ref().map_or(0, |i| i.file.meta.size),
+        Entry::Missing => 0,
+    }
+}
+
+/// Deep recursion on the wasm (native) stack: scalar frames the optimizer
+/// cannot turn into a loop (the combining step is not associative, so no
+/// accumulator rewrite), each live across the call.
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    if n == u64::MAX {
+        return 0;
+    }
+    recurse(n + 1).rotate_left((n & 31) as u32) ^ n
+}
+
+/// Deep recursion on the shadow stack in linear memory (a buffer whose
+/// address escapes lives there): it runs off the bottom of the memory.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse_shadow(n: u64) -> u64 {
+    let mut frame = [0u8; 256];
+    frame[(n % 256) as usize] = n as u8;
+    let frame = black_box(frame);
+    let below = recurse_shadow(black_box(n + 1));
+    below.wrapping_add(u64::from(frame[(n % 251) as usize]))
+}
+
+fn invalid(rule: &str, found: &Entry) -> Decision {
+    let file = FullBody {
+        source: Source::Original,
+        compress: None,
+    };
+    let size = size(found);
+    match rule {
+        "status" => with(99, vec![], Body::Empty),
+        "status-high" => with(600, vec![], Body::Empty),
+        "header-name" => with(200, vec![("bad name", "x")], Body::Empty),
+        "header-value" => with(
+            200,
+            vec![("x-evil", "a\r\nset-cookie: pwned=1")],
+            Body::Empty,
+        ),
+        "host-owned" => with(200, vec![("content-length", "999999")], Body::Empty),
+        "transfer-encoding" => with(200, vec![("Transfer-Encoding", "chunked")], Body::Empty),
+        "connection" => with(200, vec![("connection", "close")], Body::Empty),
+        "content-encoding" => with(200, vec![("content-encoding", "gzip")], Body::Empty),
+        "content-range" => with(200, vec![("content-range", "bytes 0-1/2")], Body::Empty),
+        "too-many-headers" => with(200, (0..65).map(|_| ("x-a", "b")).collect(), Body::Empty),
+        "inline-too-large" => with(200, vec![], Body::Inline(vec![b'x'; 64 * 1024 + 1])),
+        "body-not-allowed" => with(304, vec![], Body::Inline(b"x".to_vec())),
+        "no-file" => with(200, vec![], Body::Full(file)),
+        "unknown-sibling" => with(
+            200,
+            vec![],
+            Body::Full(FullBody {
+                source: Source::Sibling(ContentCoding::Br),
+                compress: None,
+            }),
+        ),
+        "double-encoding" => with(
+            200,
+            vec![],
+            Body::Full(FullBody {
+                source: Source::Sibling(ContentCoding::Gzip),
+                compress: Some(Compression {
+                    coding: ContentCoding::Gzip,
+                    level: 6,
+                }),
+            }),
+        ),
+        "range-status" => with(
+            200,
+            vec![],
+            Body::Ranges(RangedBody {
+                source: Source::Original,
+                ranges: vec![ByteRange { first: 0, last: 0 }],
+            }),
+        ),
+        "range-count" => with(
+            206,
+            vec![],
+            Body::Ranges(RangedBody {
+                source: Source::Original,
+                ranges: vec![],
+            }),
+        ),
+        "range-bounds" => with(
+            206,
+            vec![],
+            Body::Ranges(RangedBody {
+                source: Source::Original,
+                ranges: vec![ByteRange {
+                    first: 0,
+                    last: size,
+                }],
+            }),
+        ),
+        "range-order" => with(
+            206,
+            vec![],
+            Body::Ranges(RangedBody {
+                source: Source::Original,
+                ranges: vec![
+                    ByteRange { first: 2, last: 3 },
+                    ByteRange { first: 0, last: 1 },
+                ],
+            }),
+        ),
+        _ => with(1000, vec![], Body::Empty),
+    }
+}
+
+impl Guest for Evil {
+    fn configure(settings: Vec<Setting>) -> Result<Capabilities, String> {
+        for s in &settings {
+            match s.name.as_str() {
+                "fail-configure" => return Err(format!("refusing to configure: {}", s.value)),
+                "configure-loop" => loop {
+                    black_box(&s.value);
+                },
+                "body" => BODY.with(|b| *b.borrow_mut() = s.value.clone().into_bytes()),
+                _ => {}
+            }
+        }
+        Ok(Capabilities {
+            index_names: vec!["index.html".into()],
+            siblings: vec![ContentCoding::Gzip],
+        })
+    }
+
+    fn decide(req: Request, found: Entry) -> Decision {
+        let path = req.path.as_str();
+        match path {
+            "/loop" => {
+                let mut n = 0u64;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                }
+            }
+            "/alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 1 << 20];
+                    for i in (0..chunk.len()).step_by(4096) {
+                        chunk[i] = 1;
+                    }
+                    hoard.push(black_box(chunk));
+                }
+            }
+            "/trap" => core::arch::wasm32::unreachable(),
+            "/panic" => panic!("evil policy panics on purpose"),
+            "/stack" => {
+                let n = recurse(black_box(0));
+                ok(n.to_string().into_bytes())
+            }
+            "/shadow-stack" => {
+                let n = recurse_shadow(black_box(0));
+                ok(n.to_string().into_bytes())
+            }
+            "/headers" => Decision {
+                status: 200,
+                headers: (0..100_000)
+                    .map(|i| Header {
+                        name: format!("x-h{i}"),
+                        value: "v".into(),
+                    })
+                    .collect(),
+                body: Body::Empty,
+                chunk_size: 0,
+                zero_copy: true,
+            },
+            "/sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                ok(b"slept".to_vec())
+            }
+            "/print" => {
+                println!("evil policy prints to stdout");
+                eprintln!("evil policy prints to stderr");
+                ok(b"printed".to_vec())
+            }
+            _ => {
+                if let Some(rule) = path.strip_prefix("/invalid/") {
+                    return invalid(rule, &found);
+                }
+                if let Some(ms) = path
+                    .strip_prefix("/spin/")
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                {
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < std::time::Duration::from_millis(ms) {
+                        black_box(&start);
+                    }
+                    return ok(b"spun".to_vec());
+                }
+                if path.starts_with("/file/") {
+                    return match found {
+                        Entry::File(_) => with(
+                            200,
+                            vec![("content-type", "application/octet-stream")],
+                            Body::Full(FullBody {
+                                source: Source::Original,
+                                compress: None,
+                            }),
+                        ),
+                        _ => with(404, vec![], Body::Inline(b"missing".to_vec())),
+                    };
+                }
+                ok(BODY.with(|b| b.borrow().clone()))
+            }
+        }
+    }
+}
+
+export!(Evil);

@@ -18,8 +18,12 @@ use crate::transfer::Channel;
 
 /// Builds the application (sandbox, sites, policies) from a configuration.
 pub fn build_app(config: &Config) -> anyhow::Result<Arc<App>> {
-    let sandbox = Sandbox::new(&config.sandbox).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
-    let root = config.root.clone().ok_or_else(|| anyhow::anyhow!("no root directory given"))?;
+    let sandbox = Sandbox::new(&config.sandbox)
+        .map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
+    let root = config
+        .root
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no root directory given"))?;
     let limits = config.sandbox.limits();
     let default = Site::open(
         &sandbox,
@@ -38,13 +42,21 @@ pub fn build_app(config: &Config) -> anyhow::Result<Arc<App>> {
             settings: policy_settings(&v.policy),
             limits: crate::config::SandboxLimits {
                 deadline: v.deadline_ms.map_or(limits.deadline, Duration::from_millis),
-                memory: v.memory.map_or(limits.memory, |m| m.0.min(config.sandbox.memory.0)),
+                memory: v
+                    .memory
+                    .map_or(limits.memory, |m| m.0.min(config.sandbox.memory.0)),
             },
         };
-        let site = Site::open(&sandbox, spec).map_err(|e| anyhow::anyhow!("vhost {}: {e:#}", v.host))?;
+        let site =
+            Site::open(&sandbox, spec).map_err(|e| anyhow::anyhow!("vhost {}: {e:#}", v.host))?;
         vhosts.insert(v.host.to_ascii_lowercase(), Arc::new(site));
     }
-    Ok(Arc::new(App { sandbox, transfer: config.transfer, default: Arc::new(default), vhosts }))
+    Ok(Arc::new(App {
+        sandbox,
+        transfer: config.transfer,
+        default: Arc::new(default),
+        vhosts,
+    }))
 }
 
 /// Accepts connections forever.
@@ -69,12 +81,23 @@ async fn connection(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let (io, link) = SendfileIo::new(tcp, app.transfer.sendfile_max_chunk.0 as usize);
     let service = service_fn(move |req| {
-        let response = serve::handle(&app, Conn { tls: false, channel: Channel { zero_copy: Some(&link) } }, req);
+        let response = serve::handle(
+            &app,
+            Conn {
+                tls: false,
+                channel: Channel {
+                    zero_copy: Some(&link),
+                },
+            },
+            req,
+        );
         std::future::ready(response)
     });
     let result = http1::Builder::new()
         // Queued (vectored) writes are what the zero-copy path relies on:
-        // see transfer::zerocopy. Never turn them off here.
+        // see transfer::zerocopy. Never turn them off here, and never enable
+        // `pipeline_flush`: both switch hyper to its flattening writer, which
+        // reads (copies) body chunks.
         .writev(true)
         .keep_alive(true)
         .timer(TokioTimer::new())

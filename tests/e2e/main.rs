@@ -5,3 +5,7 @@
 mod harness;
 
 mod skeleton;
+mod transfer;
+mod conformance;
+mod sandbox;
+mod paths;

@@ -18,13 +18,24 @@ impl Encoder {
         Ok(match coding {
             Coding::Gzip => {
                 let level = level.clamp(1, 9) as u32;
-                Encoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level)))
+                Encoder::Gzip(flate2::write::GzEncoder::new(
+                    Vec::new(),
+                    flate2::Compression::new(level),
+                ))
             }
             Coding::Br => {
                 let level = level.clamp(0, 11) as u32;
-                Encoder::Br(Box::new(brotli::CompressorWriter::new(Vec::new(), 64 * 1024, level, 22)))
+                Encoder::Br(Box::new(brotli::CompressorWriter::new(
+                    Vec::new(),
+                    64 * 1024,
+                    level,
+                    22,
+                )))
             }
-            Coding::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(Vec::new(), level.clamp(1, 19))?),
+            Coding::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(
+                Vec::new(),
+                level.clamp(1, 19),
+            )?),
         })
     }
 
@@ -66,7 +77,9 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let input: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let input: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for coding in [Coding::Gzip, Coding::Br, Coding::Zstd] {
             let mut e = Encoder::new(coding, 5).unwrap();
             let mut out = Vec::new();
@@ -76,9 +89,16 @@ mod tests {
             out.extend(e.finish().unwrap());
             let mut back = Vec::new();
             match coding {
-                Coding::Gzip => flate2::read::GzDecoder::new(&out[..]).read_to_end(&mut back).unwrap(),
-                Coding::Br => brotli::Decompressor::new(&out[..], 4096).read_to_end(&mut back).unwrap(),
-                Coding::Zstd => zstd::stream::read::Decoder::new(&out[..]).unwrap().read_to_end(&mut back).unwrap(),
+                Coding::Gzip => flate2::read::GzDecoder::new(&out[..])
+                    .read_to_end(&mut back)
+                    .unwrap(),
+                Coding::Br => brotli::Decompressor::new(&out[..], 4096)
+                    .read_to_end(&mut back)
+                    .unwrap(),
+                Coding::Zstd => zstd::stream::read::Decoder::new(&out[..])
+                    .unwrap()
+                    .read_to_end(&mut back)
+                    .unwrap(),
             };
             assert_eq!(back, input, "{coding:?}");
         }

@@ -51,14 +51,17 @@ pub enum ResponseBody {
     Empty,
     Inline(Option<Bytes>),
     ZeroCopy(SendfileBody),
-    Copy(CopyBody),
+    Copy(Box<CopyBody>),
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
         match self.get_mut() {
             ResponseBody::Empty => Poll::Ready(None),
             ResponseBody::Inline(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
@@ -79,7 +82,9 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Empty => SizeHint::with_exact(0),
-            ResponseBody::Inline(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ResponseBody::Inline(b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
             ResponseBody::ZeroCopy(b) => b.size_hint(),
             ResponseBody::Copy(b) => b.size_hint(),
         }
@@ -108,7 +113,11 @@ pub fn body(
         PlannedBody::Empty => return Ok(ResponseBody::Empty),
         PlannedBody::Inline(b) => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
-            return Ok(if head_only { ResponseBody::Empty } else { ResponseBody::Inline(Some(b)) });
+            return Ok(if head_only {
+                ResponseBody::Empty
+            } else {
+                ResponseBody::Inline(Some(b))
+            });
         }
         PlannedBody::Full { file, compress } => {
             let size = file.meta.size;
@@ -119,24 +128,47 @@ pub fn body(
                     None
                 }
             };
-            let segments = if size == 0 { VecDeque::new() } else { VecDeque::from([Segment::File { offset: 0, len: size }]) };
+            let segments = if size == 0 {
+                VecDeque::new()
+            } else {
+                VecDeque::from([Segment::File {
+                    offset: 0,
+                    len: size,
+                }])
+            };
             (file, segments, encoder)
         }
         PlannedBody::Ranges { file, ranges } => {
             let size = file.meta.size;
             let segments = if let [(first, last)] = ranges[..] {
                 let range = format!("bytes {first}-{last}/{size}");
-                headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(&range).expect("ascii"));
-                VecDeque::from([Segment::File { offset: first, len: last - first + 1 }])
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&range).expect("ascii"),
+                );
+                VecDeque::from([Segment::File {
+                    offset: first,
+                    len: last - first + 1,
+                }])
             } else {
                 // Each part gets the representation's own type; the response's
                 // type becomes the multipart one.
-                let part_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let (content_type, segments) = multipart::byteranges(&ranges, size, part_type.as_deref());
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).expect("ascii"));
+                let part_type = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let (content_type, segments) =
+                    multipart::byteranges(&ranges, size, part_type.as_deref());
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_str(&content_type).expect("ascii"),
+                );
                 segments
             };
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(segments.iter().map(Segment::len).sum::<u64>()));
+            headers.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(segments.iter().map(Segment::len).sum::<u64>()),
+            );
             (file, segments, None)
         }
     };
@@ -144,7 +176,11 @@ pub fn body(
         return Ok(ResponseBody::Empty);
     }
     match (channel.zero_copy, encoder) {
-        (Some(link), None) if zero_copy_allowed => Ok(ResponseBody::ZeroCopy(SendfileBody::new(link, file.file, segments))),
-        (_, encoder) => Ok(ResponseBody::Copy(CopyBody::new(file.file, segments, chunk, encoder))),
+        (Some(link), None) if zero_copy_allowed => Ok(ResponseBody::ZeroCopy(SendfileBody::new(
+            link, file.file, segments,
+        ))),
+        (_, encoder) => Ok(ResponseBody::Copy(Box::new(CopyBody::new(
+            file.file, segments, chunk, encoder,
+        )))),
     }
 }

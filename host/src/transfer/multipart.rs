@@ -13,19 +13,28 @@ fn boundary() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         t ^ u64::from(std::process::id()).rotate_left(32)
     });
     // splitmix64 of the sequence: distinct per response, not guessable from
     // the previous one without the seed.
-    let mut z = seed.wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut z = seed.wrapping_add(
+        SEQ.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     format!("sluice-{:016x}", z ^ (z >> 31))
 }
 
 /// The body segments and `Content-Type` of a multipart/byteranges response.
-pub fn byteranges(ranges: &[(u64, u64)], size: u64, part_type: Option<&str>) -> (String, VecDeque<Segment>) {
+pub fn byteranges(
+    ranges: &[(u64, u64)],
+    size: u64,
+    part_type: Option<&str>,
+) -> (String, VecDeque<Segment>) {
     let boundary = boundary();
     let mut segments = VecDeque::with_capacity(ranges.len() * 2 + 1);
     for (i, &(first, last)) in ranges.iter().enumerate() {
@@ -41,10 +50,20 @@ pub fn byteranges(ranges: &[(u64, u64)], size: u64, part_type: Option<&str>) -> 
             head.push_str(t);
             head.push_str("\r\n");
         }
-        head.push_str(&format!("content-range: bytes {first}-{last}/{size}\r\n\r\n"));
+        head.push_str(&format!(
+            "content-range: bytes {first}-{last}/{size}\r\n\r\n"
+        ));
         segments.push_back(Segment::Bytes(Bytes::from(head)));
-        segments.push_back(Segment::File { offset: first, len: last - first + 1 });
+        segments.push_back(Segment::File {
+            offset: first,
+            len: last - first + 1,
+        });
     }
-    segments.push_back(Segment::Bytes(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
-    (format!("multipart/byteranges; boundary={boundary}"), segments)
+    segments.push_back(Segment::Bytes(Bytes::from(format!(
+        "\r\n--{boundary}--\r\n"
+    ))));
+    (
+        format!("multipart/byteranges; boundary={boundary}"),
+        segments,
+    )
 }

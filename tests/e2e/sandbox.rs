@@ -19,16 +19,10 @@ fn evil() -> PathBuf {
         .clone()
 }
 
-/// The default policy component (the one embedded in the binary), as a file.
+/// The default policy component (the one embedded in the binary), as a file:
+/// the build's own output, never written to.
 fn default_policy() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let p =
-            std::env::temp_dir().join(format!("sluice-default-policy-{}.wasm", std::process::id()));
-        std::fs::write(&p, sluice::policy::DEFAULT_POLICY).unwrap();
-        p
-    })
-    .clone()
+    PathBuf::from(env!("SLUICE_DEFAULT_POLICY"))
 }
 
 /// Generous bound on "within the deadline plus a small margin": the deadline

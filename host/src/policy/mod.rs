@@ -186,6 +186,7 @@ impl Policy {
     }
 
     fn instantiate(&self) -> Result<(Warm, Capabilities), LoadError> {
+        let _running = self.sandbox.running();
         let mut warm = guarded(|| Warm::new(&self.sandbox, &self.pre, self.limits))
             .map_err(CallError::Instantiate)?;
         warm.arm(&self.sandbox, self.limits.deadline);
@@ -227,7 +228,10 @@ impl Policy {
             },
         };
         warm.arm(&self.sandbox, self.limits.deadline);
-        match guarded(|| warm.decide(req, entry)) {
+        let running = self.sandbox.running();
+        let result = guarded(|| warm.decide(req, entry));
+        drop(running);
+        match result {
             Ok(decision) => {
                 let mut idle = self.idle.lock().expect("not poisoned");
                 if idle.len() < self.max_idle {

@@ -18,7 +18,23 @@ use crate::transfer::Channel;
 
 /// Builds the application (sandbox, sites, policies) from a configuration.
 pub fn build_app(config: &Config) -> anyhow::Result<Arc<App>> {
-    let sandbox = Sandbox::new(&config.sandbox)
+    // The pool is shared by every site's policy. Each keeps up to 2 x cores
+    // warm instances plus those in flight (one per worker at most), and a
+    // reload briefly holds old and new side by side: the configured figure
+    // is a floor, so adding tenants cannot starve them into 503s.
+    let mut sandbox_config = config.sandbox;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    let sites = 1 + config.vhost.len() as u32;
+    let needed = sites.saturating_mul(6 * cores);
+    if needed > sandbox_config.instances {
+        tracing::info!(
+            configured = sandbox_config.instances,
+            needed,
+            "sandbox.instances raised for the number of sites"
+        );
+        sandbox_config.instances = needed;
+    }
+    let sandbox = Sandbox::new(&sandbox_config)
         .map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
     let root = config
         .root

@@ -9,7 +9,10 @@ use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest.parent().expect("host/ lives in the workspace").to_owned();
+    let workspace = manifest
+        .parent()
+        .expect("host/ lives in the workspace")
+        .to_owned();
     let target_dir = workspace.join("target").join("guest-build");
     for path in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
@@ -18,14 +21,25 @@ fn main() {
     // already-built component instead of building one.
     println!("cargo:rerun-if-env-changed=SLUICE_GUEST_WASM");
     if let Some(prebuilt) = std::env::var_os("SLUICE_GUEST_WASM") {
-        println!("cargo:rustc-env=SLUICE_DEFAULT_POLICY={}", PathBuf::from(prebuilt).display());
+        println!(
+            "cargo:rustc-env=SLUICE_DEFAULT_POLICY={}",
+            PathBuf::from(prebuilt).display()
+        );
         return;
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--release", "-p", "sluice-guest", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "sluice-guest",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         // The outer build's flags are for the host, not for wasm.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -48,7 +62,10 @@ fn main() {
              e.g. SLUICE_GUEST_WASM=/tmp/sluice-guest-snapshot.wasm"
         );
     }
-    let wasm = target_dir.join("wasm32-wasip2").join("release").join("sluice_guest.wasm");
+    let wasm = target_dir
+        .join("wasm32-wasip2")
+        .join("release")
+        .join("sluice_guest.wasm");
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     println!("cargo:rustc-env=SLUICE_DEFAULT_POLICY={}", wasm.display());
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn wasmtime() -> PathBuf {
-    std::env::var_os("WASMTIME").map(PathBuf::from).unwrap_or_else(|| "wasmtime".into())
+    std::env::var_os("WASMTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "wasmtime".into())
 }
 
 fn component() -> &'static Path {
@@ -22,7 +24,11 @@ fn decide(method: &str, path: &str, headers: &str, entry: &str) -> String {
         .arg(component())
         .output()
         .expect("the wasmtime CLI must be installed (tests/run installs it)");
-    assert!(out.status.success(), "wasmtime failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wasmtime failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -33,8 +39,14 @@ const FILE: &str =
 fn cli_get_of_a_file_is_200_with_validators() {
     let out = decide("GET", "/notes.txt", "", FILE);
     assert!(out.starts_with("{status: 200,"), "{out}");
-    assert!(out.contains(r#"{name: "content-type", value: "text/plain; charset=utf-8"}"#), "{out}");
-    assert!(out.contains(r#"{name: "last-modified", value: "Tue, 14 Nov 2023 22:13:20 GMT"}"#), "{out}");
+    assert!(
+        out.contains(r#"{name: "content-type", value: "text/plain; charset=utf-8"}"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"{name: "last-modified", value: "Tue, 14 Nov 2023 22:13:20 GMT"}"#),
+        "{out}"
+    );
     assert!(out.contains(r#"name: "etag""#), "{out}");
     assert!(out.contains("body: full({source: original"), "{out}");
 }
@@ -54,7 +66,15 @@ fn cli_post_is_405_with_allow() {
 
 #[test]
 fn cli_range_request_is_206() {
-    let out = decide("GET", "/notes.txt", r#"{name: "range", value: "bytes=0-99"}"#, FILE);
+    let out = decide(
+        "GET",
+        "/notes.txt",
+        r#"{name: "range", value: "bytes=0-99"}"#,
+        FILE,
+    );
     assert!(out.starts_with("{status: 206,"), "{out}");
-    assert!(out.contains("ranges({source: original, ranges: [{first: 0, last: 99}]})"), "{out}");
+    assert!(
+        out.contains("ranges({source: original, ranges: [{first: 0, last: 99}]})"),
+        "{out}"
+    );
 }

@@ -41,9 +41,15 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -62,7 +68,9 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Str(s) => parse_size(&s).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::Str(s) => parse_size(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -70,7 +78,10 @@ impl<'de> Deserialize<'de> for ByteSize {
 /// Parses `123`, `64k`, `8m`, `1g` (binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
     let (digits, unit) = match t.chars().last() {
         Some('k') => (&t[..t.len() - 1], 1u64 << 10),
         Some('m') => (&t[..t.len() - 1], 1 << 20),
@@ -145,7 +156,10 @@ impl Default for SandboxConfig {
 
 impl SandboxConfig {
     pub fn limits(&self) -> SandboxLimits {
-        SandboxLimits { deadline: Duration::from_millis(self.deadline_ms), memory: self.memory.0 }
+        SandboxLimits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            memory: self.memory.0,
+        }
     }
 }
 
@@ -213,8 +227,14 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         config.check()?;
         Ok(config)
     }
@@ -223,20 +243,30 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         let t = &self.transfer;
         if t.chunk_min.0 == 0 || t.chunk_min.0 > t.chunk_max.0 || t.chunk_max.0 > (1 << 30) {
-            return Err(ConfigError::Invalid("transfer: need 0 < chunk-min <= chunk-max <= 1g".into()));
+            return Err(ConfigError::Invalid(
+                "transfer: need 0 < chunk-min <= chunk-max <= 1g".into(),
+            ));
         }
         if t.sendfile_max_chunk.0 < 4096 {
-            return Err(ConfigError::Invalid("transfer: sendfile-max-chunk must be at least 4k".into()));
+            return Err(ConfigError::Invalid(
+                "transfer: sendfile-max-chunk must be at least 4k".into(),
+            ));
         }
         let s = &self.sandbox;
         if s.deadline_ms == 0 || s.tick_ms == 0 || s.instances == 0 {
-            return Err(ConfigError::Invalid("sandbox: deadline-ms, tick-ms and instances must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "sandbox: deadline-ms, tick-ms and instances must be positive".into(),
+            ));
         }
         if s.memory.0 < (1 << 20) || s.memory.0 > (4 << 30) {
-            return Err(ConfigError::Invalid("sandbox: memory must be between 1m and 4g".into()));
+            return Err(ConfigError::Invalid(
+                "sandbox: memory must be between 1m and 4g".into(),
+            ));
         }
         if s.stack.0 < (64 << 10) || s.stack.0 > (1 << 30) {
-            return Err(ConfigError::Invalid("sandbox: stack must be between 64k and 1g".into()));
+            return Err(ConfigError::Invalid(
+                "sandbox: stack must be between 64k and 1g".into(),
+            ));
         }
         Ok(())
     }
@@ -251,7 +281,11 @@ pub fn policy_settings(table: &BTreeMap<String, toml::Value>) -> Vec<(String, St
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Array(items) => items
                     .iter()
-                    .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| i.to_string())
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
                 other => other.to_string(),

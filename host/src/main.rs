@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use sluice::config::Config;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Static-file HTTP server with a WebAssembly response policy")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Static-file HTTP server with a WebAssembly response policy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,11 +44,19 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "sluice=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "sluice=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve { dir, listen, policy, config, workers, admin } = Cli::parse().command;
+    let Command::Serve {
+        dir,
+        listen,
+        policy,
+        config,
+        workers,
+        admin,
+    } = Cli::parse().command;
     let mut cfg = match config {
         Some(path) => Config::load(&path)?,
         None => Config::default(),

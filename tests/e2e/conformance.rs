@@ -61,7 +61,14 @@ const fn case(
     headers: &'static [(&'static str, &'static str)],
     expect: &'static [Expect],
 ) -> Case {
-    Case { rfc, name, method, path, headers, expect }
+    Case {
+        rfc,
+        name,
+        method,
+        path,
+        headers,
+        expect,
+    }
 }
 
 const OLD: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
@@ -281,14 +288,22 @@ const CASES: &[Case] = &[
 ];
 
 fn write_site(root: &Path) -> HashMap<&'static str, Vec<u8>> {
-    let text: Vec<u8> = (0..TEXT_LEN).map(|i| b"abcdefghij klmnopqrst\n"[i % 22]).collect();
+    let text: Vec<u8> = (0..TEXT_LEN)
+        .map(|i| b"abcdefghij klmnopqrst\n"[i % 22])
+        .collect();
     let css = b"body { color: #333; margin: 0 auto; }\n".repeat(60);
     let mut files: HashMap<&'static str, Vec<u8>> = HashMap::new();
     files.insert("a.txt", text);
     files.insert("small.txt", b"tiny text\n".to_vec());
     files.insert("img.png", pseudo_random(3000, 11));
-    files.insert("page.html", b"<!doctype html><title>t</title><p>page</p>\n".repeat(40));
-    files.insert("app.3f2a9c1b.js", b"console.log('fingerprinted');\n".repeat(80));
+    files.insert(
+        "page.html",
+        b"<!doctype html><title>t</title><p>page</p>\n".repeat(40),
+    );
+    files.insert(
+        "app.3f2a9c1b.js",
+        b"console.log('fingerprinted');\n".repeat(80),
+    );
     files.insert("data.qqq", b"qqq".to_vec());
     files.insert("empty.txt", Vec::new());
     files.insert("pre.css", css.clone());
@@ -318,9 +333,16 @@ fn write_site(root: &Path) -> HashMap<&'static str, Vec<u8>> {
 fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match coding {
-        "gzip" => flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap(),
-        "br" => brotli::Decompressor::new(bytes, 4096).read_to_end(&mut out).unwrap(),
-        "zstd" => zstd::stream::read::Decoder::new(bytes).unwrap().read_to_end(&mut out).unwrap(),
+        "gzip" => flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .unwrap(),
+        "br" => brotli::Decompressor::new(bytes, 4096)
+            .read_to_end(&mut out)
+            .unwrap(),
+        "zstd" => zstd::stream::read::Decoder::new(bytes)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap(),
         other => panic!("unknown coding {other}"),
     };
     out
@@ -328,7 +350,11 @@ fn decode(coding: &str, bytes: &[u8]) -> Vec<u8> {
 
 /// Splits a multipart/byteranges body into (first, last, bytes) parts.
 fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
-    let boundary = content_type.split("boundary=").nth(1).expect("boundary").trim_matches('"');
+    let boundary = content_type
+        .split("boundary=")
+        .nth(1)
+        .expect("boundary")
+        .trim_matches('"');
     let delimiter = format!("--{boundary}");
     let text = body;
     let mut parts = Vec::new();
@@ -340,25 +366,39 @@ fn multipart_parts(content_type: &str, body: &[u8]) -> Vec<(u64, u64, Vec<u8>)> 
         }
         let head_end = find(text, b"\r\n\r\n", pos).expect("part head") + 4;
         let head = String::from_utf8_lossy(&text[pos..head_end]).to_ascii_lowercase();
-        let range = head.lines().find_map(|l| l.strip_prefix("content-range: bytes ")).expect("part content-range");
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-range: bytes "))
+            .expect("part content-range");
         let (span, _) = range.split_once('/').unwrap();
         let (a, b) = span.split_once('-').unwrap();
         let (first, last): (u64, u64) = (a.trim().parse().unwrap(), b.trim().parse().unwrap());
         let data_end = head_end + (last - first + 1) as usize;
         parts.push((first, last, text[head_end..data_end].to_vec()));
         pos = find(text, delimiter.as_bytes(), data_end).expect("next delimiter");
-        assert_eq!(&text[data_end..pos], b"\r\n", "part data followed by CRLF and the delimiter");
+        assert_eq!(
+            &text[data_end..pos],
+            b"\r\n",
+            "part data followed by CRLF and the delimiter"
+        );
     }
     parts
 }
 
 fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    hay[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
 }
 
 #[test]
 fn rfc9110_conformance_suite() {
-    assert!(CASES.len() >= 80, "the suite should cover at least 80 cases, has {}", CASES.len());
+    assert!(
+        CASES.len() >= 80,
+        "the suite should cover at least 80 cases, has {}",
+        CASES.len()
+    );
     let dir = tempfile::tempdir().unwrap();
     let files = write_site(dir.path());
     let server = Server::start(dir.path());
@@ -372,10 +412,17 @@ fn rfc9110_conformance_suite() {
             base = base.header("accept-encoding", *ae);
         }
         let base = base.send().unwrap();
-        let hv = |n: &str| base.headers().get(n).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let hv = |n: &str| {
+            base.headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
         let (etag, lm) = (hv("etag"), hv("last-modified"));
         let fill = |s: &str| {
-            s.replace("{etag-weak}", &format!("W/{etag}")).replace("{etag}", &etag).replace("{lm}", &lm)
+            s.replace("{etag-weak}", &format!("W/{etag}"))
+                .replace("{etag}", &etag)
+                .replace("{lm}", &lm)
         };
 
         let mut req = http.request(c.method.parse().unwrap(), server.url(c.path));
@@ -393,7 +440,9 @@ fn rfc9110_conformance_suite() {
         for e in c.expect {
             match *e {
                 Status(s) if status != s => problems.push(format!("status {status}, want {s}")),
-                StatusIn(ss) if !ss.contains(&status) => problems.push(format!("status {status}, want one of {ss:?}")),
+                StatusIn(ss) if !ss.contains(&status) => {
+                    problems.push(format!("status {status}, want one of {ss:?}"))
+                }
                 Header(n, v) if get(n).as_deref() != Some(fill(v).as_str()) => {
                     problems.push(format!("{n}: {:?}, want {:?}", get(n), fill(v)))
                 }
@@ -403,16 +452,17 @@ fn rfc9110_conformance_suite() {
                 HeaderIn(n, vs) if !get(n).is_some_and(|h| vs.contains(&h.as_str())) => {
                     problems.push(format!("{n}: {:?}, want one of {vs:?}", get(n)))
                 }
-                NoHeader(n) if get(n).is_some() => problems.push(format!("{n}: {:?}, want none", get(n))),
+                NoHeader(n) if get(n).is_some() => {
+                    problems.push(format!("{n}: {:?}, want none", get(n)))
+                }
                 Body(spec) => {
                     let file = file.map(Vec::as_slice);
                     let ok = match spec {
                         self::Body::Empty => body.is_empty(),
                         self::Body::Any => true,
                         self::Body::Whole => Some(body.as_slice()) == file.or(Some(&[])),
-                        self::Body::Decoded => {
-                            get("content-encoding").is_some_and(|c| Some(decode(&c, &body).as_slice()) == file)
-                        }
+                        self::Body::Decoded => get("content-encoding")
+                            .is_some_and(|c| Some(decode(&c, &body).as_slice()) == file),
                         self::Body::Sibling => get("content-encoding").is_some_and(|enc| {
                             let suffix = match enc.as_str() {
                                 "gzip" => ".gz",
@@ -426,34 +476,69 @@ fn rfc9110_conformance_suite() {
                         self::Body::Ranges(want) => {
                             let Some(file) = file else { continue };
                             let parts: Vec<(u64, u64, Vec<u8>)> = match get("content-type") {
-                                Some(ct) if ct.starts_with("multipart/byteranges") => multipart_parts(&ct, &body),
+                                Some(ct) if ct.starts_with("multipart/byteranges") => {
+                                    multipart_parts(&ct, &body)
+                                }
                                 _ => {
                                     let cr = get("content-range").unwrap_or_default();
-                                    let span = cr.trim_start_matches("bytes ").split('/').next().unwrap_or("").to_owned();
+                                    let span = cr
+                                        .trim_start_matches("bytes ")
+                                        .split('/')
+                                        .next()
+                                        .unwrap_or("")
+                                        .to_owned();
                                     match span.split_once('-') {
-                                        Some((a, b)) => vec![(a.parse().unwrap_or(0), b.parse().unwrap_or(0), body.clone())],
+                                        Some((a, b)) => vec![(
+                                            a.parse().unwrap_or(0),
+                                            b.parse().unwrap_or(0),
+                                            body.clone(),
+                                        )],
                                         None => vec![],
                                     }
                                 }
                             };
                             parts.len() == want.len()
-                                && parts.iter().zip(want.iter()).all(|((f, l, bytes), (wf, wl))| {
-                                    f == wf && l == wl && bytes.as_slice() == &file[*wf as usize..=*wl as usize]
-                                })
+                                && parts
+                                    .iter()
+                                    .zip(want.iter())
+                                    .all(|((f, l, bytes), (wf, wl))| {
+                                        f == wf
+                                            && l == wl
+                                            && bytes.as_slice()
+                                                == &file[*wf as usize..=*wl as usize]
+                                    })
                         }
                     };
                     if !ok {
-                        problems.push(format!("body {} bytes does not match {}", body.len(), describe(spec)));
+                        problems.push(format!(
+                            "body {} bytes does not match {}",
+                            body.len(),
+                            describe(spec)
+                        ));
                     }
                 }
                 _ => {}
             }
         }
         if !problems.is_empty() {
-            failures.push(format!("[{}] {} — {} {} {:?}: {}", c.rfc, c.name, c.method, c.path, c.headers, problems.join("; ")));
+            failures.push(format!(
+                "[{}] {} — {} {} {:?}: {}",
+                c.rfc,
+                c.name,
+                c.method,
+                c.path,
+                c.headers,
+                problems.join("; ")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 fn describe(b: Body) -> &'static str {

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A running `sluice serve`, killed on drop.
@@ -39,7 +42,9 @@ impl Server {
 
     pub fn start_with(root: &Path, opts: Options<'_>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.arg("serve").arg(root).args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+        cmd.arg("serve")
+            .arg(root)
+            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
         if let Some(p) = opts.policy {
             cmd.arg("--policy").arg(p);
         }
@@ -52,7 +57,9 @@ impl Server {
             std::mem::forget(config_file);
         }
         cmd.args(["--workers", &opts.workers.unwrap_or(2).to_string()]);
-        cmd.env("SLUICE_LOG", "sluice=debug").stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("SLUICE_LOG", "sluice=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start sluice");
         let logs = Arc::new(Mutex::new(String::new()));
         {
@@ -88,7 +95,12 @@ impl Server {
                 admin = Some(a.parse().unwrap());
             }
         }
-        Server { child, addr: addr.unwrap(), admin: admin.unwrap(), logs }
+        Server {
+            child,
+            addr: addr.unwrap(),
+            admin: admin.unwrap(),
+            logs,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -106,7 +118,12 @@ impl Server {
 
     /// The admin counters.
     pub fn stats(&self) -> HashMap<String, u64> {
-        let text = client().get(format!("http://{}/stats", self.admin)).send().unwrap().text().unwrap();
+        let text = client()
+            .get(format!("http://{}/stats", self.admin))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         text.lines()
             .filter_map(|l| {
                 let (k, v) = l.split_once(' ')?;
@@ -121,7 +138,9 @@ impl Server {
 
     /// Open file descriptors of the server process.
     pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).unwrap().count()
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
     }
 
     /// Resident memory of the server process, KiB.
@@ -136,7 +155,10 @@ impl Server {
 
     /// Asks the server to reload its policies (as SIGHUP does).
     pub fn reload(&self) -> (u16, String) {
-        let res = client().post(format!("http://{}/reload", self.admin)).send().unwrap();
+        let res = client()
+            .post(format!("http://{}/reload", self.admin))
+            .send()
+            .unwrap();
         (res.status().as_u16(), res.text().unwrap())
     }
 
@@ -182,12 +204,18 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
 /// The status code of a raw HTTP/1.1 response.
 pub fn raw_status(response: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(response);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A GET of `target` (sent exactly as given) over raw TCP; returns the response.
 pub fn raw_get(addr: SocketAddr, target: &str) -> Vec<u8> {
-    raw(addr, format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+    raw(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -217,7 +245,15 @@ pub fn build_component(package: &str) -> PathBuf {
     let target_dir = workspace().join("target").join("guest-build");
     let status = Command::new(env!("CARGO"))
         .current_dir(workspace())
-        .args(["build", "--release", "-p", package, "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            package,
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
@@ -225,8 +261,14 @@ pub fn build_component(package: &str) -> PathBuf {
         .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .status()
         .expect("run cargo");
-    assert!(status.success(), "building {package} for wasm32-wasip2 failed");
-    target_dir.join("wasm32-wasip2").join("release").join(format!("{}.wasm", package.replace('-', "_")))
+    assert!(
+        status.success(),
+        "building {package} for wasm32-wasip2 failed"
+    );
+    target_dir
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{}.wasm", package.replace('-', "_")))
 }
 
 /// Polls `cond` every 20 ms for up to `limit`.

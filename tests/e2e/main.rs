@@ -4,8 +4,8 @@
 
 mod harness;
 
+mod conformance;
+mod paths;
+mod sandbox;
 mod skeleton;
 mod transfer;
-mod conformance;
-mod sandbox;
-mod paths;

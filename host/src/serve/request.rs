@@ -17,7 +17,10 @@ pub fn to_wit<B>(req: &Request<B>, path: &NormalPath, tls: bool) -> wit::Request
             .headers()
             .iter()
             .filter_map(|(name, value)| {
-                Some(wit::Header { name: name.as_str().to_owned(), value: value.to_str().ok()?.to_owned() })
+                Some(wit::Header {
+                    name: name.as_str().to_owned(),
+                    value: value.to_str().ok()?.to_owned(),
+                })
             })
             .collect(),
         tls,
@@ -31,7 +34,12 @@ pub fn to_wit<B>(req: &Request<B>, path: &NormalPath, tls: bool) -> wit::Request
 }
 
 fn meta(m: &FileMeta) -> wit::FileMeta {
-    wit::FileMeta { size: m.size, mtime_ns: m.mtime_ns, inode: m.inode, device: m.device }
+    wit::FileMeta {
+        size: m.size,
+        mtime_ns: m.mtime_ns,
+        inode: m.inode,
+        device: m.device,
+    }
 }
 
 fn coding(c: Coding) -> wit::ContentCoding {
@@ -45,7 +53,14 @@ fn coding(c: Coding) -> wit::ContentCoding {
 fn file(f: &FoundFile) -> wit::FileEntry {
     wit::FileEntry {
         meta: meta(&f.file.meta),
-        siblings: f.siblings.iter().map(|(c, s)| wit::Sibling { coding: coding(*c), meta: meta(&s.meta) }).collect(),
+        siblings: f
+            .siblings
+            .iter()
+            .map(|(c, s)| wit::Sibling {
+                coding: coding(*c),
+                meta: meta(&s.meta),
+            })
+            .collect(),
     }
 }
 
@@ -55,7 +70,10 @@ pub fn entry_to_wit(found: &Found) -> wit::Entry {
         Found::Missing => wit::Entry::Missing,
         Found::File(f) => wit::Entry::File(file(f)),
         Found::Directory { index } => wit::Entry::Directory(wit::DirectoryEntry {
-            index: index.as_ref().map(|(name, f)| wit::IndexEntry { name: name.clone(), file: file(f) }),
+            index: index.as_ref().map(|(name, f)| wit::IndexEntry {
+                name: name.clone(),
+                file: file(f),
+            }),
         }),
     }
 }

@@ -5,4 +5,4 @@ wasmtime::component::bindgen!({
     world: "policy",
 });
 
-pub use sluice::policy::types;
+pub use self::sluice::policy::types;

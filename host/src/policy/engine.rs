@@ -72,7 +72,7 @@ pub struct Sandbox {
 }
 
 /// Ticks after the last call before the epoch clock parks.
-const IDLE_TICKS: u32 = 100;
+const IDLE_TICKS: u32 = 10;
 
 /// The epoch clock's shared state. Deadlines only need the epoch to advance
 /// while wasm runs, so the clock parks after [`IDLE_TICKS`] ticks without a

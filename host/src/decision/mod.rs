@@ -97,14 +97,6 @@ pub struct Plan {
     pub zero_copy: bool,
 }
 
-fn coding(c: wit::ContentCoding) -> Coding {
-    match c {
-        wit::ContentCoding::Gzip => Coding::Gzip,
-        wit::ContentCoding::Br => Coding::Br,
-        wit::ContentCoding::Zstd => Coding::Zstd,
-    }
-}
-
 /// The file a decision can draw bytes from.
 fn target(found: &Found) -> Option<&FoundFile> {
     match found {
@@ -126,7 +118,7 @@ fn source(
     match source {
         wit::Source::Original => Ok((file.file.clone(), None)),
         wit::Source::Sibling(c) => {
-            let c = coding(*c);
+            let c = Coding::from(*c);
             let sibling = file
                 .sibling(c)
                 .ok_or(DecisionError::UnknownSibling(c.token()))?;
@@ -194,7 +186,7 @@ pub fn validate(
             let compress = match (full.compress, stored) {
                 (None, _) => None,
                 (Some(_), Some(_)) => return Err(DecisionError::DoubleEncoding),
-                (Some(c), None) => Some((coding(c.coding), c.level)),
+                (Some(c), None) => Some((Coding::from(c.coding), c.level)),
             };
             if let Some(c) = compress.map(|(c, _)| c).or(stored) {
                 headers.insert(

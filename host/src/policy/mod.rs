@@ -198,15 +198,7 @@ impl Policy {
         stats::add(&stats::get().policy_instances, 1);
         let caps = Capabilities {
             index_names: caps.index_names,
-            siblings: caps
-                .siblings
-                .into_iter()
-                .map(|c| match c {
-                    wit::ContentCoding::Gzip => Coding::Gzip,
-                    wit::ContentCoding::Br => Coding::Br,
-                    wit::ContentCoding::Zstd => Coding::Zstd,
-                })
-                .collect(),
+            siblings: caps.siblings.into_iter().map(Coding::from).collect(),
         };
         Ok((warm, caps))
     }
@@ -300,6 +292,28 @@ fn canary_request() -> wit::Request {
         }],
         tls: false,
         version: wit::HttpVersion::Http11,
+    }
+}
+
+/// The WIT's content codings are the host's: one conversion each way, at the
+/// boundary.
+impl From<wit::ContentCoding> for Coding {
+    fn from(c: wit::ContentCoding) -> Coding {
+        match c {
+            wit::ContentCoding::Gzip => Coding::Gzip,
+            wit::ContentCoding::Br => Coding::Br,
+            wit::ContentCoding::Zstd => Coding::Zstd,
+        }
+    }
+}
+
+impl From<Coding> for wit::ContentCoding {
+    fn from(c: Coding) -> wit::ContentCoding {
+        match c {
+            Coding::Gzip => wit::ContentCoding::Gzip,
+            Coding::Br => wit::ContentCoding::Br,
+            Coding::Zstd => wit::ContentCoding::Zstd,
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 
 use http::{Request, Version};
 
-use crate::coding::Coding;
 use crate::policy::wit;
 use crate::resolve::{FileMeta, Found, FoundFile, NormalPath};
 
@@ -42,14 +41,6 @@ fn meta(m: &FileMeta) -> wit::FileMeta {
     }
 }
 
-fn coding(c: Coding) -> wit::ContentCoding {
-    match c {
-        Coding::Gzip => wit::ContentCoding::Gzip,
-        Coding::Br => wit::ContentCoding::Br,
-        Coding::Zstd => wit::ContentCoding::Zstd,
-    }
-}
-
 fn file(f: &FoundFile) -> wit::FileEntry {
     wit::FileEntry {
         meta: meta(&f.file.meta),
@@ -57,7 +48,7 @@ fn file(f: &FoundFile) -> wit::FileEntry {
             .siblings
             .iter()
             .map(|(c, s)| wit::Sibling {
-                coding: coding(*c),
+                coding: (*c).into(),
                 meta: meta(&s.meta),
             })
             .collect(),

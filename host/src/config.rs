@@ -11,6 +11,7 @@
 //! chunk-max = "8m"
 //! chunk-default = "256k"
 //! sendfile-max-chunk = "2m"  # bound per sendfile(2) call (nginx: sendfile_max_chunk)
+//! inline-max = "16k"         # smaller cached bodies leave with the head in one write
 //!
 //! [sandbox]
 //! deadline-ms = 10           # per policy call
@@ -113,6 +114,10 @@ pub struct TransferConfig {
     pub chunk_max: ByteSize,
     pub chunk_default: ByteSize,
     pub sendfile_max_chunk: ByteSize,
+    /// Bodies up to this size whose bytes are all in the page cache are read
+    /// into memory and leave with the head in one write: for a small file that
+    /// is cheaper than corking, `sendfile` and uncorking. 0 turns it off.
+    pub inline_max: ByteSize,
     /// Allow zero-copy at all (a policy can only narrow this).
     pub zero_copy: bool,
 }
@@ -124,6 +129,7 @@ impl Default for TransferConfig {
             chunk_max: ByteSize(8 << 20),
             chunk_default: ByteSize(256 << 10),
             sendfile_max_chunk: ByteSize(2 << 20),
+            inline_max: ByteSize(16 << 10),
             zero_copy: true,
         }
     }

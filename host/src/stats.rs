@@ -33,6 +33,8 @@ counters! {
     copy_bytes,
     /// Reads made by the copying path.
     copy_reads,
+    /// File body bytes of small responses read into memory and sent with the head.
+    inline_bytes,
     /// Transfers cut short because the file shrank while being sent.
     truncated_files,
     /// Policy `decide` calls.

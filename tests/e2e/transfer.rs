@@ -132,6 +132,52 @@ fn large_download_leaves_by_sendfile() {
     assert!(after["sendfile_calls"] > before["sendfile_calls"]);
 }
 
+/// Small cached bodies (whole files, single ranges and multipart) leave with
+/// the head in one write; a body one byte over `inline-max` goes by sendfile.
+#[test]
+fn small_cached_bodies_leave_inline_with_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = pseudo_random(4096, 35);
+    let over = pseudo_random(8193, 36);
+    std::fs::write(dir.path().join("small.bin"), &small).unwrap();
+    std::fs::write(dir.path().join("over.bin"), &over).unwrap();
+    let server = start(dir.path(), "[transfer]\ninline-max = \"8k\"\n");
+    let before = server.stats();
+    let body = client()
+        .get(server.url("/small.bin"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(&body[..], &small[..]);
+    let ranged = client()
+        .get(server.url("/small.bin"))
+        .header("range", "bytes=10-19,100-199")
+        .send()
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    let ranged = ranged.bytes().unwrap();
+    assert!(ranged.windows(10).any(|w| w == &small[10..20]));
+    assert!(ranged.windows(100).any(|w| w == &small[100..200]));
+    let after = server.stats();
+    assert_eq!(
+        after["inline_bytes"] - before["inline_bytes"],
+        4096 + 10 + 100
+    );
+    assert_eq!(after["sendfile_bytes"], before["sendfile_bytes"]);
+
+    let body = client()
+        .get(server.url("/over.bin"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(&body[..], &over[..]);
+    let last = server.stats();
+    assert_eq!(last["sendfile_bytes"] - after["sendfile_bytes"], 8193);
+    assert_eq!(last["inline_bytes"], after["inline_bytes"]);
+}
+
 /// The test that would catch zeros: the copying path must send the very same
 /// bytes, and count them as copied.
 #[test]

@@ -103,6 +103,7 @@ pub fn handle<B>(
         conn.channel,
         plan.chunk_size,
         plan.zero_copy,
+        app.transfer.inline_max.0,
     ) {
         Ok(b) => b,
         Err(e) => {

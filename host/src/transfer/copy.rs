@@ -27,6 +27,42 @@ use super::compress::Encoder;
 use super::Segment;
 use crate::stats;
 
+/// Reads a small body whole, if every file byte of it is already in the page
+/// cache (`RWF_NOWAIT`, so it may run on an async worker). `None` when a read
+/// would wait for the disk or fails (the file shrank, say): the caller then
+/// takes the ordinary path, which waits, or reports the failure, properly.
+pub(crate) fn read_cached(file: &File, segments: &VecDeque<Segment>) -> Option<Bytes> {
+    let total: u64 = segments.iter().map(Segment::len).sum();
+    let mut buf = Vec::with_capacity(usize::try_from(total).ok()?);
+    let mut file_bytes = 0;
+    for segment in segments {
+        match *segment {
+            Segment::Bytes(ref b) => buf.extend_from_slice(b),
+            Segment::File { offset, len } => {
+                let start = buf.len();
+                buf.resize(start + usize::try_from(len).ok()?, 0);
+                let mut at = start;
+                while at < buf.len() {
+                    let dst = &mut buf[at..];
+                    let from = offset + (at - start) as u64;
+                    match rustix::io::preadv2(
+                        file,
+                        &mut [IoSliceMut::new(dst)],
+                        from,
+                        ReadWriteFlags::NOWAIT,
+                    ) {
+                        Ok(n) if n > 0 => at += n,
+                        _ => return None,
+                    }
+                }
+                file_bytes += len;
+            }
+        }
+    }
+    stats::add(&stats::get().inline_bytes, file_bytes);
+    Some(Bytes::from(buf))
+}
+
 /// Chunks alive at once per body: the one being sent and the one being read.
 pub const CHUNKS_IN_FLIGHT: usize = 2;
 

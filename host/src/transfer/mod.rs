@@ -108,6 +108,7 @@ pub fn body(
     channel: Channel<'_>,
     chunk: usize,
     zero_copy_allowed: bool,
+    inline_max: u64,
 ) -> io::Result<ResponseBody> {
     let (file, segments, encoder) = match planned {
         PlannedBody::Empty => return Ok(ResponseBody::Empty),
@@ -174,6 +175,13 @@ pub fn body(
     };
     if head_only || (segments.is_empty() && encoder.is_none()) {
         return Ok(ResponseBody::Empty);
+    }
+    // Small, cached bodies: one pread and the head and body in one writev,
+    // instead of cork + writev + sendfile + uncork.
+    if encoder.is_none() && segments.iter().map(Segment::len).sum::<u64>() <= inline_max {
+        if let Some(bytes) = copy::read_cached(&file.file, &segments) {
+            return Ok(ResponseBody::Inline(Some(bytes)));
+        }
     }
     match (channel.zero_copy, encoder) {
         (Some(link), None) if zero_copy_allowed => Ok(ResponseBody::ZeroCopy(SendfileBody::new(

@@ -18,6 +18,15 @@ impl Coding {
         }
     }
 
+    /// A distinct bit per coding, for small sets of codings.
+    pub fn bit(self) -> u8 {
+        match self {
+            Coding::Gzip => 1,
+            Coding::Br => 2,
+            Coding::Zstd => 4,
+        }
+    }
+
     /// The file-name suffix of a precompressed sibling.
     pub fn suffix(self) -> &'static str {
         match self {

@@ -1,10 +1,12 @@
 //! Kernel-enforced resolution beneath the root.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
@@ -70,6 +72,26 @@ pub enum Found {
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    absent: Mutex<HashMap<String, Absent>>,
+}
+
+/// How long the absence of a precompressed sibling is remembered. Probing
+/// `.br`, `.zst` and `.gz` costs a failing `openat2` path walk each, which is
+/// most of the file-system work of a small-file request; remembering "none
+/// here" for a second (nginx: `open_file_cache_errors`) removes it. Only
+/// absence is cached: a sibling that exists is opened, and `fstat`ed, every
+/// time, so nothing stale is ever served; a new sibling shows up within a
+/// second.
+const ABSENCE_TTL: Duration = Duration::from_secs(1);
+
+/// Entries kept at most; the cache is simply emptied when full.
+const ABSENCE_MAX: usize = 8192;
+
+/// Sibling codings found absent at a path, and when.
+#[derive(Debug, Clone, Copy)]
+struct Absent {
+    since: Instant,
+    codings: u8,
 }
 
 /// Flags for every open: read-only; non-blocking so a FIFO planted in the root
@@ -103,6 +125,7 @@ impl Root {
         let root = Root {
             fd,
             path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
+            absent: Mutex::new(HashMap::new()),
         };
         match root.open_beneath(".") {
             Err(rustix::io::Errno::NOSYS) => Err(RootError::NoOpenat2),
@@ -149,10 +172,51 @@ impl Root {
     }
 
     fn found_file(&self, relative: &str, file: OpenedFile, codings: &[Coding]) -> FoundFile {
+        if codings.is_empty() {
+            return FoundFile {
+                file,
+                siblings: Vec::new(),
+            };
+        }
+        let now = Instant::now();
+        let known_absent = self
+            .absent
+            .lock()
+            .expect("not poisoned")
+            .get(relative)
+            .filter(|a| now.duration_since(a.since) < ABSENCE_TTL)
+            .map_or(0, |a| a.codings);
+        let mut newly_absent = 0;
         let siblings = codings
             .iter()
-            .filter_map(|&c| Some((c, self.open_file(&format!("{relative}{}", c.suffix()))?)))
+            .filter(|c| known_absent & c.bit() == 0)
+            .filter_map(
+                |&c| match self.open_file(&format!("{relative}{}", c.suffix())) {
+                    Some(f) => Some((c, f)),
+                    None => {
+                        newly_absent |= c.bit();
+                        None
+                    }
+                },
+            )
             .collect();
+        if newly_absent != 0 {
+            let mut cache = self.absent.lock().expect("not poisoned");
+            if cache.len() >= ABSENCE_MAX {
+                cache.clear();
+            }
+            let entry = cache.entry(relative.to_owned()).or_insert(Absent {
+                since: now,
+                codings: 0,
+            });
+            if now.duration_since(entry.since) >= ABSENCE_TTL {
+                *entry = Absent {
+                    since: now,
+                    codings: 0,
+                };
+            }
+            entry.codings |= newly_absent;
+        }
         FoundFile { file, siblings }
     }
 
@@ -213,6 +277,34 @@ fn opened(fd: OwnedFd, stat: &rustix::fs::Stat) -> OpenedFile {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn sibling_absence_is_remembered_briefly_and_presence_never() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let siblings = |root: &Root| match root.lookup("a.txt", &[], &[Coding::Gzip, Coding::Br]) {
+            Found::File(f) => f.siblings.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert!(siblings(&root).is_empty());
+        std::fs::write(dir.path().join("a.txt.gz"), "gz").unwrap();
+        assert!(
+            siblings(&root).is_empty(),
+            "absence is remembered within the TTL"
+        );
+        std::thread::sleep(ABSENCE_TTL + Duration::from_millis(100));
+        assert_eq!(
+            siblings(&root),
+            vec![Coding::Gzip],
+            "and forgotten after it"
+        );
+        std::fs::remove_file(dir.path().join("a.txt.gz")).unwrap();
+        assert!(
+            siblings(&root).is_empty(),
+            "a present sibling is probed every time"
+        );
+    }
 
     #[test]
     fn symlinks_leaving_the_root_are_missing() {

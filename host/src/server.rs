@@ -11,21 +11,18 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{policy_settings, Config};
-use crate::policy::Sandbox;
+use crate::policy::{self, Sandbox};
 use crate::serve::{self, App, Conn, Site, SiteSpec};
 use crate::transfer::zerocopy::SendfileIo;
 use crate::transfer::Channel;
 
 /// Builds the application (sandbox, sites, policies) from a configuration.
 pub fn build_app(config: &Config) -> anyhow::Result<Arc<App>> {
-    // The pool is shared by every site's policy. Each keeps up to 2 x cores
-    // warm instances plus those in flight (one per worker at most), and a
-    // reload briefly holds old and new side by side: the configured figure
-    // is a floor, so adding tenants cannot starve them into 503s.
+    // The pool is shared by every site's policy: the configured figure is a
+    // floor, so adding tenants cannot starve them into 503s.
     let mut sandbox_config = config.sandbox;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
     let sites = 1 + config.vhost.len() as u32;
-    let needed = sites.saturating_mul(6 * cores);
+    let needed = sites.saturating_mul(policy::slots_per_policy());
     if needed > sandbox_config.instances {
         tracing::info!(
             configured = sandbox_config.instances,

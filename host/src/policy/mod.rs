@@ -95,6 +95,22 @@ impl std::fmt::Debug for Policy {
     }
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Warm instances one policy keeps idle between requests.
+fn max_idle_instances() -> usize {
+    2 * cores()
+}
+
+/// Pooling-allocator slots one policy can hold at once: its idle instances
+/// plus one in flight per worker (at most one per core), doubled because a
+/// reload briefly keeps the old policy beside the new one.
+pub fn slots_per_policy() -> u32 {
+    u32::try_from(2 * (max_idle_instances() + cores())).unwrap_or(u32::MAX)
+}
+
 impl Policy {
     /// Loads a component from a file (`None`: the built-in default policy).
     pub fn load(
@@ -158,7 +174,7 @@ impl Policy {
             limits,
             capabilities: Capabilities::default(),
             idle: Mutex::new(Vec::new()),
-            max_idle: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_idle: max_idle_instances(),
             name: name.to_owned(),
         };
         // The canary: a fresh instance must configure and then decide a plain

@@ -21,6 +21,18 @@ pub struct SiteSpec {
     pub limits: SandboxLimits,
 }
 
+impl SiteSpec {
+    /// Compiles, configures and canary-tests this site's policy.
+    fn load_policy(&self, sandbox: &Sandbox) -> Result<Policy, LoadError> {
+        Policy::load(
+            sandbox,
+            self.policy_file.as_deref(),
+            &self.settings,
+            self.limits,
+        )
+    }
+}
+
 /// One served root with its policy.
 pub struct Site {
     pub root: Root,
@@ -32,12 +44,7 @@ impl Site {
     /// Opens the root and loads the policy (compile, configure, canary).
     pub fn open(sandbox: &Sandbox, spec: SiteSpec) -> anyhow::Result<Site> {
         let root = Root::open(&spec.root)?;
-        let policy = Policy::load(
-            sandbox,
-            spec.policy_file.as_deref(),
-            &spec.settings,
-            spec.limits,
-        )?;
+        let policy = spec.load_policy(sandbox)?;
         Ok(Site {
             root,
             policy: ArcSwap::from_pointee(policy),
@@ -53,12 +60,7 @@ impl Site {
     /// Loads the policy file again; swaps it in only if it compiles, links,
     /// configures and passes the canary call. Otherwise the old one stays.
     pub fn reload(&self, sandbox: &Sandbox) -> Result<(), LoadError> {
-        match Policy::load(
-            sandbox,
-            self.spec.policy_file.as_deref(),
-            &self.spec.settings,
-            self.spec.limits,
-        ) {
+        match self.spec.load_policy(sandbox) {
             Ok(p) => {
                 self.policy.store(Arc::new(p));
                 stats::add(&stats::get().reloads, 1);

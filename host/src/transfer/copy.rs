@@ -31,8 +31,7 @@ use crate::stats;
 /// cache (`RWF_NOWAIT`, so it may run on an async worker). `None` when a read
 /// would wait for the disk or fails (the file shrank, say): the caller then
 /// takes the ordinary path, which waits, or reports the failure, properly.
-pub(crate) fn read_cached(file: &File, segments: &VecDeque<Segment>) -> Option<Bytes> {
-    let total: u64 = segments.iter().map(Segment::len).sum();
+pub(crate) fn read_cached(file: &File, segments: &VecDeque<Segment>, total: u64) -> Option<Bytes> {
     let mut buf = Vec::with_capacity(usize::try_from(total).ok()?);
     let mut file_bytes = 0;
     for segment in segments {

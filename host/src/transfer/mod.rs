@@ -178,8 +178,9 @@ pub fn body(
     }
     // Small, cached bodies: one pread and the head and body in one writev,
     // instead of cork + writev + sendfile + uncork.
-    if encoder.is_none() && segments.iter().map(Segment::len).sum::<u64>() <= inline_max {
-        if let Some(bytes) = copy::read_cached(&file.file, &segments) {
+    let total: u64 = segments.iter().map(Segment::len).sum();
+    if encoder.is_none() && total <= inline_max {
+        if let Some(bytes) = copy::read_cached(&file.file, &segments, total) {
             return Ok(ResponseBody::Inline(Some(bytes)));
         }
     }

@@ -4,7 +4,35 @@
 //! again: a name with a space, `%`, `?`, `#` or non-ASCII bytes must reach the
 //! client as the same path, and the result must be a valid field value.
 
-use std::fmt::Write;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Bytes encoded in the path: all but RFC 3986 `pchar` (minus `pct-encoded`)
+/// and the `/` separator. (`percent-encoding` always encodes non-ASCII bytes
+/// and controls.)
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/');
+
+/// Bytes encoded in the query: all but RFC 3986 `query` (`pchar`, `/`, `?`)
+/// and `%`, which stays because the query is still encoded as the client
+/// sent it.
+const QUERY: &AsciiSet = &PATH.remove(b'?').remove(b'%');
 
 /// `path` + `/`, percent-encoded, followed by `?` and the raw query if the
 /// request had one.
@@ -15,38 +43,15 @@ use std::fmt::Write;
 pub fn directory(path: &str, raw_query: Option<&str>) -> String {
     let mut location = String::with_capacity(path.len() + 2);
     location.push('/');
-    for &b in path.trim_start_matches('/').as_bytes() {
-        push_encoded(&mut location, b, is_path_byte);
-    }
+    location.extend(utf8_percent_encode(path.trim_start_matches('/'), PATH));
     if !location.ends_with('/') {
         location.push('/');
     }
     if let Some(query) = raw_query {
         location.push('?');
-        for &b in query.as_bytes() {
-            // `%` stays: the query is still encoded as the client sent it.
-            push_encoded(&mut location, b, |b| b == b'%' || is_query_byte(b));
-        }
+        location.extend(utf8_percent_encode(query, QUERY));
     }
     location
-}
-
-fn push_encoded(out: &mut String, b: u8, keep: impl Fn(u8) -> bool) {
-    if keep(b) {
-        out.push(char::from(b));
-    } else {
-        let _ = write!(out, "%{b:02X}");
-    }
-}
-
-/// RFC 3986 `pchar` (minus `pct-encoded`) and the `/` separator.
-fn is_path_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
-}
-
-/// RFC 3986 `query`: `pchar`, `/` and `?`.
-fn is_query_byte(b: u8) -> bool {
-    is_path_byte(b) || b == b'?'
 }
 
 #[cfg(test)]
@@ -83,6 +88,33 @@ mod tests {
     fn never_produces_a_network_path() {
         assert_eq!(directory("//evil.example", None), "/evil.example/");
         assert_eq!(directory("", None), "/");
+    }
+
+    /// Every ASCII byte: RFC 3986 `pchar` and `/` are kept in the path,
+    /// `?` and `%` too in the query, everything else is encoded.
+    #[test]
+    fn kept_bytes_are_exactly_the_rfc_3986_sets() {
+        let pchar = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        for b in 1..=0x7fu8 {
+            let c = char::from(b);
+            let encoded = format!("%{b:02X}");
+            let path = directory(&format!("/a{c}"), None);
+            let want = if pchar(b) {
+                c.to_string()
+            } else {
+                encoded.clone()
+            };
+            let want = if b == b'/' {
+                "/a/".to_owned()
+            } else {
+                format!("/a{want}/")
+            };
+            assert_eq!(path, want, "path byte {b:#x}");
+            let query = directory("/a", Some(&c.to_string()));
+            let kept = pchar(b) || b == b'?' || b == b'%';
+            let want = if kept { c.to_string() } else { encoded };
+            assert_eq!(query, format!("/a/?{want}"), "query byte {b:#x}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `Accept-Encoding` (RFC 9110 §12.5.3): which content codings the client
 //! takes, and how much it likes each.
 
+use crate::coding;
 use crate::fields::{is_token, trim_ows};
-use crate::model::ContentCoding;
+use crate::types::ContentCoding;
 
 /// A quality value in thousandths: 0 (not acceptable) to 1000 (`q=1`).
 pub type Quality = u16;
@@ -15,9 +16,8 @@ pub const Q_MAX: Quality = 1000;
 /// choice and are dropped while parsing, so this never allocates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AcceptEncoding {
-    gzip: Option<Quality>,
-    br: Option<Quality>,
-    zstd: Option<Quality>,
+    /// The weight of each coding of `coding::CODINGS`, by index.
+    codings: [Option<Quality>; coding::N],
     identity: Option<Quality>,
     any: Option<Quality>,
 }
@@ -25,7 +25,8 @@ pub struct AcceptEncoding {
 impl AcceptEncoding {
     /// Parses a field value (all `Accept-Encoding` lines joined with commas).
     ///
-    /// Tokens are case-insensitive, `x-gzip` is `gzip` (§8.4.1.3), whitespace
+    /// Tokens are case-insensitive, aliases count as their coding (`x-gzip`
+    /// is `gzip`, §8.4.1.3; see `coding::CODINGS`), whitespace
     /// around commas and semicolons is optional, empty elements are skipped.
     /// An element that is not `coding [ OWS ";" OWS "q=" qvalue ]` (a bad
     /// qvalue such as `q=2` or `q=0.5000`, another parameter, stray bytes) is
@@ -34,14 +35,15 @@ impl AcceptEncoding {
     pub fn parse(value: &str) -> AcceptEncoding {
         let mut ae = AcceptEncoding::default();
         for element in value.split(',') {
-            if let Some((coding, q)) = parse_element(element) {
-                let slot = match coding.to_ascii_lowercase().as_str() {
-                    "gzip" | "x-gzip" => &mut ae.gzip,
-                    "br" => &mut ae.br,
-                    "zstd" => &mut ae.zstd,
-                    "identity" => &mut ae.identity,
-                    "*" => &mut ae.any,
-                    _ => continue,
+            if let Some((token, q)) = parse_element(element) {
+                let slot = if let Some(c) = ContentCoding::from_accept_token(token) {
+                    &mut ae.codings[c.index()]
+                } else if token.eq_ignore_ascii_case("identity") {
+                    &mut ae.identity
+                } else if token == "*" {
+                    &mut ae.any
+                } else {
+                    continue;
                 };
                 slot.get_or_insert(q);
             }
@@ -52,12 +54,7 @@ impl AcceptEncoding {
     /// How acceptable `coding` is: its own weight, else the `*` weight, else 0
     /// (a coding neither listed nor covered by `*` is not acceptable).
     pub fn quality(&self, coding: ContentCoding) -> Quality {
-        let own = match coding {
-            ContentCoding::Gzip => self.gzip,
-            ContentCoding::Br => self.br,
-            ContentCoding::Zstd => self.zstd,
-        };
-        own.or(self.any).unwrap_or(0)
+        self.codings[coding.index()].or(self.any).unwrap_or(0)
     }
 
     /// The weight the client gave "no coding": its own, else the `*` weight;
@@ -302,7 +299,7 @@ mod tests {
         #[test]
         fn never_panics(s in any::<String>()) {
             let ae = AcceptEncoding::parse(&s);
-            for c in [Gzip, Br, Zstd] {
+            for c in ContentCoding::ALL {
                 prop_assert!(ae.quality(c) <= Q_MAX);
             }
             prop_assert!(ae.identity_quality().is_none_or(|q| q <= Q_MAX));

@@ -1,169 +1,101 @@
-//! The thin wit-bindgen glue: converts the generated WIT types to and from
-//! `model`, and keeps the configuration `configure` installed. Everything that
-//! decides anything lives in plain Rust modules that are tested natively.
+//! The component's exports: `configure` parses the settings into a `Config`
+//! and keeps it for the instance's `decide` calls, which run `policy::decide`
+//! on the generated WIT types as they come. The `Guest` impl builds (and is
+//! tested) natively; only `export!`, which emits the component's ABI, is
+//! wasm-only.
 
 use std::cell::RefCell;
 
+use crate::bindings::Guest;
 use crate::config::Config;
-use crate::model;
-
-wit_bindgen::generate!({
-    path: "../wit",
-    world: "policy",
-});
-
-use sluice::policy::types as wit;
+use crate::types::{Capabilities, Decision, Entry, HostLimits, Request, Setting};
 
 thread_local! {
     /// Set by `configure`; a component invoked directly (e.g. `wasmtime run
-    /// --invoke`) runs with the defaults, as the WIT contract requires.
+    /// --invoke`) runs with the defaults under the default host limits, as the
+    /// WIT contract requires. The only state the policy keeps, and it never
+    /// changes between `decide` calls.
     static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
 }
 
-struct Policy;
+/// The default policy.
+pub struct Policy;
 
 impl Guest for Policy {
-    fn configure(settings: Vec<wit::Setting>) -> Result<wit::Capabilities, String> {
-        let pairs: Vec<(String, String)> =
-            settings.into_iter().map(|s| (s.name, s.value)).collect();
-        let config = Config::from_settings(&pairs)?;
+    fn configure(settings: Vec<Setting>, limits: HostLimits) -> Result<Capabilities, String> {
+        let config = Config::from_settings(&settings, limits)?;
         let caps = config.capabilities();
         CONFIG.with(|c| *c.borrow_mut() = Some(config));
-        Ok(wit::Capabilities {
-            index_names: caps.index_names,
-            siblings: caps.siblings.into_iter().map(coding_to_wit).collect(),
-        })
+        Ok(caps)
     }
 
-    fn decide(req: wit::Request, found: wit::Entry) -> wit::Decision {
-        let req = request_from_wit(req);
-        let found = entry_from_wit(found);
-        let decision = CONFIG.with(|c| {
+    fn decide(req: Request, found: Entry) -> Decision {
+        CONFIG.with(|c| {
             let mut slot = c.borrow_mut();
             let config = slot.get_or_insert_with(Config::default);
             crate::policy::decide(config, &req, &found)
-        });
-        decision_to_wit(decision)
+        })
     }
 }
 
-export!(Policy);
+#[cfg(target_arch = "wasm32")]
+crate::bindings::export!(Policy with_types_in crate::bindings);
 
-fn request_from_wit(r: wit::Request) -> model::Request {
-    model::Request {
-        method: r.method,
-        path: r.path,
-        raw_query: r.raw_query,
-        headers: r
-            .headers
-            .into_iter()
-            .map(|h| model::Header {
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
-        tls: r.tls,
-        version: match r.version {
-            wit::HttpVersion::Http10 => model::HttpVersion::Http10,
-            wit::HttpVersion::Http11 => model::HttpVersion::Http11,
-            wit::HttpVersion::Http2 => model::HttpVersion::Http2,
-            wit::HttpVersion::Http3 => model::HttpVersion::Http3,
-        },
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_HOST_LIMITS;
+    use crate::types::{HttpVersion, SettingValue};
+
+    fn get(path: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            raw_query: None,
+            headers: vec![],
+            tls: false,
+            version: HttpVersion::Http11,
+        }
     }
-}
 
-fn coding_from_wit(c: wit::ContentCoding) -> model::ContentCoding {
-    match c {
-        wit::ContentCoding::Gzip => model::ContentCoding::Gzip,
-        wit::ContentCoding::Br => model::ContentCoding::Br,
-        wit::ContentCoding::Zstd => model::ContentCoding::Zstd,
-    }
-}
+    // One test, because the configuration is per thread (per instance in
+    // wasm) and the test harness reuses threads.
+    #[test]
+    fn decide_runs_with_the_defaults_until_configured() {
+        CONFIG.with(|c| *c.borrow_mut() = None);
+        let d = Policy::decide(get("/nope"), Entry::Missing);
+        assert_eq!(d.status, 404);
+        assert!(matches!(d.body, crate::types::Body::Inline(_)));
+        assert_eq!(
+            CONFIG.with(|c| c.borrow().as_ref().map(|c| c.limits)),
+            Some(DEFAULT_HOST_LIMITS)
+        );
 
-fn coding_to_wit(c: model::ContentCoding) -> wit::ContentCoding {
-    match c {
-        model::ContentCoding::Gzip => wit::ContentCoding::Gzip,
-        model::ContentCoding::Br => wit::ContentCoding::Br,
-        model::ContentCoding::Zstd => wit::ContentCoding::Zstd,
-    }
-}
+        let refused = Policy::configure(
+            vec![Setting {
+                name: "chunk-sise".into(),
+                value: SettingValue::Integer(1),
+            }],
+            DEFAULT_HOST_LIMITS,
+        );
+        assert!(refused.unwrap_err().contains("chunk-sise"));
 
-fn meta_from_wit(m: wit::FileMeta) -> model::FileMeta {
-    model::FileMeta {
-        size: m.size,
-        mtime_ns: m.mtime_ns,
-        inode: m.inode,
-        device: m.device,
-    }
-}
-
-fn file_from_wit(f: wit::FileEntry) -> model::FileEntry {
-    model::FileEntry {
-        meta: meta_from_wit(f.meta),
-        siblings: f
-            .siblings
-            .into_iter()
-            .map(|s| model::Sibling {
-                coding: coding_from_wit(s.coding),
-                meta: meta_from_wit(s.meta),
-            })
-            .collect(),
-    }
-}
-
-fn entry_from_wit(e: wit::Entry) -> model::Entry {
-    match e {
-        wit::Entry::Missing => model::Entry::Missing,
-        wit::Entry::File(f) => model::Entry::File(file_from_wit(f)),
-        wit::Entry::Directory(d) => model::Entry::Directory {
-            index: d.index.map(|i| model::IndexEntry {
-                name: i.name,
-                file: file_from_wit(i.file),
-            }),
-        },
-    }
-}
-
-fn source_to_wit(s: model::Source) -> wit::Source {
-    match s {
-        model::Source::Original => wit::Source::Original,
-        model::Source::Sibling(c) => wit::Source::Sibling(coding_to_wit(c)),
-    }
-}
-
-fn decision_to_wit(d: model::Decision) -> wit::Decision {
-    wit::Decision {
-        status: d.status,
-        headers: d
-            .headers
-            .into_iter()
-            .map(|h| wit::Header {
-                name: h.name,
-                value: h.value,
-            })
-            .collect(),
-        body: match d.body {
-            model::Body::Empty => wit::Body::Empty,
-            model::Body::Inline(bytes) => wit::Body::Inline(bytes),
-            model::Body::Full { source, compress } => wit::Body::Full(wit::FullBody {
-                source: source_to_wit(source),
-                compress: compress.map(|c| wit::Compression {
-                    coding: coding_to_wit(c.coding),
-                    level: c.level,
-                }),
-            }),
-            model::Body::Ranges { source, ranges } => wit::Body::Ranges(wit::RangedBody {
-                source: source_to_wit(source),
-                ranges: ranges
-                    .into_iter()
-                    .map(|r| wit::ByteRange {
-                        first: r.first,
-                        last: r.last,
-                    })
-                    .collect(),
-            }),
-        },
-        chunk_size: d.chunk_size,
-        zero_copy: d.zero_copy,
+        let tiny = HostLimits {
+            max_inline: 4,
+            ..DEFAULT_HOST_LIMITS
+        };
+        let caps = Policy::configure(
+            vec![Setting {
+                name: "zero-copy".into(),
+                value: SettingValue::Boolean(false),
+            }],
+            tiny,
+        )
+        .unwrap();
+        assert!(!caps.zero_copy);
+        // The 404 text no longer fits: status and headers, empty body.
+        let d = Policy::decide(get("/nope"), Entry::Missing);
+        assert_eq!((d.status, d.body), (404, crate::types::Body::Empty));
+        CONFIG.with(|c| *c.borrow_mut() = None);
     }
 }

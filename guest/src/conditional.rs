@@ -2,9 +2,9 @@
 //! order of §13.2.2 against the selected representation's validators.
 
 use crate::etag::{Condition, EntityTag};
-use crate::fields::{singleton, Singleton};
+use crate::fields::{singleton, Field, Singleton};
 use crate::http_date;
-use crate::model::Request;
+use crate::types::Request;
 
 /// The validators of the selected representation.
 #[derive(Debug, Clone, Copy)]
@@ -44,18 +44,18 @@ pub fn evaluate(req: &Request, v: Validators<'_>) -> Precondition {
     let safe = matches!(req.method.as_str(), "GET" | "HEAD");
 
     // Step 1 / 2.
-    if let Some(value) = req.header("if-match") {
+    if let Some(value) = req.header(Field::IfMatch) {
         if !Condition::parse(&value).matches_strong(v.etag) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = single_date(req, "if-unmodified-since") {
+    } else if let Some(date) = single_date(req, Field::IfUnmodifiedSince) {
         if v.last_modified > date {
             return Precondition::Failed;
         }
     }
 
     // Step 3 / 4.
-    if let Some(value) = req.header("if-none-match") {
+    if let Some(value) = req.header(Field::IfNoneMatch) {
         if Condition::parse(&value).matches_weak(v.etag) {
             return if safe {
                 Precondition::NotModified
@@ -64,7 +64,7 @@ pub fn evaluate(req: &Request, v: Validators<'_>) -> Precondition {
             };
         }
     } else if safe {
-        if let Some(date) = single_date(req, "if-modified-since") {
+        if let Some(date) = single_date(req, Field::IfModifiedSince) {
             if v.last_modified <= date {
                 return Precondition::NotModified;
             }
@@ -81,7 +81,7 @@ pub fn evaluate(req: &Request, v: Validators<'_>) -> Precondition {
 /// a field sent twice or an unparseable value, means "send everything" (200),
 /// which is always safe for the client.
 pub fn if_range_allows(req: &Request, v: Validators<'_>) -> bool {
-    match singleton(req, "if-range") {
+    match singleton(req, Field::IfRange) {
         Singleton::Absent => true,
         Singleton::Many => false,
         Singleton::One(value) => {
@@ -96,8 +96,8 @@ pub fn if_range_allows(req: &Request, v: Validators<'_>) -> bool {
 }
 
 /// The date in a singleton date field, if it is exactly one valid HTTP-date.
-fn single_date(req: &Request, name: &str) -> Option<i64> {
-    match singleton(req, name) {
+fn single_date(req: &Request, field: Field) -> Option<i64> {
+    match singleton(req, field) {
         Singleton::One(value) => http_date::parse(value),
         Singleton::Absent | Singleton::Many => None,
     }
@@ -106,7 +106,7 @@ fn single_date(req: &Request, name: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Header, HttpVersion};
+    use crate::types::{Header, HttpVersion};
     use Precondition::{Failed, NotModified, Proceed};
 
     const LM: i64 = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT

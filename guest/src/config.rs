@@ -1,18 +1,34 @@
 //! The policy's knobs, set by the operator in the host's configuration (the
-//! `[policy]` table) and handed over through `configure` as name/value strings.
+//! `[policy]` table) and handed over through `configure` as typed values
+//! (WIT `setting-value`), with the host's limits on decisions
+//! (`host-limits`).
 //!
 //! Every knob has a default, so an empty settings list is a complete
 //! configuration (the WIT contract requires that for a component invoked
-//! directly). Unknown names and bad values are errors: a typo stops the server
-//! at start-up instead of being silently ignored. `guest/README.md` lists the
-//! knobs for operators; keep it in step with this file.
+//! directly, with `DEFAULT_HOST_LIMITS`). Each knob takes its natural type
+//! (an integer for sizes, levels and `max-ranges`, a boolean for switches,
+//! an array for lists) and also the text spellings of the 0.1.0 settings
+//! (`"16k"`, `"true"`, `"br, gzip"`). Unknown names, values of the wrong type
+//! and bad values are errors: a typo stops the server at start-up instead of
+//! being silently ignored. `guest/README.md` lists the knobs for operators;
+//! keep it in step with this file.
 
+use crate::coding::{self, CODINGS};
 use crate::content_type::MediaPattern;
-use crate::model::{Capabilities, ContentCoding};
+use crate::fields::FIELDS;
+use crate::types::{Capabilities, ContentCoding, HostLimits, Setting, SettingValue};
 
-/// The host's cap on the number of ranges in one ranged body (WIT
-/// `ranged-body`); `max-ranges` may not exceed it.
-pub const HOST_MAX_RANGES: usize = 64;
+/// The host limits a component invoked directly must assume (WIT
+/// `host-limits`).
+pub const DEFAULT_HOST_LIMITS: HostLimits = HostLimits {
+    max_ranges: 64,
+    max_headers: 64,
+    max_header_bytes: 16384,
+    max_inline: 65536,
+};
+
+/// Default `max-ranges`, lowered to the host's `max-ranges` if that is less.
+pub const DEFAULT_MAX_RANGES: u32 = 16;
 
 /// Whether paths with a segment starting with `.` are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,15 +55,10 @@ pub struct Config {
     /// preference. Empty disables on-the-fly compression. Default
     /// `br, zstd, gzip`.
     pub compress: Vec<ContentCoding>,
-    /// `compress-level-gzip`: gzip level for on-the-fly compression, 1-9.
-    /// Default 6 (zlib's own default: most of the gain for moderate CPU).
-    pub level_gzip: i32,
-    /// `compress-level-br`: Brotli quality, 0-11. Default 4: levels above ~5
-    /// cost far more CPU than they save bytes when compressing per request.
-    pub level_br: i32,
-    /// `compress-level-zstd`: Zstandard level, 1-19. Default 3 (zstd's own
-    /// default).
-    pub level_zstd: i32,
+    /// `compress-level-TOKEN` (`compress-level-gzip`, …): the encoder level
+    /// for on-the-fly compression, per coding (indexed like
+    /// `coding::CODINGS`, which has each coding's range and default).
+    pub levels: [i32; coding::N],
     /// `compress-min-size`: smallest file compressed on the fly, bytes. Below
     /// ~1 KiB the coding's framing overhead eats the gain. Default `1k`.
     pub compress_min_size: u64,
@@ -61,12 +72,15 @@ pub struct Config {
     pub compress_types: Vec<MediaPattern>,
     /// `max-ranges`: most ranges honoured in one `Range` request; a request
     /// with more is answered with the whole representation (200). 0 disables
-    /// range requests (`Accept-Ranges: none`). Default 16, at most 64.
+    /// range requests (`Accept-Ranges: none`). Default 16, at most the
+    /// host's `max-ranges` (64 by default), which also lowers the default.
     pub max_ranges: usize,
     /// `chunk-size`: read size for the host's copying path, bytes (0 = host
-    /// default). Default `256k`.
+    /// default). Default `256k`. A transport hint: it goes to the host in
+    /// `capabilities`, not in decisions.
     pub chunk_size: u32,
-    /// `zero-copy`: whether the host may use sendfile(2). Default `true`.
+    /// `zero-copy`: whether the host may use sendfile(2). Default `true`. A
+    /// transport hint, like `chunk-size`.
     pub zero_copy: bool,
     /// `dotfiles`: `deny` (default) or `allow`.
     pub dotfiles: Dotfiles,
@@ -89,24 +103,33 @@ pub struct Config {
     /// `types`: extra or overriding extension → media type mappings,
     /// `ext=type/subtype` comma-separated, e.g. `ts=text/plain`. Default none.
     pub types: Vec<(String, String)>,
+    /// The host's limits on decisions, from `configure`.
+    pub limits: HostLimits,
 }
 
 impl Default for Config {
+    /// The defaults under the default host limits: what a component invoked
+    /// directly runs with.
     fn default() -> Self {
+        Config::defaults(DEFAULT_HOST_LIMITS)
+    }
+}
+
+impl Config {
+    /// Every knob at its default, under the host's `limits`.
+    pub fn defaults(limits: HostLimits) -> Self {
         Config {
             index_names: vec!["index.html".to_owned()],
             precompressed: vec![ContentCoding::Br, ContentCoding::Zstd, ContentCoding::Gzip],
             compress: vec![ContentCoding::Br, ContentCoding::Zstd, ContentCoding::Gzip],
-            level_gzip: 6,
-            level_br: 4,
-            level_zstd: 3,
+            levels: CODINGS.map(|c| c.default_level),
             compress_min_size: 1024,
             compress_max_size: 16 * 1024 * 1024,
             compress_types: DEFAULT_COMPRESS_TYPES
                 .iter()
                 .filter_map(|p| MediaPattern::parse(p))
                 .collect(),
-            max_ranges: 16,
+            max_ranges: DEFAULT_MAX_RANGES.min(limits.max_ranges) as usize,
             chunk_size: 256 * 1024,
             zero_copy: true,
             dotfiles: Dotfiles::Deny,
@@ -116,6 +139,7 @@ impl Default for Config {
             cache_default: "max-age=3600".to_owned(),
             charset: "utf-8".to_owned(),
             types: Vec::new(),
+            limits,
         }
     }
 }
@@ -142,24 +166,21 @@ pub const DEFAULT_COMPRESS_TYPES: &[&str] = &[
 ];
 
 impl Config {
-    /// Parses the operator's settings over the defaults. Later settings of the
-    /// same name override earlier ones.
-    pub fn from_settings(settings: &[(String, String)]) -> Result<Config, String> {
-        let mut config = Config::default();
-        for (name, value) in settings {
-            let value = value.trim();
+    /// Parses the operator's settings over the defaults, under the host's
+    /// `limits`. Later settings of the same name override earlier ones.
+    pub fn from_settings(settings: &[Setting], limits: HostLimits) -> Result<Config, String> {
+        let mut config = Config::defaults(limits);
+        for Setting { name, value } in settings {
             let name = name.as_str();
             match name {
-                "index-names" => config.index_names = index_names(value)?,
+                "index-names" => config.index_names = index_names(name, value)?,
                 "precompressed" => config.precompressed = codings(name, value)?,
                 "compress" => config.compress = codings(name, value)?,
-                "compress-level-gzip" => config.level_gzip = integer(name, value, 1, 9)?,
-                "compress-level-br" => config.level_br = integer(name, value, 0, 11)?,
-                "compress-level-zstd" => config.level_zstd = integer(name, value, 1, 19)?,
                 "compress-min-size" => config.compress_min_size = size(name, value)?,
                 "compress-max-size" => config.compress_max_size = size(name, value)?,
                 "compress-types" => {
-                    config.compress_types = list(value)
+                    config.compress_types = list(name, value)?
+                        .into_iter()
                         .map(|p| {
                             MediaPattern::parse(p)
                                 .ok_or_else(|| format!("{name}: not a media type pattern: {p:?}"))
@@ -167,20 +188,25 @@ impl Config {
                         .collect::<Result<_, _>>()?
                 }
                 "max-ranges" => {
-                    let n = integer(name, value, 0, HOST_MAX_RANGES as i64)?;
+                    let n = integer(name, value, 0, i64::from(limits.max_ranges))?;
                     config.max_ranges =
                         usize::try_from(n).map_err(|_| format!("{name}: out of range"))?;
                 }
                 "chunk-size" => {
                     config.chunk_size = u32::try_from(size(name, value)?)
-                        .map_err(|_| format!("{name}: too large: {value:?}"))?
+                        .map_err(|_| format!("{name}: too large: {}", show(value)))?
                 }
                 "zero-copy" => config.zero_copy = boolean(name, value)?,
                 "dotfiles" => {
-                    config.dotfiles = match value {
+                    config.dotfiles = match text(name, value)? {
                         "deny" => Dotfiles::Deny,
                         "allow" => Dotfiles::Allow,
-                        _ => return Err(format!("{name}: expected deny or allow, got {value:?}")),
+                        _ => {
+                            return Err(format!(
+                                "{name}: expected deny or allow, got {}",
+                                show(value)
+                            ))
+                        }
                     }
                 }
                 "well-known" => config.well_known = boolean(name, value)?,
@@ -188,13 +214,21 @@ impl Config {
                 "cache-html" => config.cache_html = field_value(name, value)?,
                 "cache-default" => config.cache_default = field_value(name, value)?,
                 "charset" => {
-                    if !value.is_empty() && !crate::fields::is_token(value) {
-                        return Err(format!("{name}: not a charset name: {value:?}"));
+                    let charset = text(name, value)?;
+                    if !charset.is_empty() && !crate::fields::is_token(charset) {
+                        return Err(format!("{name}: not a charset name: {charset:?}"));
                     }
-                    config.charset = value.to_owned();
+                    config.charset = charset.to_owned();
                 }
                 "types" => config.types = types(name, value)?,
-                _ => return Err(format!("unknown policy setting {name:?}")),
+                _ => match level_setting(name) {
+                    Some(c) => {
+                        let (min, max) = c.levels;
+                        config.levels[c.coding.index()] =
+                            integer(name, value, i64::from(min), i64::from(max))?
+                    }
+                    None => return Err(format!("unknown policy setting {name:?}")),
+                },
             }
         }
         if config.compress_min_size > config.compress_max_size {
@@ -203,35 +237,89 @@ impl Config {
         Ok(config)
     }
 
-    /// What the host should look for on disk under this configuration.
+    /// What the policy asks of the host under this configuration.
+    ///
+    /// * `request-headers`: exactly the fields the policy reads
+    ///   (`fields::FIELDS`).
+    /// * `query`: the directory redirect keeps it.
+    /// * `reusable`: every decision is a pure function of `configure`'s and
+    ///   `decide`'s arguments; the policy reads no clock (a date in the future
+    ///   is not rejected for that reason, see `conditional`), no randomness,
+    ///   and keeps no state but the configuration.
     pub fn capabilities(&self) -> Capabilities {
         Capabilities {
             index_names: self.index_names.clone(),
             siblings: self.precompressed.clone(),
+            request_headers: FIELDS.iter().map(|(_, name)| (*name).to_owned()).collect(),
+            query: true,
+            reusable: true,
+            chunk_size: self.chunk_size,
+            zero_copy: self.zero_copy,
         }
     }
 
     /// The on-the-fly encoder level configured for `coding`.
     pub fn level(&self, coding: ContentCoding) -> i32 {
-        match coding {
-            ContentCoding::Gzip => self.level_gzip,
-            ContentCoding::Br => self.level_br,
-            ContentCoding::Zstd => self.level_zstd,
-        }
+        self.levels[coding.index()]
     }
 }
 
-/// Comma-separated list items, trimmed, empty items dropped.
-fn list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+/// The coding a `compress-level-TOKEN` setting is for.
+fn level_setting(name: &str) -> Option<&'static coding::Coding> {
+    let token = name.strip_prefix("compress-level-")?;
+    CODINGS.iter().find(|c| c.token == token)
 }
 
-fn index_names(value: &str) -> Result<Vec<String>, String> {
-    list(value)
+/// A value as the operator wrote it, for error messages (TOML spelling).
+fn show(value: &SettingValue) -> String {
+    match value {
+        SettingValue::Text(s) => format!("{s:?}"),
+        SettingValue::Integer(n) => n.to_string(),
+        SettingValue::Boolean(b) => b.to_string(),
+        SettingValue::Items(items) => format!("{items:?}"),
+    }
+}
+
+fn expected(name: &str, what: &str, value: &SettingValue) -> String {
+    format!("{name}: expected {what}, got {}", show(value))
+}
+
+/// A string setting (trimmed).
+fn text<'v>(name: &str, value: &'v SettingValue) -> Result<&'v str, String> {
+    match value {
+        SettingValue::Text(s) => Ok(s.trim()),
+        _ => Err(expected(name, "a string", value)),
+    }
+}
+
+/// A list setting: an array, or a comma-separated string. Items are trimmed
+/// and empty ones dropped.
+fn list<'v>(name: &str, value: &'v SettingValue) -> Result<Vec<&'v str>, String> {
+    let items: Vec<&str> = match value {
+        SettingValue::Text(s) => s.split(',').collect(),
+        SettingValue::Items(items) => items.iter().map(String::as_str).collect(),
+        _ => {
+            return Err(expected(
+                name,
+                "an array or a comma-separated string",
+                value,
+            ))
+        }
+    };
+    Ok(items
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn index_names(name: &str, value: &SettingValue) -> Result<Vec<String>, String> {
+    list(name, value)?
+        .into_iter()
         .map(|n| {
             // The host ignores such names; refusing them here tells the operator.
             if n.contains('/') || n == "." || n == ".." {
-                Err(format!("index-names: not a file name: {n:?}"))
+                Err(format!("{name}: not a file name: {n:?}"))
             } else {
                 Ok(n.to_owned())
             }
@@ -239,15 +327,19 @@ fn index_names(value: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// A coding list; `none` (or an empty value) is the empty list. Duplicates
+/// A coding list; `none` (alone) or no items is the empty list. Duplicates
 /// are dropped so the host is not asked to look for a sibling twice.
-fn codings(name: &str, value: &str) -> Result<Vec<ContentCoding>, String> {
-    if value.eq_ignore_ascii_case("none") {
-        return Ok(Vec::new());
+fn codings(name: &str, value: &SettingValue) -> Result<Vec<ContentCoding>, String> {
+    let items = list(name, value)?;
+    if let [only] = items.as_slice() {
+        if only.eq_ignore_ascii_case("none") {
+            return Ok(Vec::new());
+        }
     }
     let mut out = Vec::new();
-    for token in list(value) {
-        let c = coding(token).ok_or_else(|| format!("{name}: unknown coding {token:?}"))?;
+    for token in items {
+        let c = ContentCoding::from_setting(token)
+            .ok_or_else(|| format!("{name}: unknown coding {token:?}"))?;
         if !out.contains(&c) {
             out.push(c);
         }
@@ -255,52 +347,69 @@ fn codings(name: &str, value: &str) -> Result<Vec<ContentCoding>, String> {
     Ok(out)
 }
 
-fn coding(token: &str) -> Option<ContentCoding> {
-    match token.to_ascii_lowercase().as_str() {
-        "gzip" | "gz" => Some(ContentCoding::Gzip),
-        "br" => Some(ContentCoding::Br),
-        "zstd" | "zst" => Some(ContentCoding::Zstd),
+/// A byte size: a non-negative integer, or text in the grammar of WIT
+/// `setting-value` (see `parse_size`).
+fn size(name: &str, value: &SettingValue) -> Result<u64, String> {
+    match value {
+        SettingValue::Integer(n) => u64::try_from(*n).ok(),
+        SettingValue::Text(s) => parse_size(s),
         _ => None,
     }
+    .ok_or_else(|| expected(name, "a byte size (65536, \"64k\", \"8MiB\")", value))
 }
 
-/// A byte size: a number with an optional `k`/`m`/`g` (KiB/MiB/GiB) suffix.
-fn size(name: &str, value: &str) -> Result<u64, String> {
-    let lower = value.to_ascii_lowercase();
-    let (digits, unit) = match lower.as_bytes().last() {
-        Some(b'k') => (&lower[..lower.len() - 1], 1u64 << 10),
-        Some(b'm') => (&lower[..lower.len() - 1], 1 << 20),
-        Some(b'g') => (&lower[..lower.len() - 1], 1 << 30),
-        _ => (lower.as_str(), 1),
+/// Parses a byte size as WIT `setting-value` documents it, the grammar the
+/// host reads its own sizes with: digits, then optionally `k`, `m` or `g`
+/// (KiB, MiB, GiB), then optionally `b` or `ib`, case-insensitive, with
+/// whitespace around the whole: `65536`, `64k`, `8MiB`, `16kb`. `None` for
+/// anything else, and for sizes that overflow a `u64`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let rest = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, unit) = match rest.as_bytes().last() {
+        Some(b'k') => (&rest[..rest.len() - 1], 1u64 << 10),
+        Some(b'm') => (&rest[..rest.len() - 1], 1 << 20),
+        Some(b'g') => (&rest[..rest.len() - 1], 1 << 30),
+        _ => (rest, 1),
     };
-    digits
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("{name}: not a size: {value:?}"))
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
 }
 
-fn integer(name: &str, value: &str, min: i64, max: i64) -> Result<i32, String> {
-    value
-        .parse::<i64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .and_then(|n| i32::try_from(n).ok())
-        .ok_or_else(|| format!("{name}: expected an integer from {min} to {max}, got {value:?}"))
-}
-
-fn boolean(name: &str, value: &str) -> Result<bool, String> {
+/// An integer from `min` to `max`: an integer, or its decimal text.
+fn integer(name: &str, value: &SettingValue, min: i64, max: i64) -> Result<i32, String> {
     match value {
-        "true" | "on" | "yes" => Ok(true),
-        "false" | "off" | "no" => Ok(false),
-        _ => Err(format!("{name}: not a boolean: {value:?}")),
+        SettingValue::Integer(n) => Some(*n),
+        SettingValue::Text(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+    .filter(|n| (min..=max).contains(n))
+    .and_then(|n| i32::try_from(n).ok())
+    .ok_or_else(|| expected(name, &format!("an integer from {min} to {max}"), value))
+}
+
+/// A boolean, or its text: `true`/`false`, `on`/`off`, `yes`/`no`.
+fn boolean(name: &str, value: &SettingValue) -> Result<bool, String> {
+    match value {
+        SettingValue::Boolean(b) => Ok(*b),
+        SettingValue::Text(s) => match s.trim() {
+            "true" | "on" | "yes" => Ok(true),
+            "false" | "off" | "no" => Ok(false),
+            _ => Err(expected(name, "a boolean", value)),
+        },
+        _ => Err(expected(name, "a boolean", value)),
     }
 }
 
 /// A value that will be sent as a header field value: the host refuses (500)
 /// decisions with invalid field values, so a bad one is caught at start-up.
-fn field_value(name: &str, value: &str) -> Result<String, String> {
+fn field_value(name: &str, value: &SettingValue) -> Result<String, String> {
+    let value = text(name, value)?;
     if value
         .bytes()
         .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
@@ -312,8 +421,9 @@ fn field_value(name: &str, value: &str) -> Result<String, String> {
 }
 
 /// `ext=type/subtype, …`; extensions are matched case-insensitively.
-fn types(name: &str, value: &str) -> Result<Vec<(String, String)>, String> {
-    list(value)
+fn types(name: &str, value: &SettingValue) -> Result<Vec<(String, String)>, String> {
+    list(name, value)?
+        .into_iter()
         .map(|item| {
             let (ext, media) = item
                 .split_once('=')
@@ -332,15 +442,35 @@ fn types(name: &str, value: &str) -> Result<Vec<(String, String)>, String> {
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
+    use crate::types::ContentCoding::{Br, Gzip, Zstd};
+    use SettingValue::{Boolean, Integer, Items, Text};
+
+    /// Settings written as text, as 0.1.0 passed every value.
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        let typed: Vec<(&str, SettingValue)> = pairs
             .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+            .map(|(n, v)| (*n, Text(v.to_string())))
+            .collect();
+        parse_typed(typed)
     }
 
-    fn parse(pairs: &[(&str, &str)]) -> Result<Config, String> {
-        Config::from_settings(&settings(pairs))
+    fn parse_typed(pairs: Vec<(&str, SettingValue)>) -> Result<Config, String> {
+        parse_with(pairs, DEFAULT_HOST_LIMITS)
+    }
+
+    fn parse_with(pairs: Vec<(&str, SettingValue)>, limits: HostLimits) -> Result<Config, String> {
+        let settings: Vec<Setting> = pairs
+            .into_iter()
+            .map(|(name, value)| Setting {
+                name: name.to_owned(),
+                value,
+            })
+            .collect();
+        Config::from_settings(&settings, limits)
+    }
+
+    fn items(list: &[&str]) -> SettingValue {
+        Items(list.iter().map(|s| s.to_string()).collect())
     }
 
     #[test]
@@ -352,13 +482,15 @@ mod tests {
         assert_eq!(c.compress_min_size, 1024);
         assert_eq!(c.compress_types.len(), DEFAULT_COMPRESS_TYPES.len());
         assert_eq!(c.capabilities().siblings, c.precompressed);
+        assert_eq!(c.limits, DEFAULT_HOST_LIMITS);
+        assert_eq!(c.levels, [6, 4, 3], "gzip 6, br 4, zstd 3 (in WIT order)");
     }
 
     #[test]
     fn defaults_and_overrides() {
         let c = parse(&[("chunk-size", "64k"), ("precompressed", "gzip")]).unwrap();
         assert_eq!(c.chunk_size, 64 * 1024);
-        assert_eq!(c.precompressed, vec![ContentCoding::Gzip]);
+        assert_eq!(c.precompressed, vec![Gzip]);
         assert_eq!(c.index_names, vec!["index.html"]);
     }
 
@@ -387,13 +519,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.index_names, vec!["index.html", "index.htm"]);
-        assert_eq!(
-            c.precompressed,
-            vec![ContentCoding::Zstd, ContentCoding::Gzip]
-        );
-        assert_eq!(c.compress, vec![ContentCoding::Gzip]);
-        assert_eq!((c.level_gzip, c.level_br, c.level_zstd), (9, 0, 19));
-        assert_eq!(c.level(ContentCoding::Br), 0);
+        assert_eq!(c.precompressed, vec![Zstd, Gzip]);
+        assert_eq!(c.compress, vec![Gzip]);
+        assert_eq!((c.level(Gzip), c.level(Br), c.level(Zstd)), (9, 0, 19));
         assert_eq!((c.compress_min_size, c.compress_max_size), (0, 1 << 30));
         assert_eq!(c.compress_types.len(), 2);
         assert_eq!(c.max_ranges, 64);
@@ -423,7 +551,7 @@ mod tests {
             .is_empty());
         assert_eq!(
             parse(&[("compress", "gzip, gzip, br")]).unwrap().compress,
-            vec![ContentCoding::Gzip, ContentCoding::Br]
+            vec![Gzip, Br]
         );
     }
 
@@ -477,5 +605,181 @@ mod tests {
         let c = parse(&[("max-ranges", " 8 "), ("zero-copy", " false")]).unwrap();
         assert_eq!(c.max_ranges, 8);
         assert!(!c.zero_copy);
+    }
+
+    #[test]
+    fn typed_values_are_accepted() {
+        let c = parse_typed(vec![
+            ("index-names", items(&["index.html", "a, b.html"])),
+            ("precompressed", items(&["zst", "GZ"])),
+            ("compress", items(&[])),
+            ("compress-level-gzip", Integer(9)),
+            ("compress-min-size", Integer(0)),
+            ("compress-max-size", Text("1GiB".into())),
+            ("compress-types", items(&["text/*", "application/*+json"])),
+            ("max-ranges", Integer(64)),
+            ("chunk-size", Integer(65536)),
+            ("zero-copy", Boolean(false)),
+            ("well-known", Boolean(true)),
+            ("types", items(&["ts=text/plain"])),
+        ])
+        .unwrap();
+        // An array item is one element: a comma inside it is not a separator.
+        assert_eq!(c.index_names, vec!["index.html", "a, b.html"]);
+        assert_eq!(c.precompressed, vec![Zstd, Gzip]);
+        assert!(c.compress.is_empty());
+        assert_eq!(c.level(Gzip), 9);
+        assert_eq!((c.compress_min_size, c.compress_max_size), (0, 1 << 30));
+        assert_eq!(c.compress_types.len(), 2);
+        assert_eq!(c.max_ranges, 64);
+        assert_eq!(c.chunk_size, 65536);
+        assert!(!c.zero_copy && c.well_known);
+        assert_eq!(c.types, vec![("ts".to_owned(), "text/plain".to_owned())]);
+        assert!(parse_typed(vec![("precompressed", items(&["none"]))])
+            .unwrap()
+            .precompressed
+            .is_empty());
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_errors() {
+        for (name, value) in [
+            ("chunk-size", Boolean(true)),
+            ("chunk-size", Integer(-1)),
+            ("chunk-size", Integer(1 << 32)),
+            ("chunk-size", items(&["1"])),
+            ("compress-level-br", Boolean(true)),
+            ("compress-level-br", Integer(12)),
+            ("max-ranges", Integer(65)),
+            ("zero-copy", Integer(1)),
+            ("zero-copy", Text("1".into())),
+            ("well-known", items(&["true"])),
+            ("dotfiles", Boolean(false)),
+            ("cache-html", Integer(0)),
+            ("cache-default", items(&["no-cache"])),
+            ("charset", Boolean(false)),
+            ("index-names", Integer(1)),
+            ("precompressed", Boolean(false)),
+            ("types", Integer(3)),
+            ("precompressed", items(&["br, gzip"])),
+        ] {
+            let shown = show(&value);
+            let err = parse_typed(vec![(name, value)]).expect_err(name);
+            assert!(err.starts_with(name), "{err}");
+            assert!(
+                err.contains(&shown) || err.contains("unknown coding"),
+                "{err} should show {shown}"
+            );
+        }
+    }
+
+    /// The grammar of WIT `setting-value` (and of the host's `parse_size`),
+    /// with the host's own test examples first.
+    #[test]
+    fn byte_sizes() {
+        let ok: &[(&str, u64)] = &[
+            ("64k", 65536),
+            ("8MiB", 8 << 20),
+            (" 12 ", 12),
+            ("65536", 65536),
+            ("0", 0),
+            ("1K", 1024),
+            ("16kb", 16 << 10),
+            ("16KB", 16 << 10),
+            ("2kib", 2048),
+            ("3m", 3 << 20),
+            ("1g", 1 << 30),
+            ("1GiB", 1 << 30),
+            ("5b", 5),
+            ("5B", 5),
+            ("5ib", 5),
+            ("007k", 7 << 10),
+            ("16777216g", 1 << 54),
+        ];
+        for (text, bytes) in ok {
+            assert_eq!(parse_size(text), Some(*bytes), "{text:?}");
+        }
+        for bad in [
+            "lots",
+            "",
+            " ",
+            "k",
+            "b",
+            "kb",
+            "-1",
+            "+1",
+            "1.5k",
+            "1 k",
+            "1t",
+            "1kk",
+            "1bk",
+            "0x10",
+            "1_000",
+            "18446744073709551616",
+            "17179869184g",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        let c = parse(&[("chunk-size", "8MiB"), ("compress-max-size", "2gb")]).unwrap();
+        assert_eq!((c.chunk_size, c.compress_max_size), (8 << 20, 2 << 30));
+    }
+
+    #[test]
+    fn max_ranges_is_capped_by_the_host() {
+        let limits = HostLimits {
+            max_ranges: 8,
+            ..DEFAULT_HOST_LIMITS
+        };
+        // The default is lowered to the host's limit ...
+        assert_eq!(parse_with(vec![], limits).unwrap().max_ranges, 8);
+        // ... and an explicit value may not exceed it.
+        assert_eq!(
+            parse_with(vec![("max-ranges", Integer(8))], limits)
+                .unwrap()
+                .max_ranges,
+            8
+        );
+        assert!(parse_with(vec![("max-ranges", Integer(9))], limits).is_err());
+        let roomy = HostLimits {
+            max_ranges: 200,
+            ..DEFAULT_HOST_LIMITS
+        };
+        assert_eq!(parse_with(vec![], roomy).unwrap().max_ranges, 16);
+        assert_eq!(
+            parse_with(vec![("max-ranges", Integer(200))], roomy)
+                .unwrap()
+                .max_ranges,
+            200
+        );
+    }
+
+    #[test]
+    fn capabilities_carry_the_transport_hints() {
+        let c = parse_typed(vec![
+            ("chunk-size", Text("64k".into())),
+            ("zero-copy", Boolean(false)),
+            ("index-names", items(&["index.htm"])),
+            ("precompressed", items(&["gzip"])),
+        ])
+        .unwrap();
+        let caps = c.capabilities();
+        assert_eq!(caps.index_names, vec!["index.htm"]);
+        assert_eq!(caps.siblings, vec![Gzip]);
+        assert_eq!((caps.chunk_size, caps.zero_copy), (64 << 10, false));
+        assert!(caps.query && caps.reusable);
+        assert_eq!(
+            caps.request_headers,
+            [
+                "if-match",
+                "if-none-match",
+                "if-modified-since",
+                "if-unmodified-since",
+                "if-range",
+                "range",
+                "accept-encoding",
+            ]
+        );
+        let defaults = Config::default().capabilities();
+        assert_eq!((defaults.chunk_size, defaults.zero_copy), (256 << 10, true));
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::fields::trim_ows;
-use crate::model::FileMeta;
+use crate::types::FileMeta;
 
 /// An entity tag. `tag` is the opaque-tag without its quotes.
 #[derive(Debug, Clone, PartialEq, Eq)]

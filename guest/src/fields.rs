@@ -1,6 +1,41 @@
-//! Small pieces of HTTP field syntax (RFC 9110 §5) shared by the parsers.
+//! The request fields the policy reads, and small pieces of HTTP field
+//! syntax (RFC 9110 §5) shared by the parsers.
 
-use crate::model::Request;
+use crate::types::Request;
+
+/// A request field the policy reads. Every read goes through one of these
+/// (`Request::header`, `Request::header_values`, `singleton`), and
+/// `configure` declares exactly `FIELDS` in `capabilities.request-headers`,
+/// so the host passes every field the policy reads and no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    IfMatch,
+    IfNoneMatch,
+    IfModifiedSince,
+    IfUnmodifiedSince,
+    IfRange,
+    Range,
+    AcceptEncoding,
+}
+
+/// Every `Field` with its (lower-case) name, in declaration order, so that
+/// `field as usize` indexes it (a test checks it).
+pub const FIELDS: [(Field, &str); 7] = [
+    (Field::IfMatch, "if-match"),
+    (Field::IfNoneMatch, "if-none-match"),
+    (Field::IfModifiedSince, "if-modified-since"),
+    (Field::IfUnmodifiedSince, "if-unmodified-since"),
+    (Field::IfRange, "if-range"),
+    (Field::Range, "range"),
+    (Field::AcceptEncoding, "accept-encoding"),
+];
+
+impl Field {
+    /// The field name, lower case.
+    pub fn name(self) -> &'static str {
+        FIELDS[self as usize].1
+    }
+}
 
 /// How often a field defined to occur at most once appeared in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +52,8 @@ pub enum Singleton<'a> {
 
 /// Looks up a singleton field (`Range`, `If-Range`, `If-Modified-Since`,
 /// `If-Unmodified-Since`).
-pub fn singleton<'a>(req: &'a Request, name: &'a str) -> Singleton<'a> {
-    let mut values = req.header_values(name);
+pub fn singleton(req: &Request, field: Field) -> Singleton<'_> {
+    let mut values = req.header_values(field);
     match (values.next(), values.next()) {
         (None, _) => Singleton::Absent,
         (Some(v), None) => Singleton::One(v),
@@ -44,7 +79,7 @@ pub fn is_token(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Header, HttpVersion};
+    use crate::types::{Header, HttpVersion};
 
     fn request(headers: &[(&str, &str)]) -> Request {
         Request {
@@ -64,9 +99,18 @@ mod tests {
             ("If-Range", "\"a\""),
             ("if-range", "\"b\""),
         ]);
-        assert_eq!(singleton(&r, "range"), Singleton::One("bytes=0-1"));
-        assert_eq!(singleton(&r, "if-range"), Singleton::Many);
-        assert_eq!(singleton(&r, "if-modified-since"), Singleton::Absent);
+        assert_eq!(singleton(&r, Field::Range), Singleton::One("bytes=0-1"));
+        assert_eq!(singleton(&r, Field::IfRange), Singleton::Many);
+        assert_eq!(singleton(&r, Field::IfModifiedSince), Singleton::Absent);
+    }
+
+    #[test]
+    fn the_field_table_is_in_declaration_order() {
+        for (i, (field, name)) in FIELDS.iter().enumerate() {
+            assert_eq!(*field as usize, i);
+            assert_eq!(field.name(), *name);
+            assert_eq!(name.to_ascii_lowercase(), *name);
+        }
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! sluice's default response policy.
+//! sluice's default response policy, a `sluice:policy@0.2.0` component.
 //!
-//! The logic is plain Rust over the types in `model`, a mirror of the WIT
-//! contract, so `cargo test -p sluice-guest` runs it natively. Built for
-//! `wasm32-wasip2`, `component` adds the wit-bindgen glue that makes it a
-//! `sluice:policy@0.1.0` component.
+//! `bindings` holds what wit-bindgen generates from `wit/policy.wit`; the
+//! policy logic works on those WIT types directly (re-exported, with a few
+//! helpers, from `types`), on every target, so `cargo test -p sluice-guest`
+//! runs it natively. `component` implements the world's exports; only its
+//! `export!` is wasm-only.
 //!
 //! `policy::decide` orchestrates; each HTTP rule lives in a module named for
 //! it, and the parsers (`range`, `accept_encoding`, `etag`, `http_date`) are
 //! public so the fuzz targets in `guest/fuzz` can reach them.
 
 pub mod accept_encoding;
+pub mod bindings;
 pub mod cache_control;
+pub mod coding;
+pub mod component;
 pub mod conditional;
 pub mod config;
 pub mod content_type;
@@ -19,10 +23,7 @@ pub mod etag;
 pub mod fields;
 pub mod http_date;
 pub mod location;
-pub mod model;
 pub mod negotiate;
 pub mod policy;
 pub mod range;
-
-#[cfg(target_arch = "wasm32")]
-mod component;
+pub mod types;

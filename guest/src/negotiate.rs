@@ -10,7 +10,7 @@ use crate::accept_encoding::{AcceptEncoding, Quality};
 use crate::config::Config;
 use crate::etag::EntityTag;
 use crate::http_date::secs_from_ns;
-use crate::model::{Compression, FileEntry, FileMeta, Sibling, Source};
+use crate::types::{Compression, FileEntry, FileMeta, Sibling, Source};
 
 /// The selected representation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +180,7 @@ fn best<T>(items: impl Iterator<Item = (Quality, T)>) -> Option<(Quality, T)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ContentCoding::{self, Br, Gzip, Zstd};
+    use crate::types::ContentCoding::{self, Br, Gzip, Zstd};
 
     fn meta(inode: u64, size: u64) -> FileMeta {
         FileMeta {
@@ -333,11 +333,11 @@ mod tests {
 
     #[test]
     fn on_the_fly_uses_the_configured_level() {
-        let config = Config {
+        let mut config = Config {
             compress: vec![Gzip],
-            level_gzip: 9,
             ..Config::default()
         };
+        config.levels[Gzip.index()] = 9;
         let ae = AcceptEncoding::parse("gzip");
         let rep = select(&config, &file(3000, &[]), Some(&ae), true, true);
         assert_eq!(

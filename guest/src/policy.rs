@@ -20,12 +20,14 @@ use crate::conditional::{self, Precondition, Validators};
 use crate::config::Config;
 use crate::content_type;
 use crate::dotfiles;
-use crate::fields::{singleton, Singleton};
+use crate::fields::{singleton, Field, Singleton};
 use crate::http_date;
 use crate::location;
-use crate::model::{Body, Decision, Entry, FileEntry, Header, Request};
 use crate::negotiate::{self, Representation};
 use crate::range::{self, Resolution};
+use crate::types::{
+    Body, Decision, DirectoryEntry, Entry, FileEntry, FullBody, Header, RangedBody, Request,
+};
 
 /// The methods a static file server supports.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -37,7 +39,7 @@ pub fn decide(config: &Config, req: &Request, found: &Entry) -> Decision {
         // OPTIONS answers for the server (`*`) and for any path alike: the
         // allowed methods are the same everywhere, and answering 204 for a
         // missing path reveals nothing a GET would not.
-        "OPTIONS" => return empty(config, 204, vec![Header::new("allow", ALLOW)]),
+        "OPTIONS" => return empty(204, vec![Header::new("allow", ALLOW)]),
         // Methods are case-sensitive (RFC 9110 §9.1): `get` is not GET.
         _ => {
             return text(
@@ -52,14 +54,14 @@ pub fn decide(config: &Config, req: &Request, found: &Entry) -> Decision {
         return not_found(config);
     }
     match found {
-        Entry::Missing | Entry::Directory { index: None } => not_found(config),
-        Entry::Directory { index: Some(index) } if req.path.ends_with('/') => {
+        Entry::Missing | Entry::Directory(DirectoryEntry { index: None }) => not_found(config),
+        Entry::Directory(DirectoryEntry { index: Some(index) }) if req.path.ends_with('/') => {
             serve(config, req, &index.file, &index.name)
         }
         // Relative links in the index resolve against the directory only with
         // the slash. Without an index there is nothing to redirect to, and
         // 404 at once does not reveal that the directory exists.
-        Entry::Directory { index: Some(_) } => redirect(config, req),
+        Entry::Directory(DirectoryEntry { index: Some(_) }) => redirect(config, req),
         // `/file.txt/` names a directory that does not exist (POSIX says
         // ENOTDIR); serving the file there would break its relative links.
         Entry::File(_) if req.path.ends_with('/') => not_found(config),
@@ -84,14 +86,14 @@ fn serve(config: &Config, req: &Request, file: &FileEntry, name: &str) -> Decisi
     // sees always belong to the bytes it gets. A `Range` rejected while
     // parsing (malformed, other unit, too many specs, sent twice) is treated
     // as absent.
-    let ranges = match singleton(req, "range") {
+    let ranges = match singleton(req, Field::Range) {
         Singleton::One(value) if req.method == "GET" && config.max_ranges > 0 => {
             range::parse(value, config.max_ranges).ok()
         }
         _ => None,
     };
     let accept = req
-        .header("accept-encoding")
+        .header(Field::AcceptEncoding)
         .map(|v| AcceptEncoding::parse(&v));
     let rep = negotiate::select(
         config,
@@ -120,7 +122,7 @@ fn serve(config: &Config, req: &Request, file: &FileEntry, name: &str) -> Decisi
     };
     match conditional::evaluate(req, validators) {
         Precondition::Proceed => {}
-        Precondition::NotModified => return empty(config, 304, headers),
+        Precondition::NotModified => return empty(304, headers),
         Precondition::Failed => {
             let extra = if vary { vec![vary_header()] } else { vec![] };
             return text(config, 412, "Precondition Failed\n", extra);
@@ -149,34 +151,32 @@ fn serve(config: &Config, req: &Request, file: &FileEntry, name: &str) -> Decisi
             match range::resolve(&specs, rep.stored_size()) {
                 Resolution::Satisfiable(ranges) => {
                     return decision(
-                        config,
                         206,
                         headers,
-                        Body::Ranges {
+                        Body::Ranges(RangedBody {
                             source: rep.source,
                             ranges,
-                        },
+                        }),
                     );
                 }
-                Resolution::Unsatisfiable => return unsatisfiable(config, &rep, vary),
+                Resolution::Unsatisfiable => return unsatisfiable(&rep, vary),
                 Resolution::Ignored(_) => {}
             }
         }
     }
     decision(
-        config,
         200,
         headers,
-        Body::Full {
+        Body::Full(FullBody {
             source: rep.source,
             compress: rep.compress,
-        },
+        }),
     )
 }
 
 /// 416 with the one `Content-Range` a policy may send: the length of the
 /// representation the ranges were resolved against. The body must be empty.
-fn unsatisfiable(config: &Config, rep: &Representation, vary: bool) -> Decision {
+fn unsatisfiable(rep: &Representation, vary: bool) -> Decision {
     let mut headers = vec![
         Header::new("content-range", format!("bytes */{}", rep.stored_size())),
         Header::new("accept-ranges", "bytes"),
@@ -184,7 +184,7 @@ fn unsatisfiable(config: &Config, rep: &Representation, vary: bool) -> Decision 
     if vary {
         headers.push(vary_header());
     }
-    empty(config, 416, headers)
+    empty(416, headers)
 }
 
 /// The directory redirect. 301 rather than 308: only GET and HEAD get here,
@@ -225,29 +225,30 @@ fn last_segment(path: &str) -> &str {
 }
 
 /// A short plain-text response made by the policy itself. `nosniff` stops
-/// browsers from rendering it as HTML, whatever text ends up in it.
+/// browsers from rendering it as HTML, whatever text ends up in it. A host
+/// that allows less inline body than the text (`host-limits.max-inline`)
+/// gets the status and headers with an empty body.
 fn text(config: &Config, status: u16, text: &str, mut headers: Vec<Header>) -> Decision {
     headers.push(Header::new("content-type", "text/plain; charset=utf-8"));
     headers.push(Header::new("x-content-type-options", "nosniff"));
-    decision(
-        config,
-        status,
-        headers,
-        Body::Inline(text.as_bytes().to_vec()),
-    )
+    let fits = u32::try_from(text.len()).is_ok_and(|n| n <= config.limits.max_inline);
+    let body = if fits {
+        Body::Inline(text.as_bytes().to_vec())
+    } else {
+        Body::Empty
+    };
+    decision(status, headers, body)
 }
 
-fn empty(config: &Config, status: u16, headers: Vec<Header>) -> Decision {
-    decision(config, status, headers, Body::Empty)
+fn empty(status: u16, headers: Vec<Header>) -> Decision {
+    decision(status, headers, Body::Empty)
 }
 
-fn decision(config: &Config, status: u16, headers: Vec<Header>, body: Body) -> Decision {
+fn decision(status: u16, headers: Vec<Header>, body: Body) -> Decision {
     Decision {
         status,
         headers,
         body,
-        chunk_size: config.chunk_size,
-        zero_copy: config.zero_copy,
     }
 }
 

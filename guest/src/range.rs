@@ -5,11 +5,22 @@
 //! usable `Range` *before* it picks the representation (a ranged request is
 //! never compressed on the fly), while the outcome depends on that
 //! representation's length.
+//!
+//! Written out rather than taken from `http-range-header`, the crate for
+//! this, because its answers are not the ones RFC 9110 and the WIT contract
+//! need here: it refuses overlapping ranges and a suffix longer than the
+//! representation as errors, where §14.1.2 has the suffix select the whole
+//! representation and §14.2 lets the server coalesce (and the host requires
+//! coalesced, ascending ranges); it does not tell an unknown unit (ignore)
+//! from a malformed field, nor count the bytes requested against the
+//! representation (the `Excessive` defence below). What is left to parse is
+//! a split on `,` and `-`; `guest/fuzz` fuzzes it and the tests below
+//! check it against a model.
 
 use std::cmp::Ordering;
 
 use crate::fields::{is_token, trim_ows};
-use crate::model::ByteRange;
+use crate::types::ByteRange;
 
 /// One `range-spec` of the `bytes` unit. Offsets too large for a `u64` are
 /// saturated to `u64::MAX`, which no representation reaches, so they resolve

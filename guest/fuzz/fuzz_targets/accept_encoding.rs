@@ -8,12 +8,12 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use sluice_guest::accept_encoding::{parse_qvalue, AcceptEncoding, Q_MAX};
 use sluice_guest::config::Config;
-use sluice_guest::model::{ContentCoding, FileEntry, FileMeta, Sibling, Source};
+use sluice_guest::types::{ContentCoding, FileEntry, FileMeta, Sibling, Source};
 use sluice_guest::negotiate;
 
 fuzz_target!(|value: &str| {
     let ae = AcceptEncoding::parse(value);
-    for coding in [ContentCoding::Gzip, ContentCoding::Br, ContentCoding::Zstd] {
+    for coding in ContentCoding::ALL {
         assert!(ae.quality(coding) <= Q_MAX);
     }
     assert!(ae.identity_quality().is_none_or(|q| q <= Q_MAX));

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::Dotfiles;
-use crate::model::{
+use crate::types::{
     ByteRange, Compression, ContentCoding, FileMeta, HttpVersion, IndexEntry, Sibling, Source,
 };
 
@@ -80,17 +80,17 @@ fn file_with(size: u64, siblings: &[(ContentCoding, u64)]) -> Entry {
 }
 
 fn dir(index: Option<(&str, u64)>) -> Entry {
-    Entry::Directory {
+    Entry::Directory(DirectoryEntry {
         index: index.map(|(name, size)| IndexEntry {
             name: name.into(),
             file: file_entry(size, &[]),
         }),
-    }
+    })
 }
 
 fn run_with(config: &Config, req: Req, found: &Entry) -> Decision {
     let d = decide(config, &req.0, found);
-    check_contract(&req.0, found, &d);
+    check_contract(config, &req.0, found, &d);
     d
 }
 
@@ -106,28 +106,33 @@ fn body_text(d: &Decision) -> &str {
 }
 
 fn full(source: Source, compress: Option<Compression>) -> Body {
-    Body::Full { source, compress }
+    Body::Full(FullBody { source, compress })
 }
 
 fn ranges(source: Source, list: &[(u64, u64)]) -> Body {
-    Body::Ranges {
+    Body::Ranges(RangedBody {
         source,
         ranges: list
             .iter()
             .map(|&(first, last)| ByteRange { first, last })
             .collect(),
-    }
+    })
 }
 
-const IDENTITY: Body = Body::Full {
+const IDENTITY: Body = Body::Full(FullBody {
     source: Source::Original,
     compress: None,
-};
+});
 
-/// The rules the host enforces on every decision (WIT `decision`), plus the
-/// HTTP rules that hold for every response of this policy.
-fn check_contract(req: &Request, found: &Entry, d: &Decision) {
+/// The rules the host enforces on every decision (WIT `decision`, within
+/// `config.limits`), plus the HTTP rules that hold for every response of this
+/// policy.
+fn check_contract(config: &Config, req: &Request, found: &Entry, d: &Decision) {
+    let limits = config.limits;
     assert!((200..=599).contains(&d.status), "status {}", d.status);
+    assert!(d.headers.len() <= limits.max_headers as usize);
+    let header_bytes: usize = d.headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+    assert!(header_bytes <= limits.max_header_bytes as usize);
     for h in &d.headers {
         assert!(
             !h.name.is_empty() && h.name.bytes().all(crate::fields::is_tchar),
@@ -189,18 +194,18 @@ fn check_contract(req: &Request, found: &Entry, d: &Decision) {
         assert!(count(singleton) <= 1, "{singleton} twice");
     }
     match &d.body {
-        Body::Inline(b) => assert!(b.len() <= 64 * 1024),
-        Body::Full { source, compress } => {
+        Body::Inline(b) => assert!(b.len() <= limits.max_inline as usize),
+        Body::Full(FullBody { source, compress }) => {
             assert_eq!(d.status, 200);
             if compress.is_some() {
                 assert_eq!(*source, Source::Original, "compressing a sibling");
             }
             check_source(found, *source);
         }
-        Body::Ranges { source, ranges } => {
+        Body::Ranges(RangedBody { source, ranges }) => {
             assert_eq!(d.status, 206);
             assert_eq!(req.method, "GET");
-            assert!(!ranges.is_empty() && ranges.len() <= 64);
+            assert!(!ranges.is_empty() && ranges.len() <= limits.max_ranges as usize);
             let size = source_size(found, *source);
             for r in ranges {
                 assert!(r.first <= r.last && r.last < size);
@@ -209,7 +214,13 @@ fn check_contract(req: &Request, found: &Entry, d: &Decision) {
                 assert!(w[0].last.checked_add(1).unwrap() < w[1].first);
             }
         }
-        Body::Empty => assert!([204, 304, 416].contains(&d.status), "empty {}", d.status),
+        // Other statuses carry a short text, unless the host allows less
+        // inline body than the texts need (all are under 64 bytes).
+        Body::Empty => assert!(
+            [204, 304, 416].contains(&d.status) || limits.max_inline < 64,
+            "empty {}",
+            d.status
+        ),
     }
     if matches!(d.status, 200 | 206) {
         assert!(d.header("content-type").is_some() && d.header("etag").is_some());
@@ -219,7 +230,7 @@ fn check_contract(req: &Request, found: &Entry, d: &Decision) {
 fn entry_file(found: &Entry) -> &FileEntry {
     match found {
         Entry::File(f) => f,
-        Entry::Directory { index: Some(i) } => &i.file,
+        Entry::Directory(DirectoryEntry { index: Some(i) }) => &i.file,
         _ => panic!("no file for a file body"),
     }
 }
@@ -255,8 +266,6 @@ fn get_serves_a_file_with_validators() {
     assert_eq!(d.header("accept-ranges"), Some("bytes"));
     assert_eq!(d.header("cache-control"), Some("max-age=3600"));
     assert_eq!(d.body, IDENTITY);
-    assert_eq!(d.chunk_size, 256 * 1024);
-    assert!(d.zero_copy);
 }
 
 #[test]
@@ -272,7 +281,7 @@ fn head_is_get() {
             vec![("accept-encoding", "br, gzip")],
             vec![("if-none-match", "\"nope\"")],
         ] {
-            let path = if matches!(found, Entry::Directory { .. }) {
+            let path = if matches!(found, Entry::Directory(_)) {
                 "/d/"
             } else {
                 "/app.js"
@@ -488,20 +497,26 @@ fn pre_1970_files_get_a_valid_last_modified() {
     );
 }
 
+/// `chunk-size` and `zero-copy` go to the host once, in `capabilities`
+/// (WIT 0.2.0); decisions do not depend on them.
 #[test]
-fn chunk_size_and_zero_copy_are_passed_on_everywhere() {
+fn chunk_size_and_zero_copy_are_capabilities_not_decisions() {
     let config = Config {
         chunk_size: 4096,
         zero_copy: false,
         ..Config::default()
     };
-    for (req, found) in [
-        (get("/a.txt"), file(5)),
-        (get("/x"), Entry::Missing),
-        (method("POST", "/"), Entry::Missing),
+    let caps = config.capabilities();
+    assert_eq!((caps.chunk_size, caps.zero_copy), (4096, false));
+    for (m, path, found) in [
+        ("GET", "/a.txt", file(5)),
+        ("GET", "/x", Entry::Missing),
+        ("POST", "/", Entry::Missing),
     ] {
-        let d = run_with(&config, req, &found);
-        assert_eq!((d.chunk_size, d.zero_copy), (4096, false));
+        assert_eq!(
+            run_with(&config, method(m, path), &found),
+            run(method(m, path), &found)
+        );
     }
 }
 
@@ -986,10 +1001,10 @@ fn ranged_requests_get_identity_instead_of_on_the_fly_output() {
     );
     assert!(matches!(
         d.body,
-        Body::Full {
+        Body::Full(FullBody {
             compress: Some(_),
             ..
-        }
+        })
     ));
 }
 
@@ -1126,12 +1141,12 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
     prop_oneof![
         Just(Entry::Missing),
         arb_file().prop_map(Entry::File),
-        prop::option::of(arb_file()).prop_map(|f| Entry::Directory {
+        prop::option::of(arb_file()).prop_map(|f| Entry::Directory(DirectoryEntry {
             index: f.map(|file| IndexEntry {
                 name: "index.html".into(),
                 file
             })
-        }),
+        })),
     ]
 }
 
@@ -1157,10 +1172,102 @@ proptest! {
         let head = Req(Request { method: "HEAD".into(), ..req.0.clone() });
         let d = run(req, &found);
         let h = run(head, &found);
-        prop_assert!(!matches!(h.body, Body::Ranges { .. }), "HEAD got ranges");
+        prop_assert!(!matches!(h.body, Body::Ranges(_)), "HEAD got ranges");
         if m == "GET" && !has_range {
             // HEAD answers what GET would (Range aside, which HEAD ignores).
             prop_assert_eq!(d, h);
         }
     }
+}
+
+/// Request fields the policy must not depend on: what a browser sends
+/// besides the declared ones.
+const UNDECLARED: &[&str] = &[
+    "host",
+    "user-agent",
+    "accept",
+    "accept-language",
+    "cookie",
+    "referer",
+    "cache-control",
+    "content-type",
+    "x-other",
+];
+
+/// A request field with a value that means something for it, or an
+/// undeclared field with any value.
+fn arb_any_header() -> impl Strategy<Value = (String, String)> {
+    let date = prop_oneof![
+        Just(LAST_MODIFIED.to_owned()),
+        Just(BEFORE.to_owned()),
+        "(Mon|Tue|Sun), [0-2][0-9] (Jan|Nov) (19[0-9]{2}|20[0-4][0-9]) 0[0-9]:[0-5][0-9]:[0-5][0-9] GMT",
+    ];
+    let tags = prop_oneof![
+        Just("*".to_owned()),
+        "(W/)?\"[0-9a-f-]{0,12}\"(, (W/)?\"[0-9a-f-]{0,12}\")?",
+    ];
+    prop_oneof![
+        "bytes=[0-9]{0,4}-[0-9]{0,4}(,[0-9]{0,3}-[0-9]{0,3}){0,3}"
+            .prop_map(|v| ("range".to_owned(), v)),
+        prop_oneof![tags.clone(), date.clone()].prop_map(|v| ("if-range".to_owned(), v)),
+        tags.clone().prop_map(|v| ("if-match".to_owned(), v)),
+        tags.prop_map(|v| ("if-none-match".to_owned(), v)),
+        date.clone().prop_map(|v| ("if-modified-since".to_owned(), v)),
+        date.prop_map(|v| ("if-unmodified-since".to_owned(), v)),
+        "(gzip|br|zstd|identity|\\*)(;q=[01](\\.[0-9]{0,3})?)?(, ?(gzip|br|zstd|identity|\\*)(;q=0\\.[0-9]))*"
+            .prop_map(|v| ("accept-encoding".to_owned(), v)),
+        arb_header(),
+        (prop::sample::select(UNDECLARED), any::<String>()).prop_map(|(n, v)| (n.to_owned(), v)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// `capabilities.request-headers` names every field the policy reads:
+    /// given only the declared fields, as the host will give them, every
+    /// decision is the one it makes seeing all of them.
+    #[test]
+    fn only_declared_fields_matter(
+        m in prop::sample::select(vec!["GET", "GET", "GET", "HEAD", "OPTIONS", "POST"]),
+        path in "(/[a-z0-9]{1,6}){1,2}(\\.(txt|js|html|png))?/?",
+        query in prop::option::of("[a-z=&%0-9]{0,10}"),
+        headers in prop::collection::vec(arb_any_header(), 0..10),
+        found in arb_entry(),
+    ) {
+        let declared = Config::default().capabilities().request_headers;
+        let mut all = method(m, &path);
+        let mut only_declared = method(m, &path);
+        for (n, v) in &headers {
+            all = all.h(n, v);
+            if declared.contains(n) {
+                only_declared = only_declared.h(n, v);
+            }
+        }
+        if let Some(q) = query {
+            all = all.query(&q);
+            only_declared = only_declared.query(&q);
+        }
+        prop_assert_eq!(run(all, &found), run(only_declared, &found));
+    }
+}
+
+/// The inline bodies the policy makes respect `host-limits.max-inline`: with
+/// no room, the status and headers go out with an empty body.
+#[test]
+fn inline_bodies_fit_the_host_limit() {
+    let config = Config::defaults(crate::types::HostLimits {
+        max_inline: 0,
+        ..crate::config::DEFAULT_HOST_LIMITS
+    });
+    for (req, found, status) in [
+        (method("POST", "/"), Entry::Missing, 405),
+        (get("/x"), Entry::Missing, 404),
+        (get("/dir"), dir(Some(("index.html", 5))), 301),
+        (get("/a.txt").h("if-match", "\"nope\""), file(5), 412),
+    ] {
+        let d = run_with(&config, req, &found);
+        assert_eq!((d.status, d.body), (status, Body::Empty));
+    }
+    assert_eq!(body_text(&run(get("/x"), &Entry::Missing)), "Not Found\n");
 }

@@ -17,6 +17,10 @@ fn main() {
     for path in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
+    // Two checkouts sharing one target directory (git worktrees) share this
+    // script's cached output too: rerun when the checkout changes, or one
+    // would embed the other's component.
+    println!("cargo:rerun-if-env-changed=CARGO_MANIFEST_DIR");
     // Escape hatch for working on the host while guest/ is mid-edit: embed an
     // already-built component instead of building one.
     println!("cargo:rerun-if-env-changed=SLUICE_GUEST_WASM");

@@ -1,8 +1,10 @@
-//! Per-request cost of the policy call (issue 5): a warm, reused instance
-//! against a fresh store + instance per request, each with and without the
-//! epoch deadline and `StoreLimits`; plus the production path
-//! (`sluice::policy::Policy::decide`) and resident memory per loaded policy
-//! and per warm instance.
+//! Per-request cost of the policy call: a warm, reused instance against a
+//! fresh store + instance per request, each with and without the epoch
+//! deadline and `StoreLimits`; the production path
+//! (`sluice::policy::Policy::decide`, the *uncached* call), and the
+//! decision-cache *hit* path that replaces it for a reusable policy (key
+//! encoding, lookup, binding the verdict to the request's files); and
+//! resident memory per loaded policy and per warm instance.
 //!
 //! `cargo bench -p sluice --bench policy` (about a minute). Criterion reports
 //! the median; the p50/p99/p99.9 table before it comes from a plain timing loop
@@ -13,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use sluice::config::SandboxConfig;
-use sluice::policy::bindings::{Policy as Bindings, PolicyPre};
-use sluice::policy::{wasmtime_config, wit, Policy, Sandbox, DEFAULT_POLICY};
+use sluice::policy::wit::v0_2::{Policy as Bindings, PolicyPre};
+use sluice::policy::{host_limits, wasmtime_config, wit, Policy, Sandbox, DEFAULT_POLICY};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -98,7 +100,10 @@ impl Setup {
             store.set_epoch_deadline(11);
         }
         let bindings = self.pre.instantiate(&mut store).unwrap();
-        bindings.call_configure(&mut store, &[]).unwrap().unwrap();
+        bindings
+            .call_configure(&mut store, &[], host_limits())
+            .unwrap()
+            .unwrap();
         (store, bindings)
     }
 
@@ -303,6 +308,90 @@ fn memory() {
     drop(held);
 }
 
+/// The request with only the header fields the policy declared.
+fn declared_only(policy: &Policy, req: &wit::Request) -> wit::Request {
+    let fields = &policy.capabilities().fields;
+    let mut req = req.clone();
+    req.headers
+        .retain(|h| fields.wants(&http::HeaderName::from_bytes(h.name.as_bytes()).unwrap()));
+    req
+}
+
+/// The decision-cache hit path of the handler, on a real file: encode the
+/// key from the request and lookup, find the verdict, bind it to the
+/// lookup's descriptors.
+struct CacheHit {
+    _dir: tempfile::TempDir,
+    request: http::Request<()>,
+    path: sluice::resolve::NormalPath,
+    found: sluice::resolve::Found,
+    fields: sluice::policy::Fields,
+    cache: sluice::serve::DecisionCache,
+}
+
+impl CacheHit {
+    fn new(policy: &Policy) -> CacheHit {
+        use sluice::serve::request::{entry_to_wit, to_wit, write_key};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("assets")).unwrap();
+        std::fs::write(dir.path().join("assets/app.js"), vec![b'x'; 4096]).unwrap();
+        let (req, _) = request();
+        let mut builder = http::Request::builder().uri(&req.path);
+        for h in &req.headers {
+            builder = builder.header(&h.name, &h.value);
+        }
+        let request = builder.body(()).unwrap();
+        let path = sluice::resolve::normalize(&req.path).unwrap();
+        let root = sluice::resolve::Root::open(dir.path()).unwrap();
+        let caps = policy.capabilities();
+        let found = root.lookup(path.relative(), &caps.index_names, &caps.siblings);
+        let fields = caps.fields.clone();
+        let (decision, transport) = policy
+            .decide(
+                &to_wit(&request, &path, false, &fields),
+                &entry_to_wit(&found),
+            )
+            .unwrap();
+        let verdict = sluice::decision::validate(
+            decision,
+            transport,
+            &found,
+            &sluice::config::TransferConfig::default(),
+        )
+        .unwrap();
+        let cache = sluice::serve::DecisionCache::new(4 << 20).unwrap();
+        let mut key = Vec::new();
+        write_key(&mut key, &request, &path, false, &fields, &found);
+        cache.insert(key.into(), std::sync::Arc::new(verdict));
+        CacheHit {
+            _dir: dir,
+            request,
+            path,
+            found,
+            fields,
+            cache,
+        }
+    }
+
+    fn run(&self) {
+        thread_local! {
+            static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            sluice::serve::request::write_key(
+                key,
+                &self.request,
+                &self.path,
+                false,
+                &self.fields,
+                &self.found,
+            );
+            let verdict = self.cache.get(key).unwrap();
+            black_box(verdict.plan(&self.found).unwrap());
+        });
+    }
+}
+
 fn main() {
     let (req, entry) = request();
     let setups: Vec<Setup> = VARIANTS.iter().map(|v| Setup::new(*v)).collect();
@@ -329,6 +418,13 @@ fn main() {
     percentiles("sluice Policy::decide (warm pool)", || {
         black_box(production.decide(&req, &entry).unwrap());
     });
+    // What the host really passes a 0.2 policy: only its declared fields.
+    let declared = declared_only(&production, &req);
+    percentiles("uncached: decide, declared fields", || {
+        black_box(production.decide(&declared, &entry).unwrap());
+    });
+    let hit = CacheHit::new(&production);
+    percentiles("cache hit: key + lookup + plan", || hit.run());
     // The same calls on a trivial policy (the evil fixture's inline "ok"
     // path), which separates wasmtime's cost from the default policy's work.
     let trivial = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -359,6 +455,10 @@ fn main() {
     group.bench_function("sluice-policy-decide", |b| {
         b.iter(|| black_box(production.decide(&req, &entry).unwrap()))
     });
+    group.bench_function("uncached-declared-fields", |b| {
+        b.iter(|| black_box(production.decide(&declared, &entry).unwrap()))
+    });
+    group.bench_function("cache-hit", |b| b.iter(|| hit.run()));
     group.finish();
     c.final_summary();
 }

@@ -1,38 +1,72 @@
 //! Content codings the host can serve precompressed or produce on the fly.
+//!
+//! The WIT's `content-coding` is the host's type: one enum, described here by
+//! one table. Adding a coding is a case in `wit/policy.wit`, a row in
+//! [`TABLE`], and its encoder in `transfer::compress`.
 
 /// A content coding (RFC 9110 §8.4.1) other than identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Coding {
-    Gzip,
-    Br,
-    Zstd,
+pub use crate::policy::wit::ContentCoding as Coding;
+
+/// What the host knows of one coding.
+struct Info {
+    coding: Coding,
+    /// The `Content-Encoding` token.
+    token: &'static str,
+    /// The file-name suffix of a precompressed sibling.
+    suffix: &'static str,
 }
 
+/// Every coding, in the WIT's order (so a coding indexes its own row).
+const TABLE: [Info; 3] = [
+    Info {
+        coding: Coding::Gzip,
+        token: "gzip",
+        suffix: ".gz",
+    },
+    Info {
+        coding: Coding::Br,
+        token: "br",
+        suffix: ".br",
+    },
+    Info {
+        coding: Coding::Zstd,
+        token: "zstd",
+        suffix: ".zst",
+    },
+];
+
 impl Coding {
-    /// The `Content-Encoding` token.
-    pub fn token(self) -> &'static str {
-        match self {
-            Coding::Gzip => "gzip",
-            Coding::Br => "br",
-            Coding::Zstd => "zstd",
-        }
+    fn info(self) -> &'static Info {
+        let info = &TABLE[self as usize];
+        debug_assert!(info.coding == self, "TABLE follows the WIT's order");
+        info
     }
 
-    /// A distinct bit per coding, for small sets of codings.
-    pub fn bit(self) -> u8 {
-        match self {
-            Coding::Gzip => 1,
-            Coding::Br => 2,
-            Coding::Zstd => 4,
-        }
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        self.info().token
     }
 
     /// The file-name suffix of a precompressed sibling.
     pub fn suffix(self) -> &'static str {
-        match self {
-            Coding::Gzip => ".gz",
-            Coding::Br => ".br",
-            Coding::Zstd => ".zst",
+        self.info().suffix
+    }
+
+    /// A distinct bit per coding, for small sets of codings.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_follows_the_wit_order() {
+        for (i, info) in TABLE.iter().enumerate() {
+            assert_eq!(info.coding as usize, i);
+            assert_eq!(info.coding.token(), info.token);
         }
     }
 }

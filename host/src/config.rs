@@ -19,7 +19,12 @@
 //! stack = "512k"             # wasm stack
 //! instances = 64             # pooling-allocator slots, all policies together
 //!
-//! [policy]                   # passed to the component's `configure`, uninterpreted
+//! [cache]
+//! open-files = 1024          # paths whose descriptors are kept open, per site
+//! valid-ms = 1000            # how long a cached path is trusted; 0 turns the cache off
+//! decisions = "4m"           # reusable decisions kept, bytes per policy; 0 turns it off
+//!
+//! [policy]                   # passed to the component's `configure`, typed, uninterpreted
 //! chunk-size = "256k"
 //!
 //! [[vhost]]                  # optional: per-Host roots and policies
@@ -27,8 +32,9 @@
 //! root = "./tenant"
 //! policy-file = "tenant.wasm"
 //! deadline-ms = 5
+//! memory = "64m"             # may exceed [sandbox] memory (e.g. an interpreter)
 //! [vhost.policy]
-//! max-ranges = "4"
+//! max-ranges = 4
 //! ```
 
 use std::collections::BTreeMap;
@@ -37,6 +43,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::policy::wit;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +84,9 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Parses `123`, `64k`, `8m`, `1g` (binary units).
+/// Parses `123`, `64k`, `8m`, `1g`, `8MiB`, `16kb` (binary units,
+/// case-insensitive): the grammar `wit/policy.wit` documents for sizes in
+/// policy settings, so operators write sizes one way everywhere.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
     let t = t
@@ -89,10 +99,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    digits
-        .trim()
-        .parse::<u64>()
-        .ok()
+    // Digits only: `parse` alone would also take `+1`.
+    Some(digits)
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<u64>().ok())
         .and_then(|n| n.checked_mul(unit))
         .ok_or_else(|| format!("not a byte size: {s:?}"))
 }
@@ -131,6 +141,31 @@ impl Default for TransferConfig {
             sendfile_max_chunk: ByteSize(2 << 20),
             inline_max: ByteSize(16 << 10),
             zero_copy: true,
+        }
+    }
+}
+
+/// The host's caches (see `resolve::cache` and `serve::reuse`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Request paths whose lookup (open descriptors, siblings, index) is kept,
+    /// per site (nginx: `open_file_cache max=`).
+    pub open_files: usize,
+    /// How long a cached lookup is trusted before the path is walked again
+    /// (nginx: `open_file_cache_valid`); 0 turns the open-file cache off.
+    pub valid_ms: u64,
+    /// Bytes of reusable decisions kept per policy; 0 turns the decision
+    /// cache off.
+    pub decisions: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            open_files: 1024,
+            valid_ms: 1000,
+            decisions: ByteSize(4 << 20),
         }
     }
 }
@@ -203,6 +238,8 @@ pub struct Config {
     pub transfer: TransferConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Settings for the default host's policy.
     #[serde(default)]
     pub policy: BTreeMap<String, toml::Value>,
@@ -224,6 +261,7 @@ impl Default for Config {
             workers: 0,
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
+            cache: CacheConfig::default(),
             policy: BTreeMap::new(),
             vhost: Vec::new(),
         }
@@ -264,10 +302,17 @@ impl Config {
                 "sandbox: deadline-ms, tick-ms and instances must be positive".into(),
             ));
         }
-        if s.memory.0 < (1 << 20) || s.memory.0 > (4 << 30) {
-            return Err(ConfigError::Invalid(
-                "sandbox: memory must be between 1m and 4g".into(),
-            ));
+        check_memory("sandbox: memory", s.memory)?;
+        for v in &self.vhost {
+            if let Some(m) = v.memory {
+                check_memory(&format!("vhost {}: memory", v.host), m)?;
+            }
+            if v.deadline_ms == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "vhost {}: deadline-ms must be positive",
+                    v.host
+                )));
+            }
         }
         if s.stack.0 < (64 << 10) || s.stack.0 > (1 << 30) {
             return Err(ConfigError::Invalid(
@@ -278,25 +323,34 @@ impl Config {
     }
 }
 
-/// Policy settings as the name/value strings the WIT passes.
-pub fn policy_settings(table: &BTreeMap<String, toml::Value>) -> Vec<(String, String)> {
+fn check_memory(key: &str, m: ByteSize) -> Result<(), ConfigError> {
+    if m.0 < (1 << 20) || m.0 > (4 << 30) {
+        return Err(ConfigError::Invalid(format!(
+            "{key} must be between 1m and 4g"
+        )));
+    }
+    Ok(())
+}
+
+/// Policy settings as the WIT passes them: typed as the operator wrote them.
+pub fn policy_settings(table: &BTreeMap<String, toml::Value>) -> Vec<wit::Setting> {
+    let text = |v: &toml::Value| match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     table
         .iter()
-        .map(|(k, v)| {
-            let value = match v {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Array(items) => items
-                    .iter()
-                    .map(|i| {
-                        i.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| i.to_string())
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                other => other.to_string(),
-            };
-            (k.clone(), value)
+        .map(|(k, v)| wit::Setting {
+            name: k.clone(),
+            value: match v {
+                toml::Value::String(s) => wit::SettingValue::Text(s.clone()),
+                toml::Value::Integer(n) => wit::SettingValue::Integer(*n),
+                toml::Value::Boolean(b) => wit::SettingValue::Boolean(*b),
+                toml::Value::Array(items) => {
+                    wit::SettingValue::Items(items.iter().map(text).collect())
+                }
+                other => wit::SettingValue::Text(text(other)),
+            },
         })
         .collect()
 }
@@ -310,7 +364,10 @@ mod tests {
         assert_eq!(parse_size("64k"), Ok(65536));
         assert_eq!(parse_size("8MiB"), Ok(8 << 20));
         assert_eq!(parse_size(" 12 "), Ok(12));
-        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_size("16kb"), Ok(16 << 10));
+        for bad in ["lots", "+1k", "1 k", "", "k", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -337,8 +394,15 @@ mod tests {
         assert_eq!(c.transfer.chunk_default, ByteSize(128 << 10));
         assert_eq!(c.sandbox.limits().deadline, Duration::from_millis(5));
         let s = policy_settings(&c.policy);
-        assert!(s.contains(&("index-names".into(), "index.html, index.htm".into())));
-        assert!(s.contains(&("max-ranges".into(), "4".into())));
+        assert!(matches!(
+            &s[0],
+            wit::Setting { name, value: wit::SettingValue::Items(items) }
+                if name == "index-names" && items == &["index.html", "index.htm"]
+        ));
+        assert!(matches!(
+            &s[1],
+            wit::Setting { name, value: wit::SettingValue::Integer(4) } if name == "max-ranges"
+        ));
         assert_eq!(c.vhost[0].host, "a.test");
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
     }

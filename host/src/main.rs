@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     cfg.workers = workers.unwrap_or(cfg.workers);
     cfg.admin = admin.or(cfg.admin);
     cfg.check()?;
+    raise_fd_limit();
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if cfg.workers > 0 {
@@ -77,7 +78,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
-    let app = sluice::server::build_app(&cfg)?;
+    let app = sluice::serve::App::from_config(&cfg)?;
     let listener = sluice::server::bind(cfg.listen).await?;
     // Tests and scripts read these lines to find the ports.
     println!("sluice: listening on http://{}", listener.local_addr()?);
@@ -97,11 +98,40 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!(root = %app.default.root.path().display(), policy = app.default.policy().name(), "serving");
+    {
+        let loaded = app.default.loaded();
+        let policy = &loaded.policy;
+        let caps = policy.capabilities();
+        tracing::info!(
+            root = %app.default.root.path().display(),
+            policy = policy.name(),
+            wit = %format!("sluice:policy@{}", policy.version()),
+            reusable = caps.reusable,
+            "serving"
+        );
+    }
     let server = tokio::spawn(sluice::server::serve(app, listener));
     tokio::select! {
         r = server => { r??; }
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// Raises the soft descriptor limit to the hard one, as nginx's
+/// `worker_rlimit_nofile` would: every connection and every open-file cache
+/// entry holds descriptors, and the usual soft default (1024) is far below
+/// what a busy server needs.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the descriptor limit");
+        }
+    }
 }

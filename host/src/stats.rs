@@ -39,6 +39,10 @@ counters! {
     truncated_files,
     /// Policy `decide` calls.
     policy_calls,
+    /// Requests answered with a reusable decision from the cache, without a policy call.
+    decision_cache_hits,
+    /// Lookups answered by the open-file cache, without a path walk.
+    open_file_hits,
     /// Policy instances created (instantiate + configure).
     policy_instances,
     /// Policy calls that trapped (including deadline and memory faults).

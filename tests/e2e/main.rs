@@ -6,6 +6,9 @@ mod harness;
 
 mod conformance;
 mod paths;
+mod python_policy;
+mod reuse;
 mod sandbox;
 mod skeleton;
 mod transfer;
+mod versions;

@@ -212,6 +212,11 @@ const EVIL: &[(&str, &[u16], &str)] = &[
         &[500],
         "status 304 cannot carry a body",
     ),
+    (
+        "/invalid/reset-content",
+        &[500],
+        "status 205 cannot carry a body",
+    ),
     ("/invalid/no-file", &[500], "request names no file"),
     (
         "/invalid/unknown-sibling",
@@ -411,10 +416,59 @@ fn a_policy_that_fails_to_configure_is_refused_at_start() {
         .unwrap();
     assert!(!out.status.success());
     assert!(start.elapsed() < Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("deadline"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("`configure` failed") && stderr.contains("deadline"),
+        "{stderr}"
+    );
+
+    // A trap in configure is blamed on configure, not on the canary call.
+    std::fs::write(
+        config.path(),
+        "[policy]
+configure-trap = true
+",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--policy"])
+        .arg(evil())
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`configure` failed") && !stderr.contains("canary"),
+        "{stderr}"
+    );
+
+    // Asking the host for more work per request than it allows is refused,
+    // naming the limit.
+    std::fs::write(
+        config.path(),
+        "[policy]
+index-names = 100
+",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--policy"])
+        .arg(evil())
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("100 index names, over the limit of 16"),
+        "{stderr}"
     );
 }
 

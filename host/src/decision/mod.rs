@@ -3,6 +3,11 @@
 //! Every rule a decision can break has its own [`DecisionError`] variant, so
 //! the log line names it. A rejected decision becomes a 500 before any byte
 //! of the planned body is sent.
+//!
+//! Validation yields a [`Verdict`]: the decision checked against what the host
+//! found, holding no descriptors, so a reusable policy's verdict can be kept
+//! and bound again ([`Verdict::plan`]) to a later lookup with the same
+//! metadata, which is what the decision cache's key guarantees.
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -10,7 +15,7 @@ use http::StatusCode;
 
 use crate::coding::Coding;
 use crate::config::TransferConfig;
-use crate::policy::wit;
+use crate::policy::{wit, Transport};
 use crate::resolve::{Found, FoundFile, OpenedFile};
 
 /// Most ranges a decision may ask for (the policy's own cap is usually lower).
@@ -68,6 +73,84 @@ pub enum DecisionError {
     RangeOrder,
 }
 
+/// What follows the head, validated, naming its stored bytes by coding
+/// (`None`: the file itself) rather than by descriptor.
+#[derive(Debug, Clone)]
+enum VerdictBody {
+    Empty,
+    Inline(Bytes),
+    Full {
+        stored: Option<Coding>,
+        compress: Option<(Coding, i32)>,
+    },
+    Ranges {
+        stored: Option<Coding>,
+        ranges: Box<[(u64, u64)]>,
+    },
+}
+
+/// A validated decision, independent of any open descriptor.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: VerdictBody,
+    chunk_size: usize,
+    zero_copy: bool,
+}
+
+impl Verdict {
+    /// The plan for a lookup with the metadata this verdict was validated
+    /// against. `None` if `found` lacks a file the verdict draws bytes from
+    /// (never for the same metadata: a cached verdict's key includes it).
+    pub fn plan(&self, found: &Found) -> Option<Plan> {
+        let stored = |coding: Option<Coding>| {
+            let f = target(found)?;
+            match coding {
+                None => Some(f.file.clone()),
+                Some(c) => f.sibling(c).cloned(),
+            }
+        };
+        let body = match &self.body {
+            VerdictBody::Empty => PlannedBody::Empty,
+            VerdictBody::Inline(b) => PlannedBody::Inline(b.clone()),
+            VerdictBody::Full {
+                stored: s,
+                compress,
+            } => PlannedBody::Full {
+                file: stored(*s)?,
+                compress: *compress,
+            },
+            VerdictBody::Ranges { stored: s, ranges } => PlannedBody::Ranges {
+                file: stored(*s)?,
+                ranges: ranges.to_vec(),
+            },
+        };
+        Some(Plan {
+            status: self.status,
+            headers: self.headers.clone(),
+            body,
+            chunk_size: self.chunk_size,
+            zero_copy: self.zero_copy,
+        })
+    }
+
+    /// Roughly the bytes this verdict holds, for bounding a cache of them.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        let body = match &self.body {
+            VerdictBody::Inline(b) => b.len(),
+            VerdictBody::Ranges { ranges, .. } => ranges.len() * 16,
+            _ => 0,
+        };
+        std::mem::size_of::<Verdict>() + headers + body
+    }
+}
+
 /// What follows the head, validated.
 #[derive(Debug)]
 pub enum PlannedBody {
@@ -110,34 +193,38 @@ fn target(found: &Found) -> Option<&FoundFile> {
 
 /// Resolves a decision's `source` against what the host found; returns the
 /// file and the coding it is stored in.
-fn source(
-    found: &Found,
+fn source<'a>(
+    found: &'a Found,
     source: &wit::Source,
-) -> Result<(OpenedFile, Option<Coding>), DecisionError> {
+) -> Result<(&'a OpenedFile, Option<Coding>), DecisionError> {
     let file = target(found).ok_or(DecisionError::NoFile)?;
-    match source {
-        wit::Source::Original => Ok((file.file.clone(), None)),
+    match *source {
+        wit::Source::Original => Ok((&file.file, None)),
         wit::Source::Sibling(c) => {
-            let c = Coding::from(*c);
             let sibling = file
                 .sibling(c)
                 .ok_or(DecisionError::UnknownSibling(c.token()))?;
-            Ok((sibling.clone(), Some(c)))
+            Ok((sibling, Some(c)))
         }
     }
 }
 
-/// Statuses whose responses never carry content (RFC 9110 §6.4.1).
+/// Statuses whose responses never carry content: 204 and 304 (RFC 9110
+/// §6.4.1) and 205 (§15.3.6).
 fn bodiless(status: StatusCode) -> bool {
-    status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
+    status == StatusCode::NO_CONTENT
+        || status == StatusCode::RESET_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
-/// Validates `decision` against what the host `found` and its transfer limits.
+/// Validates `decision` against what the host `found` and its transfer
+/// limits; `transport` is the policy's (clamped and narrowed here).
 pub fn validate(
     decision: wit::Decision,
+    transport: Transport,
     found: &Found,
     limits: &TransferConfig,
-) -> Result<Plan, DecisionError> {
+) -> Result<Verdict, DecisionError> {
     let status = match decision.status {
         200..=599 => StatusCode::from_u16(decision.status)
             .map_err(|_| DecisionError::Status(decision.status))?,
@@ -174,19 +261,19 @@ pub fn validate(
     }
 
     let body = match decision.body {
-        wit::Body::Empty => PlannedBody::Empty,
+        wit::Body::Empty => VerdictBody::Empty,
         wit::Body::Inline(bytes) => {
             if bytes.len() > MAX_INLINE {
                 return Err(DecisionError::InlineTooLarge);
             }
-            PlannedBody::Inline(Bytes::from(bytes))
+            VerdictBody::Inline(Bytes::from(bytes))
         }
         wit::Body::Full(full) => {
-            let (file, stored) = source(found, &full.source)?;
+            let (_, stored) = source(found, &full.source)?;
             let compress = match (full.compress, stored) {
                 (None, _) => None,
                 (Some(_), Some(_)) => return Err(DecisionError::DoubleEncoding),
-                (Some(c), None) => Some((Coding::from(c.coding), c.level)),
+                (Some(c), None) => Some((c.coding, c.level)),
             };
             if let Some(c) = compress.map(|(c, _)| c).or(stored) {
                 headers.insert(
@@ -194,7 +281,7 @@ pub fn validate(
                     HeaderValue::from_static(c.token()),
                 );
             }
-            PlannedBody::Full { file, compress }
+            VerdictBody::Full { stored, compress }
         }
         wit::Body::Ranges(ranged) => {
             let (file, stored) = source(found, &ranged.source)?;
@@ -221,15 +308,18 @@ pub fn validate(
                     HeaderValue::from_static(c.token()),
                 );
             }
-            PlannedBody::Ranges { file, ranges }
+            VerdictBody::Ranges {
+                stored,
+                ranges: ranges.into(),
+            }
         }
     };
 
-    let has_content = !matches!(body, PlannedBody::Empty);
+    let has_content = !matches!(body, VerdictBody::Empty);
     if bodiless(status) && has_content {
         return Err(DecisionError::BodyNotAllowed(status.as_u16()));
     }
-    if matches!(body, PlannedBody::Ranges { .. }) != (status == StatusCode::PARTIAL_CONTENT) {
+    if matches!(body, VerdictBody::Ranges { .. }) != (status == StatusCode::PARTIAL_CONTENT) {
         return Err(DecisionError::RangeStatus);
     }
     if let Some(value) = content_range {
@@ -249,16 +339,16 @@ pub fn validate(
         );
     }
 
-    let chunk_size = match decision.chunk_size {
+    let chunk_size = match transport.chunk_size {
         0 => limits.chunk_default.0,
         n => u64::from(n).clamp(limits.chunk_min.0, limits.chunk_max.0),
     } as usize;
-    Ok(Plan {
+    Ok(Verdict {
         status,
         headers,
         body,
         chunk_size,
-        zero_copy: decision.zero_copy && limits.zero_copy,
+        zero_copy: transport.zero_copy && limits.zero_copy,
     })
 }
 
@@ -313,9 +403,21 @@ mod tests {
             status,
             headers,
             body,
-            chunk_size: 0,
-            zero_copy: true,
         }
+    }
+
+    const TRANSPORT: Transport = Transport {
+        chunk_size: 0,
+        zero_copy: true,
+    };
+
+    /// Validates and binds to the same lookup, as the handler does.
+    fn validate(
+        decision: wit::Decision,
+        found: &Found,
+        limits: &TransferConfig,
+    ) -> Result<Plan, DecisionError> {
+        super::validate(decision, TRANSPORT, found, limits).map(|v| v.plan(found).unwrap())
     }
 
     fn full(source: wit::Source, compress: Option<wit::ContentCoding>) -> wit::Body {
@@ -552,6 +654,12 @@ mod tests {
                 d(304, vec![], wit::Body::Inline(b"x".to_vec())),
                 &missing,
                 DecisionError::BodyNotAllowed(304),
+            ),
+            (
+                "205 with a body",
+                d(205, vec![], wit::Body::Inline(b"x".to_vec())),
+                &missing,
+                DecisionError::BodyNotAllowed(205),
             ),
             (
                 "204 with a file",
@@ -822,12 +930,53 @@ mod tests {
     }
 
     #[test]
+    fn a_verdict_binds_to_a_later_lookup_of_the_same_metadata() {
+        let verdict = super::validate(
+            d(200, vec![], full(Sibling(Gzip), None)),
+            TRANSPORT,
+            &file(),
+            &limits(),
+        )
+        .unwrap();
+        // Another lookup (other descriptors) with the same metadata.
+        let later = file();
+        let plan = verdict.plan(&later).unwrap();
+        assert!(
+            matches!(plan.body, PlannedBody::Full { ref file, .. } if file.meta.size == GZ_SIZE)
+        );
+        // A lookup without that sibling cannot be planned (never the same key).
+        let without = Found::File(FoundFile {
+            file: opened(SIZE),
+            siblings: vec![],
+        });
+        assert!(verdict.plan(&without).is_none());
+        assert!(verdict.plan(&Found::Missing).is_none());
+        assert!(verdict.weight() > 0);
+    }
+
+    #[test]
     fn chunk_size_is_clamped_and_zero_copy_narrowed() {
         let l = limits();
+        let with = |transport: Transport, l: &TransferConfig| {
+            super::validate(
+                d(200, vec![], wit::Body::Empty),
+                transport,
+                &Found::Missing,
+                l,
+            )
+            .unwrap()
+            .plan(&Found::Missing)
+            .unwrap()
+        };
         let chunk = |n: u32| {
-            let mut dec = d(200, vec![], wit::Body::Empty);
-            dec.chunk_size = n;
-            validate(dec, &Found::Missing, &l).unwrap().chunk_size as u64
+            with(
+                Transport {
+                    chunk_size: n,
+                    zero_copy: true,
+                },
+                &l,
+            )
+            .chunk_size as u64
         };
         assert_eq!(chunk(0), l.chunk_default.0);
         assert_eq!(chunk(1), l.chunk_min.0);
@@ -836,18 +985,12 @@ mod tests {
 
         let mut off = limits();
         off.zero_copy = false;
-        assert!(
-            !validate(d(200, vec![], wit::Body::Empty), &Found::Missing, &off)
-                .unwrap()
-                .zero_copy
-        );
-        let mut dec = d(200, vec![], wit::Body::Empty);
-        dec.zero_copy = false;
-        assert!(!validate(dec, &Found::Missing, &l).unwrap().zero_copy);
-        assert!(
-            validate(d(200, vec![], wit::Body::Empty), &Found::Missing, &l)
-                .unwrap()
-                .zero_copy
-        );
+        assert!(!with(TRANSPORT, &off).zero_copy);
+        let no = Transport {
+            chunk_size: 0,
+            zero_copy: false,
+        };
+        assert!(!with(no, &l).zero_copy);
+        assert!(with(TRANSPORT, &l).zero_copy);
     }
 }

@@ -39,9 +39,10 @@ pub fn wasmtime_config(settings: &SandboxConfig) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     let n = settings.instances;
     // A Rust wasm32-wasip2 component has one memory, a few core instances
-    // (the program plus the component's shim modules) and a few tables.
+    // (the program plus the component's shim modules) and a few tables; a
+    // componentize-py one has 14 core instances (measured).
     pool.total_component_instances(n)
-        .total_core_instances(n.saturating_mul(8))
+        .total_core_instances(n.saturating_mul(16))
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(4))
         .max_memory_size(usize::try_from(settings.memory.0).unwrap_or(usize::MAX))

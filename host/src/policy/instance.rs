@@ -1,20 +1,22 @@
-//! One store + instance of a policy, and its limits.
+//! One store + instance of a policy, its limits, and the typed faults a call
+//! can end in.
 
 use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, types as wit};
 use super::engine::Sandbox;
+use super::wit::{self, v0_1, v0_2};
+use super::{v0_1 as adapt, CallError, Transport};
 use crate::config::SandboxLimits;
 
 /// Per-store host state: an empty WASI context and the resource limiter.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: Limiter,
 }
 
 impl HostState {
@@ -34,6 +36,10 @@ const MAX_RESOURCES: usize = 64;
 /// being copied into the guest (wasmtime-wasi's default is 64 MiB).
 const MAX_RANDOM: u64 = 4096;
 
+/// Most elements of one wasm table (function tables of a large policy, e.g.
+/// an interpreter, hold tens of thousands).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -43,18 +49,111 @@ impl WasiView for HostState {
     }
 }
 
+/// A limit an instance ran into. The limiter records it before failing the
+/// growth, so a fault is classified by what happened, not by an error's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Exceeded {
+    #[error(
+        "linear memory would grow to {desired} bytes, over the policy's memory limit of \
+         {limit} bytes (`memory` in [sandbox] or the vhost)"
+    )]
+    Memory { desired: usize, limit: usize },
+    #[error("a table would grow to {desired} elements, over the limit of {limit}")]
+    Table { desired: usize, limit: usize },
+}
+
+/// Caps one store's memories and tables.
+struct Limiter {
+    memory: usize,
+    hit: Option<Exceeded>,
+}
+
+impl Limiter {
+    fn refuse(&mut self, e: Exceeded) -> wasmtime::Result<bool> {
+        self.hit = Some(e);
+        // An error (rather than `Ok(false)`) traps at once, instead of letting
+        // the guest see a failed `memory.grow` and limp on.
+        Err(e.into())
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            return self.refuse(Exceeded::Memory {
+                desired,
+                limit: self.memory,
+            });
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return self.refuse(Exceeded::Table {
+                desired,
+                limit: MAX_TABLE_ELEMENTS,
+            });
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
+}
+
+/// A policy's pre-linked component, per supported WIT version.
+pub(super) enum Pre {
+    V0_2(v0_2::PolicyPre<HostState>),
+    V0_1(v0_1::PolicyPre<HostState>),
+}
+
+enum Api {
+    V0_2(v0_2::Policy),
+    V0_1(v0_1::Policy),
+}
+
+/// What `configure` returned, in the current contract's terms; a 0.1.0
+/// policy's capabilities are marked so the caller gives it what 0.1.0 did.
+pub(super) enum Configured {
+    V0_2(wit::Capabilities),
+    V0_1 {
+        index_names: Vec<String>,
+        siblings: Vec<wit::ContentCoding>,
+    },
+}
+
 /// A configured instance ready for `decide`.
 pub struct Warm {
     store: Store<HostState>,
-    bindings: bindings::Policy,
+    api: Api,
 }
 
 impl Warm {
-    pub fn new(
+    pub(super) fn new(
         sandbox: &Sandbox,
-        pre: &bindings::PolicyPre<HostState>,
+        pre: &Pre,
         limits: SandboxLimits,
-    ) -> wasmtime::Result<Warm> {
+    ) -> Result<Warm, CallError> {
         let state = HostState {
             // No preopens, no environment, no arguments, no network: std's WASI
             // imports resolve, but grant nothing.
@@ -64,21 +163,27 @@ impl Warm {
                 table.set_max_capacity(MAX_RESOURCES);
                 table
             },
-            limits: StoreLimitsBuilder::new()
-                .memory_size(usize::try_from(limits.memory).unwrap_or(usize::MAX))
-                .instances(32)
-                .tables(32)
-                .memories(4)
-                .table_elements(100_000)
-                .trap_on_grow_failure(true)
-                .build(),
+            limiter: Limiter {
+                memory: usize::try_from(limits.memory).unwrap_or(usize::MAX),
+                hit: None,
+            },
         };
         let mut store = Store::new(&sandbox.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(sandbox.ticks(limits.deadline));
-        let bindings = pre.instantiate(&mut store)?;
-        Ok(Warm { store, bindings })
+        // Instantiation runs the component's start functions: guest code.
+        let api = super::guarded(|| match pre {
+            Pre::V0_2(pre) => pre.instantiate(&mut store).map(Api::V0_2),
+            Pre::V0_1(pre) => pre.instantiate(&mut store).map(Api::V0_1),
+        });
+        match api {
+            Ok(api) => Ok(Warm { store, api }),
+            Err(e) => Err(match store.data().limiter.hit {
+                Some(hit) => CallError::Exceeded(hit),
+                None => CallError::Instantiate(format!("{e:#}")),
+            }),
+        }
     }
 
     /// Sets the deadline for the next call.
@@ -86,18 +191,62 @@ impl Warm {
         self.store.set_epoch_deadline(sandbox.ticks(deadline));
     }
 
-    pub fn configure(
+    pub(super) fn configure(
         &mut self,
         settings: &[wit::Setting],
-    ) -> wasmtime::Result<Result<wit::Capabilities, String>> {
-        self.bindings.call_configure(&mut self.store, settings)
+        host: wit::HostLimits,
+        deadline: Duration,
+    ) -> Result<Result<Configured, String>, CallError> {
+        let result = super::guarded(|| match &self.api {
+            Api::V0_2(p) => p
+                .call_configure(&mut self.store, settings, host)
+                .map(|r| r.map(Configured::V0_2)),
+            Api::V0_1(p) => p
+                .call_configure(&mut self.store, &adapt::settings(settings))
+                .map(|r| {
+                    r.map(|caps| Configured::V0_1 {
+                        index_names: caps.index_names,
+                        siblings: caps.siblings.into_iter().map(adapt::coding_from).collect(),
+                    })
+                }),
+        });
+        result.map_err(|e| self.fault(e, deadline))
     }
 
-    pub fn decide(
+    /// Calls `decide`; `transport` is the policy's own, from `configure`
+    /// (a 0.1.0 decision brings its own).
+    pub(super) fn decide(
         &mut self,
         req: &wit::Request,
         entry: &wit::Entry,
-    ) -> wasmtime::Result<wit::Decision> {
-        self.bindings.call_decide(&mut self.store, req, entry)
+        transport: Transport,
+        deadline: Duration,
+    ) -> Result<(wit::Decision, Transport), CallError> {
+        let result = super::guarded(|| match &self.api {
+            Api::V0_2(p) => p
+                .call_decide(&mut self.store, req, entry)
+                .map(|d| (d, transport)),
+            Api::V0_1(p) => p
+                .call_decide(&mut self.store, &adapt::request(req), &adapt::entry(entry))
+                .map(adapt::decision),
+        });
+        result.map_err(|e| self.fault(e, deadline))
+    }
+
+    /// Sorts a failed call into what the client should be told, from what
+    /// the store recorded and the trap code, never from an error's text.
+    fn fault(&self, e: wasmtime::Error, deadline: Duration) -> CallError {
+        if let Some(hit) = self.store.data().limiter.hit {
+            return CallError::Exceeded(hit);
+        }
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => CallError::Deadline(deadline),
+            Some(wasmtime::Trap::StackOverflow) => CallError::Stack,
+            Some(wasmtime::Trap::AllocationTooLarge) => CallError::Exceeded(Exceeded::Memory {
+                desired: usize::MAX,
+                limit: self.store.data().limiter.memory,
+            }),
+            _ => CallError::Trap(format!("{e:#}")),
+        }
     }
 }

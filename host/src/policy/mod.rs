@@ -2,41 +2,46 @@
 //!
 //! A [`Policy`] is one compiled component with its settings and limits. Calls
 //! run on *warm* instances kept in a small pool and reused across requests
-//! (measured with `host/benches/policy.rs`, default policy, epoch deadline and
-//! `StoreLimits` on: ~9 µs p50 a call warm, against ~80 µs for a fresh store +
-//! instance + `configure` even with the pooling allocator; see
-//! `host/benches/RESULTS.md`). An instance that traps, overruns its deadline or
-//! hits its memory cap is dropped, never reused: its state is suspect.
+//! (measured with `host/benches/policy.rs`; see `host/benches/RESULTS.md`). An
+//! instance that traps, overruns its deadline or hits a limit is dropped, never
+//! reused: its state is suspect.
 //!
 //! Calls are synchronous on the async worker: wasm cannot block on I/O here
 //! (the WASI context is empty and every WASI import that could wait is
 //! replaced, see `wasi`), so a call costs only CPU, and the epoch deadline
 //! bounds how long it can hold the worker. A panic in a host function the
 //! policy called is caught and treated as a trap.
+//!
+//! The host speaks `sluice:policy@0.2.0` ([`wit`]); a component built against
+//! 0.1.0 is recognised by the package version it imports and adapted
+//! (`v0_1`). Any other version is refused by name.
 
-pub mod bindings;
 mod engine;
 mod instance;
+mod v0_1;
 mod wasi;
+pub mod wit;
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use http::HeaderName;
 use wasmtime::component::{Component, Linker};
 
-pub use bindings::types as wit;
 pub use engine::{wasmtime_config, Sandbox, MAX_WASM_STACK};
-use instance::{HostState, Warm};
+pub use instance::Exceeded;
+use instance::{Configured, HostState, Pre, Warm};
 
 use crate::coding::Coding;
 use crate::config::SandboxLimits;
+use crate::decision;
 use crate::stats;
 
 /// The default policy, built from `guest/` by `host/build.rs`.
 pub static DEFAULT_POLICY: &[u8] = include_bytes!(env!("SLUICE_DEFAULT_POLICY"));
 
-/// Why a policy could not be loaded.
+/// Why a policy could not be loaded. Each variant names the step that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read policy {path}: {source}")]
@@ -44,14 +49,29 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("not a valid component: {0:#}")]
+    #[error("not a valid WebAssembly component: {0:#}")]
     Compile(wasmtime::Error),
-    #[error("component does not implement sluice:policy@0.1.0: {0:#}")]
-    Link(wasmtime::Error),
+    #[error(
+        "built against {}; this host supports sluice:policy@{}",
+        .found.as_deref().map_or("no sluice:policy package".to_owned(), |v| format!("sluice:policy@{v}")),
+        wit::SUPPORTED.join(", @")
+    )]
+    Version { found: Option<String> },
+    #[error("component does not fit sluice:policy@{version}: {source:#}")]
+    Link {
+        version: &'static str,
+        source: wasmtime::Error,
+    },
+    #[error("cannot instantiate the policy: {0}")]
+    Instantiate(CallError),
+    #[error("`configure` failed: {0}")]
+    Configure(CallError),
     #[error("policy refused its settings: {0}")]
-    Configure(String),
-    #[error("canary call failed: {0}")]
-    Canary(#[from] CallError),
+    Refused(String),
+    #[error("policy asked for more than the host allows: {0}")]
+    Capabilities(#[from] CapabilityError),
+    #[error("canary call `decide(GET /)` failed: {0}")]
+    Canary(CallError),
 }
 
 /// Why a policy call produced no decision.
@@ -59,25 +79,185 @@ pub enum LoadError {
 pub enum CallError {
     #[error("policy ran past its {0:?} deadline")]
     Deadline(Duration),
-    #[error("policy exceeded a resource limit: {0}")]
-    Exhausted(String),
+    #[error("policy exceeded a limit: {0}")]
+    Exceeded(Exceeded),
+    #[error("policy overflowed its wasm stack (`stack` in [sandbox])")]
+    Stack,
     #[error("policy trapped: {0}")]
     Trap(String),
-    #[error("could not instantiate policy: {0:#}")]
-    Instantiate(wasmtime::Error),
+    #[error("could not instantiate the policy: {0}")]
+    Instantiate(String),
 }
 
-/// What the policy asked the host to look for on disk.
-#[derive(Debug, Clone, Default)]
+impl CallError {
+    /// Whether the client should be told to come back (503: the policy ran
+    /// out of a resource) rather than that the server failed (500: the
+    /// policy is broken).
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(self, CallError::Trap(_))
+    }
+}
+
+/// A capability a policy asked for that the host does not grant: each is a
+/// bound on the work the host does for that policy on every request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("{0} index names, over the limit of {MAX_INDEX_NAMES}")]
+    IndexNameCount(usize),
+    #[error("index name {0:?} is not a plain file name of at most {MAX_NAME_LEN} bytes")]
+    IndexName(String),
+    #[error("{0} request headers, over the limit of {MAX_REQUEST_HEADERS}")]
+    RequestHeaderCount(usize),
+    #[error("request header {0:?} is not a lower-case field name")]
+    RequestHeader(String),
+}
+
+/// Most index names a policy may ask the host to try per directory request.
+pub const MAX_INDEX_NAMES: usize = 16;
+/// Longest index name (a file name: `NAME_MAX`).
+pub const MAX_NAME_LEN: usize = 255;
+/// Most request header names a policy may declare.
+pub const MAX_REQUEST_HEADERS: usize = 32;
+
+/// The host's limits on every decision, as handed to `configure`.
+pub fn host_limits() -> wit::HostLimits {
+    let cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    wit::HostLimits {
+        max_ranges: cap(decision::MAX_RANGES),
+        max_headers: cap(decision::MAX_HEADERS),
+        max_header_bytes: cap(decision::MAX_HEADER_BYTES),
+        max_inline: cap(decision::MAX_INLINE),
+    }
+}
+
+/// How the host may move a policy's file bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// Read size for the copying path; 0 for the host default.
+    pub chunk_size: u32,
+    /// Whether `sendfile(2)` is allowed.
+    pub zero_copy: bool,
+}
+
+/// Which request fields cross into the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fields {
+    /// Every header and the query (0.1.0 policies, which declare nothing).
+    All,
+    /// Only these header fields, and the query if `query`.
+    Declared {
+        headers: Vec<HeaderName>,
+        query: bool,
+    },
+}
+
+impl Fields {
+    /// Whether header `name` is passed to the policy.
+    pub fn wants(&self, name: &HeaderName) -> bool {
+        match self {
+            Fields::All => true,
+            Fields::Declared { headers, .. } => headers.contains(name),
+        }
+    }
+
+    /// Whether the query is passed to the policy.
+    pub fn query(&self) -> bool {
+        match self {
+            Fields::All => true,
+            Fields::Declared { query, .. } => *query,
+        }
+    }
+}
+
+/// What the policy asked of the host, checked against the host's limits.
+#[derive(Debug, Clone)]
 pub struct Capabilities {
     pub index_names: Vec<String>,
+    /// Codings of precompressed siblings to look for, without duplicates.
     pub siblings: Vec<Coding>,
+    pub fields: Fields,
+    /// Decisions are a pure function of the inputs and may be reused.
+    pub reusable: bool,
+    pub transport: Transport,
+}
+
+impl Capabilities {
+    fn check(configured: Configured) -> Result<Capabilities, CapabilityError> {
+        let (index_names, siblings, fields, reusable, transport) = match configured {
+            Configured::V0_2(c) => {
+                if c.request_headers.len() > MAX_REQUEST_HEADERS {
+                    return Err(CapabilityError::RequestHeaderCount(c.request_headers.len()));
+                }
+                let headers = c
+                    .request_headers
+                    .into_iter()
+                    .map(|n| {
+                        // `HeaderName` lower-cases; a declared upper-case name
+                        // would silently never match what the policy compares.
+                        match HeaderName::from_bytes(n.as_bytes()) {
+                            Ok(h) if h.as_str() == n => Ok(h),
+                            _ => Err(CapabilityError::RequestHeader(n)),
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let fields = Fields::Declared {
+                    headers,
+                    query: c.query,
+                };
+                let transport = Transport {
+                    chunk_size: c.chunk_size,
+                    zero_copy: c.zero_copy,
+                };
+                (c.index_names, c.siblings, fields, c.reusable, transport)
+            }
+            Configured::V0_1 {
+                index_names,
+                siblings,
+            } => {
+                // 0.1.0 carried the transport in every decision.
+                let transport = Transport {
+                    chunk_size: 0,
+                    zero_copy: true,
+                };
+                (index_names, siblings, Fields::All, false, transport)
+            }
+        };
+        if index_names.len() > MAX_INDEX_NAMES {
+            return Err(CapabilityError::IndexNameCount(index_names.len()));
+        }
+        if let Some(bad) = index_names.iter().find(|n| !plain_file_name(n)) {
+            return Err(CapabilityError::IndexName(bad.clone()));
+        }
+        let mut unique: Vec<Coding> = Vec::with_capacity(siblings.len());
+        for c in siblings {
+            if !unique.contains(&c) {
+                unique.push(c);
+            }
+        }
+        Ok(Capabilities {
+            index_names,
+            siblings: unique,
+            fields,
+            reusable,
+            transport,
+        })
+    }
+}
+
+/// One file name: not empty, `.` or `..`, no `/` or NUL, at most `NAME_MAX`.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
 }
 
 /// A loaded, configured, canary-tested policy component.
 pub struct Policy {
     sandbox: Sandbox,
-    pre: bindings::PolicyPre<HostState>,
+    pre: Pre,
+    version: &'static str,
     settings: Vec<wit::Setting>,
     limits: SandboxLimits,
     capabilities: Capabilities,
@@ -90,6 +270,7 @@ impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
+            .field("version", &self.version)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -111,27 +292,32 @@ pub fn slots_per_policy() -> u32 {
     u32::try_from(2 * (max_idle_instances() + cores())).unwrap_or(u32::MAX)
 }
 
+/// The package version a component was built against: the version of the
+/// `sluice:policy/types` interface it imports (the world's functions use its
+/// types, so every policy imports it).
+fn package_version(sandbox: &Sandbox, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .imports(&sandbox.engine)
+        .find_map(|(name, _)| name.strip_prefix("sluice:policy/types@").map(str::to_owned))
+}
+
 impl Policy {
     /// Loads a component from a file (`None`: the built-in default policy).
     pub fn load(
         sandbox: &Sandbox,
         file: Option<&Path>,
-        settings: &[(String, String)],
+        settings: &[wit::Setting],
         limits: SandboxLimits,
     ) -> Result<Policy, LoadError> {
         match file {
             Some(path) => {
+                let name = path.display().to_string();
                 let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-                    path: path.display().to_string(),
+                    path: name.clone(),
                     source,
                 })?;
-                Policy::from_bytes(
-                    sandbox,
-                    &bytes,
-                    &path.display().to_string(),
-                    settings,
-                    limits,
-                )
+                Policy::from_bytes(sandbox, &bytes, &name, settings, limits)
             }
             None => Policy::from_bytes(
                 sandbox,
@@ -148,45 +334,64 @@ impl Policy {
         sandbox: &Sandbox,
         bytes: &[u8],
         name: &str,
-        settings: &[(String, String)],
+        settings: &[wit::Setting],
         limits: SandboxLimits,
     ) -> Result<Policy, LoadError> {
         let component = Component::new(&sandbox.engine, bytes).map_err(LoadError::Compile)?;
+        let found = package_version(sandbox, &component);
+        let version = wit::SUPPORTED
+            .iter()
+            .copied()
+            .find(|v| found.as_deref() == Some(*v))
+            .ok_or(LoadError::Version { found })?;
+        let link = |source| LoadError::Link { version, source };
         let mut linker = Linker::<HostState>::new(&sandbox.engine);
         // A std guest imports a dozen WASI interfaces even when it does no I/O;
         // they are linked against an empty context that grants nothing.
         // Those that could block the thread are replaced (see `wasi`).
-        wasi::add_to_linker(&mut linker).map_err(LoadError::Link)?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(LoadError::Link)?;
-        let pre = bindings::PolicyPre::new(instance_pre).map_err(LoadError::Link)?;
+        wasi::add_to_linker(&mut linker).map_err(link)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(link)?;
+        let pre = match version {
+            "0.2.0" => Pre::V0_2(wit::v0_2::PolicyPre::new(instance_pre).map_err(link)?),
+            _ => Pre::V0_1(wit::v0_1::PolicyPre::new(instance_pre).map_err(link)?),
+        };
         let mut policy = Policy {
             sandbox: sandbox.clone(),
             pre,
-            settings: settings
-                .iter()
-                .map(|(name, value)| wit::Setting {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            version,
+            settings: settings.to_vec(),
             limits,
-            capabilities: Capabilities::default(),
+            // Replaced by what `configure` returns, below.
+            capabilities: Capabilities {
+                index_names: Vec::new(),
+                siblings: Vec::new(),
+                fields: Fields::All,
+                reusable: false,
+                transport: Transport {
+                    chunk_size: 0,
+                    zero_copy: true,
+                },
+            },
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle_instances(),
             name: name.to_owned(),
         };
         // The canary: a fresh instance must configure and then decide a plain
         // request before this policy may serve anyone.
-        let (warm, caps) = policy.instantiate()?;
-        policy.capabilities = caps;
+        let mut warm = policy.instantiate().map_err(LoadError::Instantiate)?;
+        let configured = policy
+            .configure(&mut warm)
+            .map_err(LoadError::Configure)?
+            .map_err(LoadError::Refused)?;
+        policy.capabilities = Capabilities::check(configured)?;
         policy.idle.lock().expect("not poisoned").push(warm);
-        policy.decide(&canary_request(), &wit::Entry::Missing)?;
+        policy
+            .decide(&canary_request(), &wit::Entry::Missing)
+            .map_err(LoadError::Canary)?;
         Ok(policy)
     }
 
-    /// What the policy asked the host to look for.
+    /// What the policy asked of the host.
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
@@ -196,62 +401,69 @@ impl Policy {
         &self.name
     }
 
-    /// This policy's limits.
-    pub fn limits(&self) -> SandboxLimits {
-        self.limits
+    /// The `sluice:policy` version the component was built against.
+    pub fn version(&self) -> &'static str {
+        self.version
     }
 
-    fn instantiate(&self) -> Result<(Warm, Capabilities), LoadError> {
+    fn instantiate(&self) -> Result<Warm, CallError> {
         let _running = self.sandbox.running();
-        let mut warm = guarded(|| Warm::new(&self.sandbox, &self.pre, self.limits))
-            .map_err(CallError::Instantiate)?;
-        warm.arm(&self.sandbox, self.limits.deadline);
-        let caps = match guarded(|| warm.configure(&self.settings)) {
-            Ok(Ok(caps)) => caps,
-            Ok(Err(message)) => return Err(LoadError::Configure(message)),
-            Err(e) => return Err(LoadError::Canary(classify(e, self.limits.deadline))),
-        };
+        let warm = Warm::new(&self.sandbox, &self.pre, self.limits)?;
         stats::add(&stats::get().policy_instances, 1);
-        let caps = Capabilities {
-            index_names: caps.index_names,
-            siblings: caps.siblings.into_iter().map(Coding::from).collect(),
-        };
-        Ok((warm, caps))
+        Ok(warm)
     }
 
-    /// Calls `decide` on a warm instance (creating one if none is idle).
+    fn configure(&self, warm: &mut Warm) -> Result<Result<Configured, String>, CallError> {
+        warm.arm(&self.sandbox, self.limits.deadline);
+        let _running = self.sandbox.running();
+        warm.configure(&self.settings, host_limits(), self.limits.deadline)
+    }
+
+    /// Calls `decide` on a warm instance (creating one if none is idle);
+    /// returns the decision and how its file bytes may be moved.
     pub fn decide(
         &self,
         req: &wit::Request,
         entry: &wit::Entry,
-    ) -> Result<wit::Decision, CallError> {
+    ) -> Result<(wit::Decision, Transport), CallError> {
         stats::add(&stats::get().policy_calls, 1);
         let idle = self.idle.lock().expect("not poisoned").pop();
         let mut warm = match idle {
             Some(w) => w,
-            None => match self.instantiate() {
-                Ok((w, _)) => w,
-                Err(LoadError::Canary(e)) => return Err(e),
-                Err(e) => return Err(CallError::Trap(e.to_string())),
-            },
+            None => {
+                let mut w = self.instantiate()?;
+                // It accepted these settings at load; refusing them now means
+                // it is not the pure function of its settings it should be.
+                self.configure(&mut w)?.map_err(|message| {
+                    CallError::Trap(format!(
+                        "configure refused settings it had accepted: {message}"
+                    ))
+                })?;
+                w
+            }
         };
         warm.arm(&self.sandbox, self.limits.deadline);
         let running = self.sandbox.running();
-        let result = guarded(|| warm.decide(req, entry));
+        let result = warm.decide(
+            req,
+            entry,
+            self.capabilities.transport,
+            self.limits.deadline,
+        );
         drop(running);
         match result {
-            Ok(decision) => {
+            Ok(answer) => {
                 let mut idle = self.idle.lock().expect("not poisoned");
                 if idle.len() < self.max_idle {
                     idle.push(warm);
                 }
-                Ok(decision)
+                Ok(answer)
             }
             Err(e) => {
                 // The instance is dropped here: after a trap its memory and
                 // globals may be mid-update, so it is never called again.
                 stats::add(&stats::get().policy_traps, 1);
-                Err(classify(e, self.limits.deadline))
+                Err(e)
             }
         }
     }
@@ -277,26 +489,7 @@ fn guarded<R>(call: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R>
     }
 }
 
-/// Sorts a wasmtime error into what the client should be told.
-fn classify(e: wasmtime::Error, deadline: Duration) -> CallError {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => CallError::Deadline(deadline),
-        Some(wasmtime::Trap::StackOverflow) => CallError::Exhausted("wasm stack overflow".into()),
-        Some(wasmtime::Trap::AllocationTooLarge) => {
-            CallError::Exhausted("allocation too large".into())
-        }
-        Some(trap) => CallError::Trap(trap.to_string()),
-        None => {
-            let text = format!("{e:#}");
-            if text.contains("memory") && (text.contains("limit") || text.contains("grow")) {
-                CallError::Exhausted(text)
-            } else {
-                CallError::Trap(text)
-            }
-        }
-    }
-}
-
+/// The request of the canary call at load (documented in the WIT).
 fn canary_request() -> wit::Request {
     wit::Request {
         method: "GET".into(),
@@ -311,28 +504,6 @@ fn canary_request() -> wit::Request {
     }
 }
 
-/// The WIT's content codings are the host's: one conversion each way, at the
-/// boundary.
-impl From<wit::ContentCoding> for Coding {
-    fn from(c: wit::ContentCoding) -> Coding {
-        match c {
-            wit::ContentCoding::Gzip => Coding::Gzip,
-            wit::ContentCoding::Br => Coding::Br,
-            wit::ContentCoding::Zstd => Coding::Zstd,
-        }
-    }
-}
-
-impl From<Coding> for wit::ContentCoding {
-    fn from(c: Coding) -> wit::ContentCoding {
-        match c {
-            Coding::Gzip => wit::ContentCoding::Gzip,
-            Coding::Br => wit::ContentCoding::Br,
-            Coding::Zstd => wit::ContentCoding::Zstd,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +513,14 @@ mod tests {
         let settings = SandboxConfig::default();
         let sandbox = Sandbox::new(&settings).unwrap();
         Policy::from_bytes(&sandbox, bytes, "test", &[], settings.limits())
+    }
+
+    fn fixture_0_1() -> Vec<u8> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/policy-0.1.0.wasm"
+        );
+        std::fs::read(path).unwrap()
     }
 
     #[test]
@@ -357,6 +536,19 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_read_from_the_component() {
+        let current = load(DEFAULT_POLICY).unwrap();
+        assert_eq!(current.version(), "0.2.0");
+        assert!(current.capabilities().reusable);
+        let old = load(&fixture_0_1()).unwrap();
+        assert_eq!(old.version(), "0.1.0");
+        assert_eq!(old.capabilities().fields, Fields::All);
+        assert!(!old.capabilities().reusable);
+        let (decision, _) = old.decide(&canary_request(), &wit::Entry::Missing).unwrap();
+        assert_eq!(decision.status, 404);
+    }
+
+    #[test]
     fn broken_components_are_refused() {
         assert!(matches!(load(b"garbage"), Err(LoadError::Compile(_))));
         assert!(matches!(load(b""), Err(LoadError::Compile(_))));
@@ -365,11 +557,54 @@ mod tests {
             load(b"\0asm\x01\0\0\0"),
             Err(LoadError::Compile(_))
         ));
-        // The empty component implements no `configure`/`decide`.
+        // The empty component imports no sluice:policy package at all.
+        let e = load(b"\0asm\x0d\0\x01\0").unwrap_err();
+        assert!(matches!(e, LoadError::Version { found: None }), "{e}");
+        assert!(e.to_string().contains("0.2.0"), "{e}");
+    }
+
+    #[test]
+    fn capabilities_over_the_limits_are_refused() {
+        let caps = |index_names: Vec<&str>, headers: Vec<&str>| {
+            Capabilities::check(Configured::V0_2(wit::Capabilities {
+                index_names: index_names.into_iter().map(String::from).collect(),
+                siblings: vec![Coding::Gzip, Coding::Gzip, Coding::Br],
+                request_headers: headers.into_iter().map(String::from).collect(),
+                query: false,
+                reusable: true,
+                chunk_size: 0,
+                zero_copy: true,
+            }))
+        };
+        let ok = caps(vec!["index.html"], vec!["range"]).unwrap();
+        assert_eq!(
+            ok.siblings,
+            vec![Coding::Gzip, Coding::Br],
+            "duplicates dropped"
+        );
+        let many: Vec<&str> = std::iter::repeat_n("index.html", MAX_INDEX_NAMES + 1).collect();
+        assert_eq!(
+            caps(many, vec![]).unwrap_err(),
+            CapabilityError::IndexNameCount(MAX_INDEX_NAMES + 1)
+        );
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        for bad in ["", ".", "..", "a/b", "a\0b", long.as_str()] {
+            assert!(matches!(
+                caps(vec![bad], vec![]),
+                Err(CapabilityError::IndexName(_))
+            ));
+        }
+        let many: Vec<&str> = std::iter::repeat_n("range", MAX_REQUEST_HEADERS + 1).collect();
         assert!(matches!(
-            load(b"\0asm\x0d\0\x01\0"),
-            Err(LoadError::Link(_))
+            caps(vec![], many),
+            Err(CapabilityError::RequestHeaderCount(_))
         ));
+        for bad in ["Range", "bad name", ""] {
+            assert!(matches!(
+                caps(vec![], vec![bad]),
+                Err(CapabilityError::RequestHeader(_))
+            ));
+        }
     }
 
     #[test]

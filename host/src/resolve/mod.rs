@@ -5,10 +5,13 @@
 //! `..` nor a symbolic link can leave it, whatever the normalizer missed.
 //! Everything is opened before the policy runs and the metadata it sees comes
 //! from `fstat` on those very descriptors, so the bytes served are the bytes
-//! the policy decided about, even if the path is replaced meanwhile.
+//! the policy decided about, even if the path is replaced meanwhile. `cache`
+//! keeps recent lookups' descriptors open (nginx's `open_file_cache`).
 
+mod cache;
 mod normalize;
 mod open;
 
+pub use cache::FileCache;
 pub use normalize::{normalize, NormalPath, PathError};
 pub use open::{FileMeta, Found, FoundFile, OpenedFile, Root, RootError};

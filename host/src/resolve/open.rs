@@ -1,12 +1,10 @@
 //! Kernel-enforced resolution beneath the root.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
@@ -72,26 +70,6 @@ pub enum Found {
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
-    absent: Mutex<HashMap<String, Absent>>,
-}
-
-/// How long the absence of a precompressed sibling is remembered. Probing
-/// `.br`, `.zst` and `.gz` costs a failing `openat2` path walk each, which is
-/// most of the file-system work of a small-file request; remembering "none
-/// here" for a second (nginx: `open_file_cache_errors`) removes it. Only
-/// absence is cached: a sibling that exists is opened, and `fstat`ed, every
-/// time, so nothing stale is ever served; a new sibling shows up within a
-/// second.
-const ABSENCE_TTL: Duration = Duration::from_secs(1);
-
-/// Entries kept at most; the cache is simply emptied when full.
-const ABSENCE_MAX: usize = 8192;
-
-/// Sibling codings found absent at a path, and when.
-#[derive(Debug, Clone, Copy)]
-struct Absent {
-    since: Instant,
-    codings: u8,
 }
 
 /// Flags for every open: read-only; non-blocking so a FIFO planted in the root
@@ -125,7 +103,6 @@ impl Root {
         let root = Root {
             fd,
             path: path.canonicalize().unwrap_or_else(|_| path.to_owned()),
-            absent: Mutex::new(HashMap::new()),
         };
         match root.open_beneath(".") {
             Err(rustix::io::Errno::NOSYS) => Err(RootError::NoOpenat2),
@@ -172,51 +149,13 @@ impl Root {
     }
 
     fn found_file(&self, relative: &str, file: OpenedFile, codings: &[Coding]) -> FoundFile {
-        if codings.is_empty() {
-            return FoundFile {
-                file,
-                siblings: Vec::new(),
-            };
-        }
-        let now = Instant::now();
-        let known_absent = self
-            .absent
-            .lock()
-            .expect("not poisoned")
-            .get(relative)
-            .filter(|a| now.duration_since(a.since) < ABSENCE_TTL)
-            .map_or(0, |a| a.codings);
-        let mut newly_absent = 0;
         let siblings = codings
             .iter()
-            .filter(|c| known_absent & c.bit() == 0)
-            .filter_map(
-                |&c| match self.open_file(&format!("{relative}{}", c.suffix())) {
-                    Some(f) => Some((c, f)),
-                    None => {
-                        newly_absent |= c.bit();
-                        None
-                    }
-                },
-            )
+            .filter_map(|&c| {
+                let sibling = self.open_file(&format!("{relative}{}", c.suffix()))?;
+                Some((c, sibling))
+            })
             .collect();
-        if newly_absent != 0 {
-            let mut cache = self.absent.lock().expect("not poisoned");
-            if cache.len() >= ABSENCE_MAX {
-                cache.clear();
-            }
-            let entry = cache.entry(relative.to_owned()).or_insert(Absent {
-                since: now,
-                codings: 0,
-            });
-            if now.duration_since(entry.since) >= ABSENCE_TTL {
-                *entry = Absent {
-                    since: now,
-                    codings: 0,
-                };
-            }
-            entry.codings |= newly_absent;
-        }
         FoundFile { file, siblings }
     }
 
@@ -232,18 +171,17 @@ impl Root {
             }
             FileType::Directory => {
                 drop(fd);
-                let index = index_names
-                    .iter()
-                    .filter(|n| valid_name(n))
-                    .find_map(|name| {
-                        let path = if relative == "." {
-                            name.clone()
-                        } else {
-                            format!("{relative}/{name}")
-                        };
-                        let file = self.open_file(&path)?;
-                        Some((name.clone(), self.found_file(&path, file, codings)))
-                    });
+                // The policy's capabilities were checked at load: each name
+                // is one plain file name.
+                let index = index_names.iter().find_map(|name| {
+                    let path = if relative == "." {
+                        name.clone()
+                    } else {
+                        format!("{relative}/{name}")
+                    };
+                    let file = self.open_file(&path)?;
+                    Some((name.clone(), self.found_file(&path, file, codings)))
+                });
                 Found::Directory { index }
             }
             _ => Found::Missing,
@@ -251,25 +189,82 @@ impl Root {
     }
 }
 
-/// An index name must be one plain file name.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+impl OpenedFile {
+    /// The same descriptor with its metadata read again, or `None` when the
+    /// file is no longer what its path names: unlinked or renamed over
+    /// (`st_nlink` 0), or not a regular file any more.
+    pub(crate) fn refreshed(&self) -> Option<OpenedFile> {
+        let stat = rustix::fs::fstat(&*self.file).ok()?;
+        if stat.st_nlink == 0 || FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return None;
+        }
+        Some(OpenedFile {
+            file: self.file.clone(),
+            meta: meta(&stat),
+        })
+    }
+}
+
+impl FoundFile {
+    fn refreshed(&self) -> Option<FoundFile> {
+        Some(FoundFile {
+            file: self.file.refreshed()?,
+            siblings: self
+                .siblings
+                .iter()
+                .map(|(c, s)| Some((*c, s.refreshed()?)))
+                .collect::<Option<_>>()?,
+        })
+    }
+}
+
+impl Found {
+    /// What a cached lookup says now: every descriptor's metadata read again
+    /// (a file changed in place shows its new size and time), or `None` when
+    /// any of them no longer names what it did (the path must be walked again).
+    pub(crate) fn refreshed(&self) -> Option<Found> {
+        Some(match self {
+            Found::Missing => Found::Missing,
+            Found::File(f) => Found::File(f.refreshed()?),
+            Found::Directory { index } => Found::Directory {
+                index: match index {
+                    Some((name, f)) => Some((name.clone(), f.refreshed()?)),
+                    None => None,
+                },
+            },
+        })
+    }
+
+    /// Descriptors this lookup holds open.
+    pub(crate) fn descriptors(&self) -> usize {
+        match self {
+            Found::Missing | Found::Directory { index: None } => 0,
+            Found::File(f)
+            | Found::Directory {
+                index: Some((_, f)),
+            } => 1 + f.siblings.len(),
+        }
+    }
 }
 
 // `stat` field types differ between targets (e.g. 32-bit `time_t`), so the
 // casts are needed somewhere even where they are no-ops.
 #[allow(clippy::unnecessary_cast)]
+fn meta(stat: &rustix::fs::Stat) -> FileMeta {
+    FileMeta {
+        size: stat.st_size as u64,
+        mtime_ns: (stat.st_mtime as i64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(stat.st_mtime_nsec as i64),
+        inode: stat.st_ino as u64,
+        device: stat.st_dev as u64,
+    }
+}
+
 fn opened(fd: OwnedFd, stat: &rustix::fs::Stat) -> OpenedFile {
     OpenedFile {
         file: Arc::new(File::from(fd)),
-        meta: FileMeta {
-            size: stat.st_size as u64,
-            mtime_ns: (stat.st_mtime as i64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(stat.st_mtime_nsec as i64),
-            inode: stat.st_ino as u64,
-            device: stat.st_dev as u64,
-        },
+        meta: meta(stat),
     }
 }
 
@@ -277,34 +272,6 @@ fn opened(fd: OwnedFd, stat: &rustix::fs::Stat) -> OpenedFile {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    #[test]
-    fn sibling_absence_is_remembered_briefly_and_presence_never() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
-        let root = Root::open(dir.path()).unwrap();
-        let siblings = |root: &Root| match root.lookup("a.txt", &[], &[Coding::Gzip, Coding::Br]) {
-            Found::File(f) => f.siblings.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
-            other => panic!("{other:?}"),
-        };
-        assert!(siblings(&root).is_empty());
-        std::fs::write(dir.path().join("a.txt.gz"), "gz").unwrap();
-        assert!(
-            siblings(&root).is_empty(),
-            "absence is remembered within the TTL"
-        );
-        std::thread::sleep(ABSENCE_TTL + Duration::from_millis(100));
-        assert_eq!(
-            siblings(&root),
-            vec![Coding::Gzip],
-            "and forgotten after it"
-        );
-        std::fs::remove_file(dir.path().join("a.txt.gz")).unwrap();
-        assert!(
-            siblings(&root).is_empty(),
-            "a present sibling is probed every time"
-        );
-    }
 
     #[test]
     fn symlinks_leaving_the_root_are_missing() {

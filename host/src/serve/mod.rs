@@ -1,25 +1,30 @@
-//! The request handler: request → resolve → policy → validate → transfer.
+//! The request handler: request → resolve → policy (or its reusable
+//! decisions) → validate → transfer.
 
-mod request;
+pub mod request;
+pub mod reuse;
 mod site;
 
+use std::cell::RefCell;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-pub use site::{App, Site, SiteSpec};
+pub use reuse::DecisionCache;
+pub use site::{App, Loaded, Site, SiteSpec};
 
-use crate::decision;
-use crate::policy::CallError;
-use crate::resolve::normalize;
+use crate::decision::{self, Verdict};
+use crate::resolve::{normalize, Found, NormalPath};
 use crate::stats;
 use crate::transfer::{self, Channel, ResponseBody};
 
 /// What the connection tells the handler about itself.
 #[derive(Clone, Copy)]
 pub struct Conn<'a> {
+    /// Whether the request arrived over TLS (given to the policy).
     pub tls: bool,
     pub channel: Channel<'a>,
 }
@@ -41,6 +46,12 @@ pub fn host_response(status: StatusCode, text: &'static str) -> Response<Respons
     res
 }
 
+thread_local! {
+    /// The decision-cache key of the request being handled on this thread:
+    /// built in place, so a hit allocates nothing for it.
+    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Answers one request. Never fails: every problem becomes a status code.
 pub fn handle<B>(
     app: &App,
@@ -56,66 +67,88 @@ pub fn handle<B>(
             return Ok(host_response(StatusCode::BAD_REQUEST, "Bad Request\n"));
         }
     };
-    let policy = site.policy();
-    let caps = policy.capabilities();
-    let found = site
-        .root
-        .lookup(path.relative(), &caps.index_names, &caps.siblings);
-
-    let wit_req = request::to_wit(&req, &path, conn.tls);
-    let wit_entry = request::entry_to_wit(&found);
-    let decision = match policy.decide(&wit_req, &wit_entry) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(policy = policy.name(), path = %path.path, error = %e, "policy failed");
-            return Ok(match e {
-                CallError::Deadline(_) | CallError::Exhausted(_) | CallError::Instantiate(_) => {
-                    host_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Service Unavailable: the response policy did not answer\n",
-                    )
-                }
-                CallError::Trap(_) => host_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal Server Error: the response policy failed\n",
-                ),
-            });
-        }
+    let loaded = site.loaded();
+    let found = loaded.lookup(&site.root, path.relative());
+    let verdict = match verdict(app, &loaded, &req, &path, conn.tls, &found) {
+        Ok(v) => v,
+        Err(response) => return Ok(response),
     };
-    let plan = match decision::validate(decision, &found, &app.transfer) {
-        Ok(p) => p,
-        Err(rule) => {
-            stats::add(&stats::get().invalid_decisions, 1);
-            tracing::warn!(policy = policy.name(), path = %path.path, %rule, "policy returned an invalid decision");
-            return Ok(host_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal Server Error: the response policy returned an invalid decision\n",
-            ));
-        }
+    let Some(plan) = verdict.plan(&found) else {
+        // A verdict is only reused for the same metadata, siblings included.
+        tracing::error!(path = %path.path, "a verdict names a file the lookup lacks");
+        return Ok(host_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error\n",
+        ));
     };
-
-    let mut headers = plan.headers;
     let head_only = req.method() == Method::HEAD;
-    let body = match transfer::body(
-        plan.body,
-        &mut headers,
-        head_only,
-        conn.channel,
-        plan.chunk_size,
-        plan.zero_copy,
-        app.transfer.inline_max.0,
-    ) {
-        Ok(b) => b,
+    match transfer::respond(plan, head_only, conn.channel, &app.transfer) {
+        Ok(res) => Ok(res),
         Err(e) => {
             tracing::error!(path = %path.path, error = %e, "cannot start the body");
-            return Ok(host_response(
+            Ok(host_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error\n",
-            ));
+            ))
         }
+    }
+}
+
+/// The policy's validated decision for this request: from the decision
+/// cache when the policy is reusable and has answered these exact inputs
+/// before, otherwise from a call into the policy.
+fn verdict<B>(
+    app: &App,
+    loaded: &Loaded,
+    req: &Request<B>,
+    path: &NormalPath,
+    tls: bool,
+    found: &Found,
+) -> Result<Arc<Verdict>, Response<ResponseBody>> {
+    let policy = &loaded.policy;
+    let caps = policy.capabilities();
+    let key = loaded.decisions.as_ref().map(|cache| {
+        KEY.with_borrow_mut(|key| {
+            request::write_key(key, req, path, tls, &caps.fields, found);
+            cache.get(key).ok_or_else(|| Box::<[u8]>::from(&key[..]))
+        })
+    });
+    let key = match key {
+        Some(Ok(hit)) => {
+            stats::add(&stats::get().decision_cache_hits, 1);
+            return Ok(hit);
+        }
+        Some(Err(miss)) => Some(miss),
+        None => None,
     };
-    let mut res = Response::new(body);
-    *res.status_mut() = plan.status;
-    *res.headers_mut() = headers;
-    Ok(res)
+
+    let wit_req = request::to_wit(req, path, tls, &caps.fields);
+    let wit_entry = request::entry_to_wit(found);
+    let (decision, transport) = policy.decide(&wit_req, &wit_entry).map_err(|e| {
+        tracing::warn!(policy = policy.name(), path = %path.path, error = %e, "policy failed");
+        if e.is_unavailable() {
+            host_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable: the response policy did not answer\n",
+            )
+        } else {
+            host_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error: the response policy failed\n",
+            )
+        }
+    })?;
+    let verdict = decision::validate(decision, transport, found, &app.transfer).map_err(|rule| {
+        stats::add(&stats::get().invalid_decisions, 1);
+        tracing::warn!(policy = policy.name(), path = %path.path, %rule, "policy returned an invalid decision");
+        host_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error: the response policy returned an invalid decision\n",
+        )
+    })?;
+    let verdict = Arc::new(verdict);
+    if let (Some(cache), Some(key)) = (&loaded.decisions, key) {
+        cache.insert(key, verdict.clone());
+    }
+    Ok(verdict)
 }

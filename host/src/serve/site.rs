@@ -1,15 +1,20 @@
-//! Sites (virtual hosts): a root and a policy each, chosen by `Host`.
+//! Sites (virtual hosts): a root and a policy each, chosen by `Host`, and
+//! the application they make up.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::Request;
 
-use crate::config::{SandboxLimits, TransferConfig};
-use crate::policy::{LoadError, Policy, Sandbox};
-use crate::resolve::Root;
+use super::reuse::DecisionCache;
+use crate::config::{
+    policy_settings, ByteSize, CacheConfig, Config, SandboxLimits, TransferConfig,
+};
+use crate::policy::{self, wit, LoadError, Policy, Sandbox};
+use crate::resolve::{FileCache, Found, Root};
 use crate::stats;
 
 /// Where a site's policy comes from, kept for reloads.
@@ -17,7 +22,7 @@ use crate::stats;
 pub struct SiteSpec {
     pub root: PathBuf,
     pub policy_file: Option<PathBuf>,
-    pub settings: Vec<(String, String)>,
+    pub settings: Vec<wit::Setting>,
     pub limits: SandboxLimits,
 }
 
@@ -33,28 +38,65 @@ impl SiteSpec {
     }
 }
 
+/// A loaded policy with the caches that depend on it: lookups follow its
+/// capabilities (index names, siblings) and decisions are its own, so both
+/// are replaced with it on reload.
+pub struct Loaded {
+    pub policy: Policy,
+    pub(super) decisions: Option<DecisionCache>,
+    files: Option<FileCache>,
+}
+
+impl Loaded {
+    fn new(policy: Policy, cache: &CacheConfig) -> Loaded {
+        let decisions = if policy.capabilities().reusable {
+            DecisionCache::new(cache.decisions.0)
+        } else {
+            None
+        };
+        Loaded {
+            decisions,
+            files: FileCache::new(cache),
+            policy,
+        }
+    }
+
+    /// Looks up a normalized path for this policy, through the open-file
+    /// cache when it is on.
+    pub fn lookup(&self, root: &Root, relative: &str) -> Found {
+        let caps = self.policy.capabilities();
+        match &self.files {
+            Some(cache) => cache.lookup(root, relative, &caps.index_names, &caps.siblings),
+            None => root.lookup(relative, &caps.index_names, &caps.siblings),
+        }
+    }
+}
+
 /// One served root with its policy.
 pub struct Site {
     pub root: Root,
-    policy: ArcSwap<Policy>,
+    loaded: ArcSwap<Loaded>,
     spec: SiteSpec,
+    cache: CacheConfig,
 }
 
 impl Site {
     /// Opens the root and loads the policy (compile, configure, canary).
-    pub fn open(sandbox: &Sandbox, spec: SiteSpec) -> anyhow::Result<Site> {
+    pub fn open(sandbox: &Sandbox, spec: SiteSpec, cache: CacheConfig) -> anyhow::Result<Site> {
         let root = Root::open(&spec.root)?;
         let policy = spec.load_policy(sandbox)?;
         Ok(Site {
             root,
-            policy: ArcSwap::from_pointee(policy),
+            loaded: ArcSwap::from_pointee(Loaded::new(policy, &cache)),
             spec,
+            cache,
         })
     }
 
-    /// The current policy. In-flight requests keep the one they started with.
-    pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+    /// The current policy and its caches. In-flight requests keep the ones
+    /// they started with.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded.load_full()
     }
 
     /// Loads the policy file again; swaps it in only if it compiles, links,
@@ -62,7 +104,7 @@ impl Site {
     pub fn reload(&self, sandbox: &Sandbox) -> Result<(), LoadError> {
         match self.spec.load_policy(sandbox) {
             Ok(p) => {
-                self.policy.store(Arc::new(p));
+                self.loaded.store(Arc::new(Loaded::new(p, &self.cache)));
                 stats::add(&stats::get().reloads, 1);
                 Ok(())
             }
@@ -83,6 +125,76 @@ pub struct App {
 }
 
 impl App {
+    /// Builds the application from a configuration: the sandbox sized for
+    /// every site, then each site's root and policy (compiled, configured and
+    /// canary-tested).
+    pub fn from_config(config: &Config) -> anyhow::Result<Arc<App>> {
+        let limits = config.sandbox.limits();
+        let root = config
+            .root
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no root directory given"))?;
+        let default = SiteSpec {
+            root,
+            policy_file: config.policy_file.clone(),
+            settings: policy_settings(&config.policy),
+            limits,
+        };
+        let vhosts: Vec<(String, SiteSpec)> = config
+            .vhost
+            .iter()
+            .map(|v| {
+                let spec = SiteSpec {
+                    root: v.root.clone(),
+                    policy_file: v.policy_file.clone(),
+                    settings: policy_settings(&v.policy),
+                    limits: SandboxLimits {
+                        deadline: v.deadline_ms.map_or(limits.deadline, Duration::from_millis),
+                        memory: v.memory.map_or(limits.memory, |m| m.0),
+                    },
+                };
+                (v.host.to_ascii_lowercase(), spec)
+            })
+            .collect();
+
+        // One pool serves every site's policy. The configured slot count is a
+        // floor, raised so adding tenants cannot starve them into 503s; a
+        // slot's memory is the largest any site may use (each store is held
+        // to its own site's limit).
+        let mut pool = config.sandbox;
+        let sites = 1 + vhosts.len() as u32;
+        let needed = sites.saturating_mul(policy::slots_per_policy());
+        if needed > pool.instances {
+            tracing::info!(
+                configured = pool.instances,
+                needed,
+                "sandbox.instances raised for the number of sites"
+            );
+            pool.instances = needed;
+        }
+        let largest = vhosts
+            .iter()
+            .map(|(_, s)| s.limits.memory)
+            .fold(limits.memory, u64::max);
+        pool.memory = ByteSize(largest);
+        let sandbox =
+            Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
+
+        let default = Site::open(&sandbox, default, config.cache)?;
+        let mut sites = HashMap::new();
+        for (host, spec) in vhosts {
+            let site = Site::open(&sandbox, spec, config.cache)
+                .map_err(|e| anyhow::anyhow!("vhost {host}: {e:#}"))?;
+            sites.insert(host, Arc::new(site));
+        }
+        Ok(Arc::new(App {
+            sandbox,
+            transfer: config.transfer,
+            default: Arc::new(default),
+            vhosts: sites,
+        }))
+    }
+
     /// The site for a request's host (`Host` header, or the URI authority),
     /// falling back to the default site.
     pub fn site_for<B>(&self, req: &Request<B>) -> &Site {
@@ -102,23 +214,36 @@ impl App {
             .unwrap_or(&self.default)
     }
 
+    fn sites(&self) -> impl Iterator<Item = (&str, &Arc<Site>)> {
+        std::iter::once(("(default)", &self.default))
+            .chain(self.vhosts.iter().map(|(h, s)| (h.as_str(), s)))
+    }
+
     /// Reloads every site's policy; returns the failures.
     pub fn reload(&self) -> Vec<(String, LoadError)> {
         let mut failures = Vec::new();
-        let all = std::iter::once(("(default)".to_owned(), &self.default))
-            .chain(self.vhosts.iter().map(|(h, s)| (h.clone(), s)));
-        for (name, site) in all {
+        for (name, site) in self.sites() {
             match site.reload(&self.sandbox) {
                 Ok(()) => {
-                    tracing::info!(site = %name, policy = site.policy().name(), "policy reloaded")
+                    tracing::info!(site = %name, policy = site.loaded().policy.name(), "policy reloaded")
                 }
                 Err(e) => {
                     tracing::error!(site = %name, error = %e, "policy reload refused; the old policy keeps serving");
-                    failures.push((name, e));
+                    failures.push((name.to_owned(), e));
                 }
             }
         }
         failures
+    }
+
+    /// Closes the descriptors of open-file cache entries past their window.
+    /// Call it about once per window (`serve` does, every second).
+    pub fn sweep(&self) {
+        for (_, site) in self.sites() {
+            if let Some(files) = &site.loaded().files {
+                files.sweep();
+            }
+        }
     }
 }
 

@@ -20,9 +20,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::decision::PlannedBody;
+use crate::config::TransferConfig;
+use crate::decision::{Plan, PlannedBody};
 use copy::CopyBody;
 use zerocopy::{SendfileBody, ZeroCopyLink};
 
@@ -98,10 +100,39 @@ pub struct Channel<'a> {
     pub zero_copy: Option<&'a ZeroCopyLink>,
 }
 
-/// Builds the body for a planned response and sets the framing headers
-/// (`Content-Length`, `Content-Range`, multipart `Content-Type`).
-/// For `HEAD` the headers are the same but nothing is read or registered.
-pub fn body(
+/// Executes a plan: the response with its framing headers (`Content-Length`,
+/// `Content-Range`, multipart `Content-Type`) and the body on the path the
+/// connection and the plan allow. For `HEAD` the head is the same, but nothing
+/// is read or registered.
+pub fn respond(
+    plan: Plan,
+    head_only: bool,
+    channel: Channel<'_>,
+    config: &TransferConfig,
+) -> io::Result<Response<ResponseBody>> {
+    let Plan {
+        status,
+        mut headers,
+        body,
+        chunk_size,
+        zero_copy,
+    } = plan;
+    let body = body_for(
+        body,
+        &mut headers,
+        head_only,
+        channel,
+        chunk_size,
+        zero_copy,
+        config.inline_max.0,
+    )?;
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    Ok(res)
+}
+
+fn body_for(
     planned: PlannedBody,
     headers: &mut HeaderMap,
     head_only: bool,

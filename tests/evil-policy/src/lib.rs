@@ -19,7 +19,11 @@
 //!
 //! Settings: `fail-configure` (any value) makes `configure` return an error;
 //! `body` replaces the inline body of the valid answer (reload tests use it to
-//! tell two loaded policies apart); `configure-loop` makes `configure` loop.
+//! tell two loaded policies apart); `configure-loop` makes `configure` loop;
+//! `configure-trap` makes it trap; `index-names` (an integer N) asks the host
+//! to try N index names per directory request.
+//!
+//! It declares its decisions *not* reusable: `/spin` reads a clock.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -27,12 +31,12 @@ use std::cell::RefCell;
 use std::hint::black_box;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/policy.wit",
     world: "policy",
 });
 
 use sluice::policy::types::{
-    Body, ByteRange, Compression, ContentCoding, FullBody, Header, RangedBody, Source,
+    Body, ByteRange, Compression, ContentCoding, FullBody, Header, RangedBody, SettingValue, Source,
 };
 
 thread_local! {
@@ -49,8 +53,6 @@ fn ok(body: Vec<u8>) -> Decision {
             value: "text/plain".into(),
         }],
         body: Body::Inline(body),
-        chunk_size: 0,
-        zero_copy: true,
     }
 }
 
@@ -65,8 +67,6 @@ fn with(status: u16, headers: Vec<(&str, &str)>, body: Body) -> Decision {
             })
             .collect(),
         body,
-        chunk_size: 0,
-        zero_copy: true,
     }
 }
 
@@ -124,6 +124,7 @@ fn invalid(rule: &str, found: &Entry) -> Decision {
         "too-many-headers" => with(200, (0..65).map(|_| ("x-a", "b")).collect(), Body::Empty),
         "inline-too-large" => with(200, vec![], Body::Inline(vec![b'x'; 64 * 1024 + 1])),
         "body-not-allowed" => with(304, vec![], Body::Inline(b"x".to_vec())),
+        "reset-content" => with(205, vec![], Body::Inline(b"x".to_vec())),
         "no-file" => with(200, vec![], Body::Full(file)),
         "unknown-sibling" => with(
             200,
@@ -187,20 +188,37 @@ fn invalid(rule: &str, found: &Entry) -> Decision {
 }
 
 impl Guest for Evil {
-    fn configure(settings: Vec<Setting>) -> Result<Capabilities, String> {
+    fn configure(settings: Vec<Setting>, _limits: HostLimits) -> Result<Capabilities, String> {
+        let mut index_names = vec!["index.html".to_owned()];
         for s in &settings {
-            match s.name.as_str() {
-                "fail-configure" => return Err(format!("refusing to configure: {}", s.value)),
-                "configure-loop" => loop {
-                    black_box(&s.value);
+            match (s.name.as_str(), &s.value) {
+                ("fail-configure", SettingValue::Text(why)) => {
+                    return Err(format!("refusing to configure: {why}"))
+                }
+                ("fail-configure", other) => {
+                    return Err(format!("refusing to configure: {other:?}"))
+                }
+                ("configure-loop", v) => loop {
+                    black_box(v);
                 },
-                "body" => BODY.with(|b| *b.borrow_mut() = s.value.clone().into_bytes()),
+                ("configure-trap", _) => core::arch::wasm32::unreachable(),
+                ("body", SettingValue::Text(t)) => {
+                    BODY.with(|b| *b.borrow_mut() = t.clone().into_bytes())
+                }
+                ("index-names", SettingValue::Integer(n)) => {
+                    index_names = (0..*n).map(|i| format!("index{i}.html")).collect()
+                }
                 _ => {}
             }
         }
         Ok(Capabilities {
-            index_names: vec!["index.html".into()],
+            index_names,
             siblings: vec![ContentCoding::Gzip],
+            request_headers: vec![],
+            query: false,
+            reusable: false,
+            chunk_size: 0,
+            zero_copy: true,
         })
     }
 
@@ -242,8 +260,6 @@ impl Guest for Evil {
                     })
                     .collect(),
                 body: Body::Empty,
-                chunk_size: 0,
-                zero_copy: true,
             },
             "/sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(60));

@@ -569,18 +569,22 @@ fn broken_components_are_refused_and_the_old_one_keeps_serving() {
         (
             "garbage",
             Some(b"this is not wasm at all".to_vec()),
-            "not a valid component",
+            "not a valid WebAssembly component",
         ),
-        ("empty file", Some(Vec::new()), "not a valid component"),
+        (
+            "empty file",
+            Some(Vec::new()),
+            "not a valid WebAssembly component",
+        ),
         (
             "core module",
             Some(core_module.to_vec()),
-            "not a valid component",
+            "not a valid WebAssembly component",
         ),
         (
             "component of another world",
             Some(empty_component.to_vec()),
-            "does not implement",
+            "built against no sluice:policy package",
         ),
         // The default policy refuses the `body` setting the evil one takes.
         (

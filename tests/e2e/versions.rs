@@ -3,6 +3,7 @@
 //! against a version it does not support, naming it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -22,7 +23,13 @@ fn a_0_1_policy_still_serves() {
             ..Options::default()
         },
     );
-    assert!(server.logs().contains("0.1.0"), "{}", server.logs());
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .contains("sluice:policy@0.1.0")),
+        "{}",
+        server.logs()
+    );
     let c = client();
     let res = c.get(server.url("/a.txt")).send().unwrap();
     assert_eq!(res.status(), 200);

@@ -81,7 +81,7 @@ pub enum CallError {
     Deadline(Duration),
     #[error("policy exceeded a limit: {0}")]
     Exceeded(Exceeded),
-    #[error("policy overflowed its wasm stack (`stack` in [sandbox])")]
+    #[error("policy hit a wasm stack overflow (`stack` in [sandbox])")]
     Stack,
     #[error("policy trapped: {0}")]
     Trap(String),

@@ -176,7 +176,7 @@ mod tests {
         b.body(()).unwrap()
     }
 
-    fn declared(names: &[&str], query: bool) -> Fields {
+    fn declared(names: &[&'static str], query: bool) -> Fields {
         Fields::Declared {
             headers: names.iter().map(|n| HeaderName::from_static(n)).collect(),
             query,

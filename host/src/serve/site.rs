@@ -255,3 +255,61 @@ fn strip_port(host: &str) -> &str {
         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(h, _)| h)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn strip_port_names_and_ports() {
+        for (host, want) in [
+            ("example.com", "example.com"),
+            ("example.com:8080", "example.com"),
+            ("EXAMPLE.com:80", "EXAMPLE.com"),
+            // RFC 9110 §7.2: port = *DIGIT, so an empty port is still a port.
+            ("example.com:", "example.com"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.0.0.1:8080", "127.0.0.1"),
+            ("localhost:99999", "localhost"),
+        ] {
+            assert_eq!(strip_port(host), want, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn strip_port_ipv6_literals_lose_their_brackets() {
+        for (host, want) in [
+            ("[::1]:8080", "::1"),
+            ("[::1]", "::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[fe80::1%25eth0]:80", "fe80::1%25eth0"),
+        ] {
+            assert_eq!(strip_port(host), want, "{host:?}");
+        }
+    }
+
+    /// Trailing dots are kept here; the caller trims them after the port is gone.
+    #[test]
+    fn strip_port_keeps_trailing_dots() {
+        assert_eq!(strip_port("example.com."), "example.com.");
+        assert_eq!(strip_port("example.com.:8080"), "example.com.");
+        assert_eq!(strip_port("example.com..:1"), "example.com..");
+    }
+
+    /// Values that are not `uri-host [":" port]` come back unchanged, so they
+    /// match no virtual host and the default site answers.
+    #[test]
+    fn strip_port_leaves_garbage_alone() {
+        for host in [
+            "",
+            "[::1",
+            "example.com:http",
+            "example.com:80x",
+            "user@example.com",
+            "example.com/path",
+        ] {
+            assert_eq!(strip_port(host), host, "{host:?}");
+        }
+    }
+}

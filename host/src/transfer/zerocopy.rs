@@ -403,3 +403,646 @@ impl Body for SendfileBody {
         SizeHint::with_exact(self.remaining)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! In-process tests over real loopback sockets and real temporary files.
+    //! [`drive`] plays hyper's queued writer: it offers every queued chunk as
+    //! an `IoSlice` of the chunk's own memory and advances by what was
+    //! written, so a partly sent placeholder comes back as `ptr + n`.
+
+    use super::*;
+
+    use std::future::poll_fn;
+    use std::io::{Read, Seek, Write as _};
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    use bytes::Buf;
+    use tokio::net::{TcpListener, TcpSocket};
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// An unlinked temporary file holding `data`.
+    fn temp_file(data: &[u8]) -> Arc<File> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        f.rewind().unwrap();
+        Arc::new(f)
+    }
+
+    /// A connected pair: the server side as a [`SendfileIo`], the client as
+    /// a blocking std socket (read on its own thread). `rcvbuf`/`sndbuf`
+    /// shrink the client's receive and the server's send buffer.
+    async fn pair(
+        max_chunk: usize,
+        rcvbuf: Option<u32>,
+        sndbuf: Option<usize>,
+    ) -> (SendfileIo, ZeroCopyLink, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        if let Some(n) = rcvbuf {
+            // Before connecting, so the advertised window stays small.
+            socket.set_recv_buffer_size(n).unwrap();
+        }
+        let (client, accepted) = tokio::join!(socket.connect(addr), listener.accept());
+        let client = client.unwrap().into_std().unwrap();
+        client.set_nonblocking(false).unwrap();
+        // A hang guard, not a timing assertion: a stuck test fails instead.
+        client
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let (server, _) = accepted.unwrap();
+        if let Some(n) = sndbuf {
+            rustix::net::sockopt::set_socket_send_buffer_size(&server, n).unwrap();
+        }
+        let (io, link) = SendfileIo::new(server, max_chunk);
+        (io, link, client)
+    }
+
+    /// Reads the client side to EOF on a thread, after `gate` opens (a
+    /// message, or its sender dropped), `chunk` bytes per `read`.
+    fn read_all(
+        mut client: std::net::TcpStream,
+        gate: Option<mpsc::Receiver<()>>,
+        chunk: usize,
+    ) -> JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; chunk];
+            loop {
+                match client.read(&mut buf) {
+                    Ok(0) => return out,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("client read failed after {} bytes: {e}", out.len()),
+                }
+            }
+        })
+    }
+
+    #[derive(Default, Debug)]
+    struct Log {
+        /// What each successful `poll_write_vectored` returned.
+        writes: Vec<usize>,
+        /// How many times it returned `Pending`.
+        pendings: usize,
+        /// The socket was corked while a placeholder was being sent.
+        corked_during_body: bool,
+    }
+
+    /// A hang guard, not a timing assertion: a write stuck for half a minute
+    /// fails the test instead of hanging it.
+    async fn guard<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .expect("write stuck")
+    }
+
+    /// hyper's queued writer, in small: offers all of `queue`, advances by
+    /// the count written, until the queue is empty; then flushes. Calls
+    /// `on_pending(bytes written so far)` whenever the I/O returns `Pending`.
+    async fn drive(
+        io: &mut SendfileIo,
+        queue: &mut VecDeque<Bytes>,
+        log: &mut Log,
+        mut on_pending: impl FnMut(usize),
+    ) -> io::Result<()> {
+        let mut written = 0;
+        for _ in 0..1_000_000 {
+            while queue.front().is_some_and(Bytes::is_empty) {
+                queue.pop_front();
+            }
+            let Some(front) = queue.front() else {
+                return guard(poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx))).await;
+            };
+            let front_len = front.len();
+            let front_is_placeholder = placeholder_offset(front).is_some();
+            let n = guard(poll_fn(|cx| {
+                let slices: Vec<IoSlice<'_>> = queue.iter().map(|b| IoSlice::new(b)).collect();
+                let r = Pin::new(&mut *io).poll_write_vectored(cx, &slices);
+                if r.is_pending() {
+                    log.pendings += 1;
+                    on_pending(written);
+                }
+                r
+            }))
+            .await?;
+            if n == 0 {
+                // What hyper does with a zero-length write of queued bytes.
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            if front_is_placeholder {
+                assert!(
+                    n <= front_len,
+                    "one write ({n}) went past the front placeholder ({front_len})"
+                );
+                log.corked_during_body |= io.corked;
+            }
+            log.writes.push(n);
+            written += n;
+            let mut left = n;
+            while left > 0 {
+                let front = queue.front_mut().expect("wrote more than was queued");
+                let step = left.min(front.len());
+                // Moves the pointer only: a placeholder is never read.
+                front.advance(step);
+                left -= step;
+                if front.is_empty() {
+                    queue.pop_front();
+                }
+            }
+        }
+        panic!("write loop did not finish");
+    }
+
+    /// The frames `body` yields, as hyper would queue them.
+    async fn frames(mut body: SendfileBody) -> VecDeque<Bytes> {
+        let mut out = VecDeque::new();
+        for _ in 0..1000 {
+            match poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+                Some(frame) => out.push_back(frame.unwrap().into_data().unwrap()),
+                None => return out,
+            }
+        }
+        panic!("body did not end");
+    }
+
+    fn pending_len(link: &ZeroCopyLink) -> usize {
+        link.0.lock().unwrap().pending.len()
+    }
+
+    fn cork_is_on(io: &SendfileIo) -> bool {
+        rustix::net::sockopt::tcp_cork(io.io.inner()).unwrap()
+    }
+
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n";
+
+    /// A tiny send buffer and a client that reads nothing until the server
+    /// has hit EAGAIN, then reads slowly: `sendfile` returns short counts and
+    /// `WouldBlock`, hyper re-offers `ptr + n`, and what arrives is exactly
+    /// the head and then the file region, in order.
+    #[tokio::test]
+    async fn partial_writes_and_eagain_deliver_exactly_the_region() {
+        let data = pseudo_random(2 << 20, 1);
+        let file = temp_file(&data);
+        let (offset, len) = (4097usize, (1 << 20) + 333);
+        // No max-chunk yields here: every Pending is the socket being full.
+        let (mut io, link, client) = pair(REGION_LEN, Some(4096), Some(4096)).await;
+        let (open, gate) = mpsc::channel();
+        let reader = read_all(client, Some(gate), 1000);
+
+        let body = SendfileBody::new(
+            &link,
+            file,
+            VecDeque::from([Segment::File {
+                offset: offset as u64,
+                len: len as u64,
+            }]),
+        );
+        let mut queue = frames(body).await;
+        assert_eq!(queue.len(), 1);
+        assert_eq!(pending_len(&link), 1, "registered when polled");
+        queue.push_front(Bytes::from_static(HEAD));
+
+        let mut log = Log::default();
+        drive(&mut io, &mut queue, &mut log, |_| {
+            let _ = open.send(());
+        })
+        .await
+        .unwrap();
+
+        assert_eq!(
+            log.writes[0],
+            HEAD.len(),
+            "head first, short count: {log:?}"
+        );
+        assert!(log.pendings > 0, "never hit EAGAIN: {log:?}");
+        let body_writes = &log.writes[1..];
+        assert!(
+            body_writes.len() > 2 && body_writes[0] < len,
+            "sendfile never returned a short count: {log:?}"
+        );
+        assert_eq!(body_writes.iter().sum::<usize>(), len);
+        assert!(log.corked_during_body);
+        assert_eq!(pending_len(&link), 0, "retired once all written");
+        assert!(!io.corked && !cork_is_on(&io), "uncorked on flush");
+
+        drop(io);
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), HEAD.len() + len);
+        assert!(got[..HEAD.len()] == *HEAD);
+        assert!(
+            got[HEAD.len()..] == data[offset..offset + len],
+            "wrong bytes"
+        );
+    }
+
+    /// The head and the first body slice come in one call: the ordinary
+    /// slices before the placeholder are written (one `writev`) and that
+    /// short count returned; the placeholder goes by sendfile on the next
+    /// call, and ordinary bytes after it (chunked framing) after it.
+    #[tokio::test]
+    async fn head_and_body_in_one_call() {
+        let data = pseudo_random(100_000, 2);
+        let file = temp_file(&data);
+        let (mut io, link, client) = pair(2 << 20, None, None).await;
+        let reader = read_all(client, None, 64 << 10);
+
+        link.push(file, 1000, 50_000);
+        let head: [&'static [u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\n",
+            b"transfer-encoding: chunked\r\n\r\n",
+            b"c350\r\n",
+        ];
+        let trailer: &'static [u8] = b"\r\n0\r\n\r\n";
+        let mut queue: VecDeque<Bytes> = head.iter().map(|h| Bytes::from_static(h)).collect();
+        queue.push_back(placeholder(50_000));
+        queue.push_back(Bytes::from_static(trailer));
+
+        let slices: Vec<IoSlice<'_>> = queue.iter().map(|b| IoSlice::new(b)).collect();
+        let n = guard(poll_fn(|cx| {
+            Pin::new(&mut io).poll_write_vectored(cx, &slices)
+        }))
+        .await
+        .unwrap();
+        let head_len: usize = head.iter().map(|h| h.len()).sum();
+        assert_eq!(
+            n, head_len,
+            "only the ordinary slices before the placeholder"
+        );
+        assert!(io.corked, "corked once a file body is pending");
+        assert!(cork_is_on(&io));
+        drop(slices);
+
+        for _ in 0..head.len() {
+            queue.pop_front();
+        }
+        let mut log = Log::default();
+        drive(&mut io, &mut queue, &mut log, |_| {}).await.unwrap();
+        assert_eq!(log.writes.iter().sum::<usize>(), 50_000 + trailer.len());
+        assert_eq!(*log.writes.last().unwrap(), trailer.len(), "{log:?}");
+        assert_eq!(pending_len(&link), 0);
+        assert!(!cork_is_on(&io));
+
+        drop(io);
+        let got = reader.join().unwrap();
+        let mut want = head.concat();
+        want.extend_from_slice(&data[1000..51_000]);
+        want.extend_from_slice(trailer);
+        assert!(got == want, "got {} bytes, want {}", got.len(), want.len());
+    }
+
+    /// A placeholder that does not match the front registration — none at
+    /// all, a shorter one (what hyper's `Limited` would make), one that
+    /// claims bytes already sent — is an I/O error and sends nothing: no
+    /// zeros, no other region. Ordinary bytes before it still go.
+    #[tokio::test]
+    async fn mismatched_placeholder_is_an_error_and_sends_nothing() {
+        let data = pseudo_random(10_000, 3);
+        type Setup = fn(&ZeroCopyLink, Arc<File>) -> VecDeque<Bytes>;
+        let cases: [(&str, Setup); 5] = [
+            ("no registration", |_, _| VecDeque::from([placeholder(100)])),
+            ("shorter than registered", |link, file| {
+                link.push(file, 0, 200);
+                VecDeque::from([placeholder(100)])
+            }),
+            ("longer than registered", |link, file| {
+                link.push(file, 0, 200);
+                VecDeque::from([placeholder(300)])
+            }),
+            ("ahead of what was sent", |link, file| {
+                link.push(file, 0, 200);
+                VecDeque::from([placeholder(200).slice(50..)])
+            }),
+            ("after a head", |_, _| {
+                VecDeque::from([Bytes::from_static(HEAD), placeholder(100)])
+            }),
+        ];
+        for (label, setup) in cases {
+            let (mut io, link, client) = pair(2 << 20, None, None).await;
+            let reader = read_all(client, None, 4096);
+            let mut queue = setup(&link, temp_file(&data));
+            let has_head = queue.len() == 2;
+            let mut log = Log::default();
+            let err = drive(&mut io, &mut queue, &mut log, |_| {})
+                .await
+                .expect_err(label);
+            assert_eq!(err.kind(), io::ErrorKind::Other, "{label}: {err}");
+            assert!(err.to_string().contains("placeholder"), "{label}: {err}");
+            drop(io);
+            let got = reader.join().unwrap();
+            if has_head {
+                assert_eq!(got, HEAD, "{label}");
+            } else {
+                assert!(got.is_empty(), "{label}: {} bytes sent", got.len());
+            }
+        }
+    }
+
+    /// Adjacent placeholders (back-to-back segments, here of one file and
+    /// contiguous) are each checked against their own registration and sent
+    /// in order: one call never spans two of them (`drive` asserts it).
+    /// sluice does not merge them into one `sendfile` — see the module docs:
+    /// hyper flushes a large placeholder before polling the next one.
+    #[tokio::test]
+    async fn adjacent_placeholders_are_sent_in_order() {
+        let data = pseudo_random(300_000, 4);
+        let file = temp_file(&data);
+        let (mut io, link, client) = pair(2 << 20, Some(16 << 10), None).await;
+        let reader = read_all(client, None, 8192);
+
+        let body = SendfileBody::new(
+            &link,
+            file,
+            VecDeque::from([
+                Segment::File {
+                    offset: 0,
+                    len: 70_000,
+                },
+                Segment::File {
+                    offset: 70_000,
+                    len: 90_000,
+                },
+                Segment::Bytes(Bytes::from_static(b"--")),
+                Segment::File { offset: 5, len: 1 },
+                Segment::File {
+                    offset: 200_000,
+                    len: 100_000,
+                },
+            ]),
+        );
+        let mut queue = frames(body).await;
+        assert_eq!(queue.len(), 5);
+        assert_eq!(pending_len(&link), 4);
+        let mut log = Log::default();
+        drive(&mut io, &mut queue, &mut log, |_| {}).await.unwrap();
+        assert_eq!(pending_len(&link), 0);
+        drop(io);
+        let got = reader.join().unwrap();
+        let mut want = data[..160_000].to_vec();
+        want.extend_from_slice(b"--");
+        want.push(data[5]);
+        want.extend_from_slice(&data[200_000..]);
+        assert!(got == want, "got {} bytes, want {}", got.len(), want.len());
+    }
+
+    /// A segment longer than the placeholder region is yielded as adjacent
+    /// placeholders, each registered for its own part of the file.
+    #[tokio::test]
+    async fn segment_longer_than_the_region_is_split() {
+        // Sparse: no disk blocks, nothing sent.
+        let file = tempfile::tempfile().unwrap();
+        let len = REGION_LEN as u64 + 3;
+        file.set_len(len + 10).unwrap();
+        let (_io, link, _client) = pair(2 << 20, None, None).await;
+        let mut body = SendfileBody::new(
+            &link,
+            Arc::new(file),
+            VecDeque::from([Segment::File { offset: 10, len }]),
+        );
+        assert_eq!(body.size_hint().exact(), Some(len));
+        let first = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        assert_eq!(placeholder_offset(&first), Some(0));
+        assert_eq!(first.len(), REGION_LEN);
+        assert_eq!(body.size_hint().exact(), Some(3));
+        assert!(!body.is_end_stream());
+        let second = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        assert_eq!((placeholder_offset(&second), second.len()), (Some(0), 3));
+        assert!(body.is_end_stream());
+        assert!(poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))
+            .await
+            .is_none());
+        let state = link.0.lock().unwrap();
+        let regs: Vec<(u64, usize, usize)> = state
+            .pending
+            .iter()
+            .map(|p| (p.offset, p.len, p.sent))
+            .collect();
+        assert_eq!(regs, [(10, REGION_LEN, 0), (10 + REGION_LEN as u64, 3, 0)]);
+    }
+
+    /// After a call that filled a whole `max_chunk`, the I/O yields once
+    /// (`Pending`, having woken itself) and then carries on from where it was.
+    #[tokio::test]
+    async fn full_max_chunk_yields_and_resumes() {
+        let data = pseudo_random(64 << 10, 5);
+        let file = temp_file(&data);
+        let (mut io, link, client) = pair(4096, None, None).await;
+        let reader = read_all(client, None, 64 << 10);
+        link.push(file, 0, data.len());
+        let mut queue = VecDeque::from([placeholder(data.len())]);
+        let mut log = Log::default();
+        drive(&mut io, &mut queue, &mut log, |_| {}).await.unwrap();
+        assert!(log.writes.iter().all(|&n| n <= 4096), "{log:?}");
+        assert!(log.pendings > 0, "never yielded: {log:?}");
+        drop(io);
+        assert!(reader.join().unwrap() == data);
+    }
+
+    fn truncations() -> u64 {
+        crate::stats::get().truncated_files.load(Ordering::Relaxed)
+    }
+
+    /// The file was truncated before its region was sent: `sendfile` sends
+    /// what is left, then returns 0, which is an `UnexpectedEof` error (so
+    /// hyper ends the connection) — no padding, no hang.
+    #[tokio::test]
+    async fn file_truncated_before_sending_is_an_error_without_padding() {
+        let data = pseudo_random(1 << 20, 6);
+        let file = temp_file(&data);
+        let (mut io, link, client) = pair(2 << 20, None, None).await;
+        let reader = read_all(client, None, 64 << 10);
+        let before = truncations();
+        link.push(file.clone(), 0, data.len());
+        file.set_len(300_001).unwrap();
+        let mut queue = VecDeque::from([Bytes::from_static(HEAD), placeholder(data.len())]);
+        let mut log = Log::default();
+        let err = drive(&mut io, &mut queue, &mut log, |_| {})
+            .await
+            .expect_err("a truncated file cannot complete");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert_eq!(log.writes.iter().sum::<usize>(), HEAD.len() + 300_001);
+        assert!(truncations() > before);
+        drop(io);
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), HEAD.len() + 300_001);
+        assert!(got[HEAD.len()..] == data[..300_001]);
+    }
+
+    /// The file shrinks while the socket is full: the bytes sent before
+    /// and after are exactly the file's prefix up to the new end, then the
+    /// transfer fails.
+    #[tokio::test]
+    async fn file_truncated_mid_send_is_an_error_without_padding() {
+        let data = pseudo_random(2 << 20, 7);
+        let file = temp_file(&data);
+        let (mut io, link, client) = pair(REGION_LEN, Some(4096), Some(4096)).await;
+        let (open, gate) = mpsc::channel();
+        let reader = read_all(client, Some(gate), 4096);
+        link.push(file.clone(), 0, data.len());
+        let mut queue = VecDeque::from([placeholder(data.len())]);
+        let mut log = Log::default();
+        let mut cut = None;
+        let err = drive(&mut io, &mut queue, &mut log, |sent| {
+            if cut.is_none() {
+                // Three pages past what sendfile has taken so far, so no
+                // page already queued on the socket is the one cut.
+                let at = sent + 3 * 4096 + 123;
+                file.set_len(at as u64).unwrap();
+                cut = Some(at);
+                let _ = open.send(());
+            }
+        })
+        .await
+        .expect_err("a truncated file cannot complete");
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        let cut = cut.expect("the socket never filled");
+        assert_eq!(log.writes.iter().sum::<usize>(), cut);
+        drop(io);
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), cut);
+        assert!(got == data[..cut]);
+    }
+
+    /// Serves `requests` (sent at once, pipelined) with real hyper over a
+    /// [`SendfileIo`], configured as [`crate::server`] does (`writev(true)`);
+    /// every response is `segment` of `file`, sent by sendfile. Returns what
+    /// the client received up to EOF and how hyper's connection ended.
+    async fn through_hyper(
+        file: Arc<File>,
+        segment: (u64, u64),
+        requests: &[u8],
+    ) -> (Vec<u8>, Result<(), hyper::Error>, ZeroCopyLink) {
+        let (io, link, client) = pair(2 << 20, None, None).await;
+        (&client).write_all(requests).unwrap();
+        let reader = read_all(client, None, 64 << 10);
+        let service_link = link.clone();
+        let service = hyper::service::service_fn(move |_req| {
+            let (offset, len) = segment;
+            let body = SendfileBody::new(
+                &service_link,
+                file.clone(),
+                VecDeque::from([Segment::File { offset, len }]),
+            );
+            let response = http::Response::builder()
+                .header(http::header::CONTENT_LENGTH, len)
+                .body(body)
+                .unwrap();
+            std::future::ready(Ok::<_, std::convert::Infallible>(response))
+        });
+        let served = guard(
+            hyper::server::conn::http1::Builder::new()
+                .writev(true)
+                .serve_connection(io, service),
+        )
+        .await;
+        (reader.join().unwrap(), served, link)
+    }
+
+    /// Splits one response off the front of `bytes`: its head, and its
+    /// body if `with_body` (by its Content-Length).
+    fn split_response(bytes: &mut &[u8], with_body: bool) -> (String, Vec<u8>) {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete head")
+            + 4;
+        let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .expect("content-length");
+        let body_len = if with_body {
+            len.min(bytes.len() - end)
+        } else {
+            0
+        };
+        let body = bytes[end..end + body_len].to_vec();
+        *bytes = &bytes[end + body_len..];
+        (head, body)
+    }
+
+    /// Through hyper itself: pipelined GET, HEAD, GET on one connection.
+    /// Bodies arrive byte-identical (zeros would mean a placeholder was
+    /// read), HEAD registers nothing, and every registration is retired.
+    #[tokio::test]
+    async fn pipelined_requests_through_hyper() {
+        let data = pseudo_random(3 << 20, 8);
+        let (offset, len) = (777usize, (2 << 20) + 1);
+        let requests = b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n\
+                         HEAD /a HTTP/1.1\r\nhost: t\r\n\r\n\
+                         GET /a HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n";
+        let (got, served, link) =
+            through_hyper(temp_file(&data), (offset as u64, len as u64), requests).await;
+        served.unwrap();
+        assert_eq!(pending_len(&link), 0);
+        let mut rest = &got[..];
+        for with_body in [true, false, true] {
+            let (head, body) = split_response(&mut rest, with_body);
+            assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+            if with_body {
+                assert!(body == data[offset..offset + len], "wrong body");
+            }
+        }
+        assert!(
+            rest.is_empty(),
+            "{} bytes after the last response",
+            rest.len()
+        );
+    }
+
+    /// Through hyper: the file was truncated under a response. The client
+    /// gets the head and the bytes that exist, then the connection ends —
+    /// no padding to the promised length, no hang.
+    #[tokio::test]
+    async fn truncated_file_ends_the_connection_through_hyper() {
+        let data = pseudo_random(4 << 20, 9);
+        let file = temp_file(&data);
+        file.set_len((1 << 20) + 5).unwrap();
+        // One request: nothing left unread when the server closes, so the
+        // close is a FIN, not a reset.
+        let requests = b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n";
+        let (got, served, _link) = through_hyper(file, (0, 4 << 20), requests).await;
+        assert!(served.is_err(), "hyper finished a truncated body");
+        let mut rest = &got[..];
+        let (head, body) = split_response(&mut rest, true);
+        assert!(
+            head.contains(&format!("content-length: {}", 4 << 20)),
+            "{head}"
+        );
+        assert_eq!(body.len(), (1 << 20) + 5);
+        assert!(body == data[..body.len()]);
+        assert!(rest.is_empty(), "bytes after the cut: {}", rest.len());
+    }
+}

@@ -156,6 +156,11 @@ impl Reader {
             let at = offset + f.filled as u64;
             let dst = &mut f.buf[f.filled..want];
             let n = if nowait {
+                // Tests can make the page cache "miss" from a given offset on.
+                #[cfg(test)]
+                let Some(dst) = tests::cached_part(at, dst) else {
+                    return Ok(false);
+                };
                 match rustix::io::preadv2(
                     &*self.file,
                     &mut [IoSliceMut::new(dst)],
@@ -466,5 +471,358 @@ impl Body for CopyBody {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real temporary files, bodies polled as hyper polls them. Whether a
+    //! real read finds the page cache warm is the kernel's business, so the
+    //! cold (`pread` on the blocking pool) path is forced with
+    //! [`cached_part`]: on the test's thread, `RWF_NOWAIT` reads behave as
+    //! if nothing from a chosen file offset on were cached.
+
+    use super::*;
+
+    use std::cell::Cell;
+    use std::collections::HashSet;
+    use std::io::{Read, Seek, Write};
+    use std::task::Waker;
+
+    use http_body_util::BodyExt;
+
+    use crate::coding::Coding;
+    use crate::transfer::multipart;
+
+    thread_local! {
+        static COLD_FROM: Cell<u64> = const { Cell::new(u64::MAX) };
+    }
+
+    /// The part of a `RWF_NOWAIT` read into `dst` at `at` that the pretended
+    /// page cache holds; `None` if it holds none of it.
+    pub(super) fn cached_part(at: u64, dst: &mut [u8]) -> Option<&mut [u8]> {
+        let cold = COLD_FROM.get();
+        if at >= cold {
+            return None;
+        }
+        let room = usize::try_from(cold - at).unwrap_or(usize::MAX);
+        let len = dst.len().min(room);
+        Some(&mut dst[..len])
+    }
+
+    /// Pretends every byte from `offset` on is not in the page cache, for
+    /// reads on this thread, until the guard drops.
+    fn cold_from(offset: u64) -> impl Drop {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                COLD_FROM.set(u64::MAX);
+            }
+        }
+        COLD_FROM.set(offset);
+        Reset
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn temp_file(data: &[u8]) -> Arc<File> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        f.rewind().unwrap();
+        Arc::new(f)
+    }
+
+    /// What a body of `segments` over `data` must consist of.
+    fn render(segments: &VecDeque<Segment>, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for s in segments {
+            match s {
+                Segment::Bytes(b) => out.extend_from_slice(b),
+                Segment::File { offset, len } => {
+                    out.extend_from_slice(&data[*offset as usize..(*offset + *len) as usize])
+                }
+            }
+        }
+        out
+    }
+
+    fn whole(len: usize) -> VecDeque<Segment> {
+        VecDeque::from([Segment::File {
+            offset: 0,
+            len: len as u64,
+        }])
+    }
+
+    /// Polls once with a waker that does nothing.
+    fn poll_once(body: &mut CopyBody) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// The next frame. A hang guard, not a timing assertion: a body stuck
+    /// for half a minute fails the test instead of hanging it.
+    async fn frame(body: &mut CopyBody) -> Option<io::Result<Frame<Bytes>>> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), body.frame())
+            .await
+            .expect("body stuck")
+    }
+
+    /// The next chunk, which must be there.
+    async fn chunk(body: &mut CopyBody) -> Bytes {
+        frame(body).await.unwrap().unwrap().into_data().unwrap()
+    }
+
+    /// Every frame to the end; the error that ended it, if one did (after
+    /// which the body must end).
+    async fn collect(body: &mut CopyBody) -> (Vec<u8>, Option<io::Error>) {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            match frame(body).await {
+                None => return (out, None),
+                Some(Ok(frame)) => out.extend_from_slice(&frame.into_data().unwrap()),
+                Some(Err(e)) => {
+                    assert!(frame(body).await.is_none(), "a frame after the error");
+                    assert!(body.is_end_stream());
+                    return (out, Some(e));
+                }
+            }
+        }
+        panic!("body did not end");
+    }
+
+    /// Whole files, single ranges and multipart/byteranges bodies, warm and
+    /// cold, with chunk sizes that do not divide the segments: the bytes are
+    /// exactly the file's, framed exactly as the segments say, and the size
+    /// hint stays exact.
+    #[tokio::test]
+    async fn bytes_are_identical_for_whole_files_ranges_and_multipart() {
+        let data = pseudo_random((1 << 20) + 4321, 11);
+        let size = data.len() as u64;
+        let (_, multi) = multipart::byteranges(
+            &[
+                (0, 0),
+                (100, 70_000),
+                (65_536, 65_536 * 3 + 17),
+                (size - 9, size - 1),
+            ],
+            size,
+            Some("text/plain"),
+        );
+        let bodies = [
+            whole(data.len()),
+            VecDeque::from([Segment::File {
+                offset: 12_345,
+                len: 500_001,
+            }]),
+            multi,
+        ];
+        for segments in bodies {
+            let want = render(&segments, &data);
+            for chunk in [16 << 10, (64 << 10) + 7] {
+                for cold in [None, Some(0), Some(200_000)] {
+                    let _cold = cold.map(cold_from);
+                    let mut body = CopyBody::new(temp_file(&data), segments.clone(), chunk, None);
+                    assert_eq!(body.size_hint().exact(), Some(want.len() as u64));
+                    let (got, err) = collect(&mut body).await;
+                    assert!(err.is_none(), "{err:?}");
+                    assert!(got == want, "chunk {chunk}, cold {cold:?}: wrong bytes");
+                    assert_eq!(body.size_hint().exact(), Some(0));
+                    assert!(body.is_end_stream());
+                }
+            }
+        }
+    }
+
+    /// A permit travels with each chunk: the chunks the consumer holds plus
+    /// a read in flight plus a chunk read ahead never exceed two, holding two
+    /// chunks stops the body, dropping one lets it go on; and the two
+    /// buffers are reused, never a third allocated.
+    #[tokio::test]
+    async fn at_most_two_chunks_alive_per_body() {
+        assert_eq!(CHUNKS_IN_FLIGHT, 2);
+        let data = pseudo_random(20 * 16_384 + 5, 12);
+        for cold in [None, Some(0), Some(7 * 16_384 + 100)] {
+            let _cold = cold.map(cold_from);
+            let mut body = CopyBody::new(temp_file(&data), whole(data.len()), 16_384, None);
+            let semaphore = body.permits.clone_inner();
+            let accounted = |body: &CopyBody, held: usize| {
+                semaphore.available_permits()
+                    + held
+                    + usize::from(body.inflight.is_some())
+                    + usize::from(body.ready.is_some())
+            };
+            let mut got = Vec::new();
+            let mut buffers = HashSet::new();
+            let mut previous: Option<Bytes> = None;
+            for _ in 0..100 {
+                // Like hyper: the previous chunk is still being written while
+                // the next one is asked for.
+                let Some(frame) = frame(&mut body).await else {
+                    break;
+                };
+                let chunk = frame.unwrap().into_data().unwrap();
+                got.extend_from_slice(&chunk);
+                buffers.insert(chunk.as_ptr() as usize);
+                let held = 1 + usize::from(previous.is_some());
+                assert_eq!(accounted(&body, held), CHUNKS_IN_FLIGHT, "cold {cold:?}");
+                if previous.is_some() && body.remaining != Some(0) {
+                    // Both slots are taken: the body must wait, however often polled.
+                    for _ in 0..3 {
+                        assert!(poll_once(&mut body).is_pending(), "cold {cold:?}");
+                        tokio::task::yield_now().await;
+                    }
+                    assert_eq!(semaphore.available_permits(), 0);
+                    assert!(body.inflight.is_none() && body.ready.is_none());
+                }
+                previous = Some(chunk);
+            }
+            drop(previous);
+            assert!(frame(&mut body).await.is_none());
+            assert!(got == data, "cold {cold:?}: wrong bytes");
+            assert!(
+                buffers.len() <= CHUNKS_IN_FLIGHT,
+                "{} buffers",
+                buffers.len()
+            );
+            assert_eq!(semaphore.available_permits(), CHUNKS_IN_FLIGHT);
+        }
+    }
+
+    /// After a chunk that had to come from the blocking pool, the next one is
+    /// started before it is asked for: on the pool while the file stays cold,
+    /// in place (ready to yield at once) when the page cache has it.
+    #[tokio::test]
+    async fn cold_chunk_prefetches_the_next() {
+        let data = pseudo_random(8 * 16_384, 13);
+        let mut body = CopyBody::new(temp_file(&data), whole(data.len()), 16_384, None);
+        let mut got = Vec::new();
+        {
+            let _cold = cold_from(0);
+            got.extend_from_slice(&chunk(&mut body).await);
+            assert!(
+                body.inflight.is_some(),
+                "next chunk not started on the pool"
+            );
+            assert!(body.ready.is_none());
+        }
+        // Warm again: the read in flight finishes on the pool, and the one
+        // after it is read ahead in place.
+        got.extend_from_slice(&chunk(&mut body).await);
+        assert!(body.inflight.is_none());
+        assert!(body.ready.is_some(), "next chunk not read ahead in place");
+        // It is there without waiting.
+        let Poll::Ready(Some(Ok(third))) = poll_once(&mut body) else {
+            panic!("read-ahead chunk not ready");
+        };
+        got.extend_from_slice(&third.into_data().unwrap());
+        // Warm chunks are read when asked for, not ahead.
+        assert!(body.inflight.is_none() && body.ready.is_none());
+        let (rest, err) = collect(&mut body).await;
+        assert!(err.is_none());
+        got.extend_from_slice(&rest);
+        assert!(got == data);
+    }
+
+    /// A chunk of which only the start is cached: the cached part is copied
+    /// in place and the pool reads the rest into the same buffer.
+    #[tokio::test]
+    async fn partly_cached_chunk_is_finished_on_the_pool() {
+        let data = pseudo_random(4 * 65_536, 14);
+        let _cold = cold_from(65_536 + 1000);
+        let mut body = CopyBody::new(temp_file(&data), whole(data.len()), 65_536, None);
+        assert!(chunk(&mut body).await == data[..65_536]);
+        assert!(chunk(&mut body).await == data[65_536..131_072]);
+        let (rest, err) = collect(&mut body).await;
+        assert!(err.is_none());
+        assert!(rest == data[131_072..]);
+    }
+
+    /// A page cache miss the kernel reports itself (`EAGAIN`): the file's
+    /// pages are dropped with `POSIX_FADV_DONTNEED`. The kernel may read some
+    /// back before the body gets there, so only the bytes are checked.
+    #[tokio::test]
+    async fn evicted_file_reads_correctly() {
+        let data = pseudo_random(1 << 20, 15);
+        let file = temp_file(&data);
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let mut body = CopyBody::new(file, whole(data.len()), 64 << 10, None);
+        let (got, err) = collect(&mut body).await;
+        assert!(err.is_none(), "{err:?}");
+        assert!(got == data);
+    }
+
+    /// The file shrinks after the first chunk: the body ends with an
+    /// `UnexpectedEof` error, never padding; what came before is a prefix.
+    #[tokio::test]
+    async fn file_shrinking_mid_read_ends_with_an_error() {
+        let data = pseudo_random(1 << 20, 16);
+        for (cold, compress) in [(None, false), (Some(0), false), (None, true)] {
+            let _cold = cold.map(cold_from);
+            let file = temp_file(&data);
+            let encoder = compress.then(|| Encoder::new(Coding::Gzip, 1).unwrap());
+            let mut body = CopyBody::new(file.clone(), whole(data.len()), 64 << 10, encoder);
+            let first = chunk(&mut body).await;
+            file.set_len(200_000).unwrap();
+            let (rest, err) = collect(&mut body).await;
+            let err = err.expect("a shrunk file cannot complete");
+            assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+            let mut got = first.to_vec();
+            got.extend_from_slice(&rest);
+            if compress {
+                let mut plain = Vec::new();
+                // The stream was cut: decoding stops with an error, after a prefix.
+                let _ = flate2::read::GzDecoder::new(&got[..]).read_to_end(&mut plain);
+                assert!(plain.len() < data.len() && plain == data[..plain.len()]);
+            } else {
+                assert!(got.len() < data.len(), "cold {cold:?}");
+                assert!(got == data[..got.len()], "cold {cold:?}: not a prefix");
+            }
+        }
+    }
+
+    /// Compressing: the body decodes to exactly the file region, read in
+    /// chunks on the pool.
+    #[tokio::test]
+    async fn compressed_body_decodes_to_the_region() {
+        let data = pseudo_random(300_000, 17);
+        let segments = VecDeque::from([Segment::File {
+            offset: 1000,
+            len: 250_000,
+        }]);
+        let encoder = Encoder::new(Coding::Gzip, 1).unwrap();
+        let mut body = CopyBody::new(temp_file(&data), segments, 16_384, Some(encoder));
+        assert_eq!(body.size_hint().exact(), None);
+        let (got, err) = collect(&mut body).await;
+        assert!(err.is_none(), "{err:?}");
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&got[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert!(plain == data[1000..251_000]);
+    }
+
+    /// Small bodies read whole: host bytes and file bytes in order; `None`
+    /// when the file no longer holds the bytes.
+    #[test]
+    fn read_cached_reads_segments_or_gives_up() {
+        let data = pseudo_random(10_000, 18);
+        let file = temp_file(&data);
+        let (_, segments) = multipart::byteranges(&[(0, 9), (5000, 5999)], 10_000, None);
+        let total = segments.iter().map(Segment::len).sum();
+        let got = read_cached(&file, &segments, total).unwrap();
+        assert!(got == render(&segments, &data));
+        file.set_len(5500).unwrap();
+        assert!(read_cached(&file, &segments, total).is_none());
     }
 }

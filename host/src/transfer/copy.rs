@@ -168,7 +168,9 @@ impl Reader {
                     ReadWriteFlags::NOWAIT,
                 ) {
                     Ok(n) => n,
-                    Err(Errno::AGAIN) => return Ok(false),
+                    // EOPNOTSUPP: the file system does not take RWF_NOWAIT
+                    // at all (tmpfs on Linux 6.18, say): read it as a miss.
+                    Err(Errno::AGAIN | Errno::OPNOTSUPP) => return Ok(false),
                     Err(e) => return Err(e.into()),
                 }
             } else {
@@ -759,6 +761,28 @@ mod tests {
         let mut body = CopyBody::new(file, whole(data.len()), 64 << 10, None);
         let (got, err) = collect(&mut body).await;
         assert!(err.is_none(), "{err:?}");
+        assert!(got == data);
+    }
+
+    /// A file system that does not take `RWF_NOWAIT` at all (tmpfs on this
+    /// kernel, hence a memfd: `EOPNOTSUPP`) is read on the blocking pool,
+    /// like a page-cache miss, instead of failing the response.
+    #[tokio::test]
+    async fn file_system_without_nowait_is_read_on_the_pool() {
+        let data = pseudo_random(300_000, 19);
+        let fd =
+            rustix::fs::memfd_create("sluice-copy-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let mut file = File::from(fd);
+        file.write_all(&data).unwrap();
+        let probe = rustix::io::preadv2(
+            &file,
+            &mut [IoSliceMut::new(&mut [0u8; 16])],
+            0,
+            ReadWriteFlags::NOWAIT,
+        );
+        let mut body = CopyBody::new(Arc::new(file), whole(data.len()), 64 << 10, None);
+        let (got, err) = collect(&mut body).await;
+        assert!(err.is_none(), "{err:?} (RWF_NOWAIT here: {probe:?})");
         assert!(got == data);
     }
 

@@ -1,32 +1,18 @@
 //! `multipart/byteranges` framing (RFC 9110 §14.6), written by the host.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
 use super::Segment;
 
-/// A boundary unlikely to occur in any file: 64 bits from a per-process
-/// sequence mixed with the start time.
+/// A boundary no one can predict, so no file can be made to contain it: 64
+/// bits from the OS's randomness (`getrandom(2)`, one call per multipart
+/// response). Should the OS refuse (a seccomp filter, say), `fastrand`: still
+/// distinct per response, but seeded from the clock, so guessable.
 fn boundary() -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        t ^ u64::from(std::process::id()).rotate_left(32)
-    });
-    // splitmix64 of the sequence: distinct per response, not guessable from
-    // the previous one without the seed.
-    let mut z = seed.wrapping_add(
-        SEQ.fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("sluice-{:016x}", z ^ (z >> 31))
+    let bits = getrandom::u64().unwrap_or_else(|_| fastrand::u64(..));
+    format!("sluice-{bits:016x}")
 }
 
 /// The body segments and `Content-Type` of a multipart/byteranges response.

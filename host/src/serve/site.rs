@@ -247,13 +247,29 @@ impl App {
     }
 }
 
+/// The host of a `Host` value (RFC 9110 §7.2: `uri-host [":" port]`), IPv6
+/// brackets removed. A value that is not one comes back unchanged, so it
+/// matches no virtual host.
 fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    let Ok(authority) = host.parse::<http::uri::Authority>() else {
+        return host;
+    };
+    // `Authority` also takes userinfo (`user@`) and a non-numeric port,
+    // which a Host value cannot have.
+    let name = authority.host();
+    let port_ok = host.strip_prefix(name).is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if !port_ok {
+        return host;
     }
-    host.rsplit_once(':')
-        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host, |(h, _)| h)
+    let name = &host[..name.len()];
+    name.strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name)
 }
 
 #[cfg(test)]
@@ -308,6 +324,17 @@ mod tests {
             "example.com:80x",
             "user@example.com",
             "example.com/path",
+            // Not host[:port] either; before http::uri::Authority these lost
+            // their last `:...` ("::1" became ":", "a:1:2" became "a:1"), or
+            // everything after a `]`, or kept characters no host name has.
+            "::1",
+            "a:1:2",
+            "example.com:80:90",
+            "[::1]junk",
+            "[::1]:80:90",
+            "user:pw@example.com:80",
+            "exa mple.com:80",
+            "example.com%41",
         ] {
             assert_eq!(strip_port(host), host, "{host:?}");
         }

@@ -14,7 +14,8 @@
 //! inline-max = "16k"         # smaller cached bodies leave with the head in one write
 //!
 //! [sandbox]
-//! deadline-ms = 10           # per policy call
+//! deadline-ms = 10           # CPU time per policy call
+//! wall-ms = 100              # wall-clock ceiling per call (default 10 x deadline-ms)
 //! memory = "16m"             # linear memory per instance
 //! stack = "512k"             # wasm stack
 //! instances = 64             # pooling-allocator slots, all policies together
@@ -110,8 +111,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Limits for one policy component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxLimits {
-    /// Wall-clock budget of one `decide` (or `configure`) call.
+    /// CPU time one `decide` (or `configure`) call may use: time the calling
+    /// thread was descheduled does not count, so a busy machine does not fail
+    /// a well-behaved policy.
     pub deadline: Duration,
+    /// Wall-clock ceiling of one call, however little CPU it used.
+    pub wall: Duration,
     /// Maximum linear memory of one instance.
     pub memory: u64,
 }
@@ -174,7 +179,11 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct SandboxConfig {
+    /// CPU time per policy call, milliseconds.
     pub deadline_ms: u64,
+    /// Wall-clock ceiling per policy call, milliseconds; 0 for ten times
+    /// `deadline-ms`.
+    pub wall_ms: u64,
     pub memory: ByteSize,
     pub stack: ByteSize,
     /// Pooling-allocator slots (live instances of all policies together).
@@ -187,6 +196,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             deadline_ms: 10,
+            wall_ms: 0,
             memory: ByteSize(16 << 20),
             stack: ByteSize(512 << 10),
             instances: 64,
@@ -199,6 +209,7 @@ impl SandboxConfig {
     pub fn limits(&self) -> SandboxLimits {
         SandboxLimits {
             deadline: Duration::from_millis(self.deadline_ms),
+            wall: wall_ceiling(self.wall_ms, self.deadline_ms),
             memory: self.memory.0,
         }
     }
@@ -214,6 +225,7 @@ pub struct VhostConfig {
     /// Policy component; the built-in default policy when absent.
     pub policy_file: Option<PathBuf>,
     pub deadline_ms: Option<u64>,
+    pub wall_ms: Option<u64>,
     pub memory: Option<ByteSize>,
     #[serde(default)]
     pub policy: BTreeMap<String, toml::Value>,
@@ -321,6 +333,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The wall-clock ceiling: as configured, or ten times the CPU budget.
+pub fn wall_ceiling(wall_ms: u64, deadline_ms: u64) -> Duration {
+    Duration::from_millis(match wall_ms {
+        0 => deadline_ms.saturating_mul(10),
+        n => n.max(deadline_ms),
+    })
 }
 
 fn check_memory(key: &str, m: ByteSize) -> Result<(), ConfigError> {

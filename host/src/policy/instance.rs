@@ -1,10 +1,10 @@
 //! One store + instance of a policy, its limits, and the typed faults a call
 //! can end in.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store};
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::engine::Sandbox;
@@ -12,11 +12,71 @@ use super::wit::{self, v0_1, v0_2};
 use super::{v0_1 as adapt, CallError, Transport};
 use crate::config::SandboxLimits;
 
-/// Per-store host state: an empty WASI context and the resource limiter.
+/// Per-store host state: an empty WASI context, the resource limiter and
+/// the running call's time budget.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    budget: Budget,
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// A time limit a call ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overrun {
+    Cpu(Duration),
+    Wall(Duration),
+}
+
+/// One call's time budget. Deadlines count the CPU time the call itself
+/// used, read from the calling thread's CPU clock: a worker descheduled by
+/// other work on a busy machine has not spent the policy's budget. The
+/// epoch clock only says *when to look*: the first look is due when the
+/// budget's worth of wall time has passed (CPU time cannot be ahead of it),
+/// and each look that finds budget left sets the next one for when the rest
+/// could be used up. A wall-clock ceiling stops a call that, however
+/// little CPU it gets, would hold its worker too long.
+struct Budget {
+    cpu: Duration,
+    wall: Duration,
+    tick: Duration,
+    cpu_start: Duration,
+    wall_start: Instant,
+    hit: Option<Overrun>,
+}
+
+impl Budget {
+    fn ticks(&self, d: Duration) -> u64 {
+        let tick = self.tick.as_nanos().max(1);
+        u64::try_from(d.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Called by wasmtime on the calling thread when the epoch deadline is
+    /// reached.
+    fn look(&mut self) -> UpdateDeadline {
+        let cpu = thread_cpu().saturating_sub(self.cpu_start);
+        let wall = self.wall_start.elapsed();
+        if cpu >= self.cpu {
+            self.hit = Some(Overrun::Cpu(self.cpu));
+            return UpdateDeadline::Interrupt;
+        }
+        if wall >= self.wall {
+            self.hit = Some(Overrun::Wall(self.wall));
+            return UpdateDeadline::Interrupt;
+        }
+        UpdateDeadline::Continue(self.ticks((self.cpu - cpu).min(self.wall - wall)))
+    }
 }
 
 impl HostState {
@@ -167,10 +227,18 @@ impl Warm {
                 memory: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 hit: None,
             },
+            budget: Budget {
+                cpu: limits.deadline,
+                wall: limits.wall,
+                tick: sandbox.tick,
+                cpu_start: thread_cpu(),
+                wall_start: Instant::now(),
+                hit: None,
+            },
         };
         let mut store = Store::new(&sandbox.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().budget.look()));
         store.set_epoch_deadline(sandbox.ticks(limits.deadline));
         // Instantiation runs the component's start functions: guest code.
         let api = super::guarded(|| match pre {
@@ -186,16 +254,19 @@ impl Warm {
         }
     }
 
-    /// Sets the deadline for the next call.
-    pub fn arm(&mut self, sandbox: &Sandbox, deadline: Duration) {
-        self.store.set_epoch_deadline(sandbox.ticks(deadline));
+    /// Starts the budget of the next call.
+    pub fn arm(&mut self, sandbox: &Sandbox) {
+        let budget = &mut self.store.data_mut().budget;
+        budget.cpu_start = thread_cpu();
+        budget.wall_start = Instant::now();
+        let first_look = sandbox.ticks(budget.cpu);
+        self.store.set_epoch_deadline(first_look);
     }
 
     pub(super) fn configure(
         &mut self,
         settings: &[wit::Setting],
         host: wit::HostLimits,
-        deadline: Duration,
     ) -> Result<Result<Configured, String>, CallError> {
         let result = super::guarded(|| match &self.api {
             Api::V0_2(p) => p
@@ -210,7 +281,7 @@ impl Warm {
                     })
                 }),
         });
-        result.map_err(|e| self.fault(e, deadline))
+        result.map_err(|e| self.fault(e))
     }
 
     /// Calls `decide`; `transport` is the policy's own, from `configure`
@@ -220,7 +291,6 @@ impl Warm {
         req: &wit::Request,
         entry: &wit::Entry,
         transport: Transport,
-        deadline: Duration,
     ) -> Result<(wit::Decision, Transport), CallError> {
         let result = super::guarded(|| match &self.api {
             Api::V0_2(p) => p
@@ -230,23 +300,29 @@ impl Warm {
                 .call_decide(&mut self.store, &adapt::request(req), &adapt::entry(entry))
                 .map(adapt::decision),
         });
-        result.map_err(|e| self.fault(e, deadline))
+        result.map_err(|e| self.fault(e))
     }
 
     /// Sorts a failed call into what the client should be told, from what
     /// the store recorded and the trap code, never from an error's text.
-    fn fault(&self, e: wasmtime::Error, deadline: Duration) -> CallError {
-        if let Some(hit) = self.store.data().limiter.hit {
+    fn fault(&self, e: wasmtime::Error) -> CallError {
+        let state = self.store.data();
+        if let Some(hit) = state.limiter.hit {
             return CallError::Exceeded(hit);
         }
-        match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => CallError::Deadline(deadline),
-            Some(wasmtime::Trap::StackOverflow) => CallError::Stack,
-            Some(wasmtime::Trap::AllocationTooLarge) => CallError::Exceeded(Exceeded::Memory {
-                desired: usize::MAX,
-                limit: self.store.data().limiter.memory,
-            }),
-            _ => CallError::Trap(format!("{e:#}")),
+        match (e.downcast_ref::<wasmtime::Trap>(), state.budget.hit) {
+            (Some(wasmtime::Trap::Interrupt), Some(Overrun::Wall(wall))) => {
+                CallError::WallClock(wall)
+            }
+            (Some(wasmtime::Trap::Interrupt), _) => CallError::Deadline(state.budget.cpu),
+            (trap, _) => match trap {
+                Some(wasmtime::Trap::StackOverflow) => CallError::Stack,
+                Some(wasmtime::Trap::AllocationTooLarge) => CallError::Exceeded(Exceeded::Memory {
+                    desired: usize::MAX,
+                    limit: state.limiter.memory,
+                }),
+                _ => CallError::Trap(format!("{e:#}")),
+            },
         }
     }
 }

@@ -77,8 +77,10 @@ pub enum LoadError {
 /// Why a policy call produced no decision.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("policy ran past its {0:?} deadline")]
+    #[error("policy used up its {0:?} CPU-time deadline (`deadline-ms`)")]
     Deadline(Duration),
+    #[error("policy ran past its {0:?} wall-clock ceiling (`wall-ms`)")]
+    WallClock(Duration),
     #[error("policy exceeded a limit: {0}")]
     Exceeded(Exceeded),
     #[error("policy hit a wasm stack overflow (`stack` in [sandbox])")]
@@ -414,9 +416,9 @@ impl Policy {
     }
 
     fn configure(&self, warm: &mut Warm) -> Result<Result<Configured, String>, CallError> {
-        warm.arm(&self.sandbox, self.limits.deadline);
+        warm.arm(&self.sandbox);
         let _running = self.sandbox.running();
-        warm.configure(&self.settings, host_limits(), self.limits.deadline)
+        warm.configure(&self.settings, host_limits())
     }
 
     /// Calls `decide` on a warm instance (creating one if none is idle);
@@ -442,14 +444,9 @@ impl Policy {
                 w
             }
         };
-        warm.arm(&self.sandbox, self.limits.deadline);
+        warm.arm(&self.sandbox);
         let running = self.sandbox.running();
-        let result = warm.decide(
-            req,
-            entry,
-            self.capabilities.transport,
-            self.limits.deadline,
-        );
+        let result = warm.decide(req, entry, self.capabilities.transport);
         drop(running);
         match result {
             Ok(answer) => {

@@ -71,7 +71,7 @@ pub fn handle<B>(
     let found = loaded.lookup(&site.root, path.relative());
     let verdict = match verdict(app, &loaded, &req, &path, conn.tls, &found) {
         Ok(v) => v,
-        Err(response) => return Ok(response),
+        Err(response) => return Ok(*response),
     };
     let Some(plan) = verdict.plan(&found) else {
         // A verdict is only reused for the same metadata, siblings included.
@@ -104,7 +104,7 @@ fn verdict<B>(
     path: &NormalPath,
     tls: bool,
     found: &Found,
-) -> Result<Arc<Verdict>, Response<ResponseBody>> {
+) -> Result<Arc<Verdict>, Box<Response<ResponseBody>>> {
     let policy = &loaded.policy;
     let caps = policy.capabilities();
     let key = loaded.decisions.as_ref().map(|cache| {
@@ -126,7 +126,7 @@ fn verdict<B>(
     let wit_entry = request::entry_to_wit(found);
     let (decision, transport) = policy.decide(&wit_req, &wit_entry).map_err(|e| {
         tracing::warn!(policy = policy.name(), path = %path.path, error = %e, "policy failed");
-        if e.is_unavailable() {
+        Box::new(if e.is_unavailable() {
             host_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable: the response policy did not answer\n",
@@ -136,15 +136,15 @@ fn verdict<B>(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error: the response policy failed\n",
             )
-        }
+        })
     })?;
     let verdict = decision::validate(decision, transport, found, &app.transfer).map_err(|rule| {
         stats::add(&stats::get().invalid_decisions, 1);
         tracing::warn!(policy = policy.name(), path = %path.path, %rule, "policy returned an invalid decision");
-        host_response(
+        Box::new(host_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal Server Error: the response policy returned an invalid decision\n",
-        )
+        ))
     })?;
     let verdict = Arc::new(verdict);
     if let (Some(cache), Some(key)) = (&loaded.decisions, key) {

@@ -11,7 +11,7 @@ use http::Request;
 
 use super::reuse::DecisionCache;
 use crate::config::{
-    policy_settings, ByteSize, CacheConfig, Config, SandboxLimits, TransferConfig,
+    policy_settings, wall_ceiling, ByteSize, CacheConfig, Config, SandboxLimits, TransferConfig,
 };
 use crate::policy::{self, wit, LoadError, Policy, Sandbox};
 use crate::resolve::{FileCache, Found, Root};
@@ -148,9 +148,16 @@ impl App {
                     root: v.root.clone(),
                     policy_file: v.policy_file.clone(),
                     settings: policy_settings(&v.policy),
-                    limits: SandboxLimits {
-                        deadline: v.deadline_ms.map_or(limits.deadline, Duration::from_millis),
-                        memory: v.memory.map_or(limits.memory, |m| m.0),
+                    limits: {
+                        let deadline_ms = v.deadline_ms.unwrap_or(config.sandbox.deadline_ms);
+                        SandboxLimits {
+                            deadline: Duration::from_millis(deadline_ms),
+                            wall: wall_ceiling(
+                                v.wall_ms.unwrap_or(config.sandbox.wall_ms),
+                                deadline_ms,
+                            ),
+                            memory: v.memory.map_or(limits.memory, |m| m.0),
+                        }
                     },
                 };
                 (v.host.to_ascii_lowercase(), spec)

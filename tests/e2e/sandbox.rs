@@ -470,6 +470,27 @@ index-names = 100
         stderr.contains("100 index names, over the limit of 16"),
         "{stderr}"
     );
+
+    // A component whose memory does not fit its limit is refused at load,
+    // naming the limit and the setting (a Rust component starts with 17
+    // pages: its 1 MiB stack and its data).
+    std::fs::write(config.path(), "[sandbox]\nmemory = \"1m\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--policy"])
+        .arg(evil())
+        .arg("--config")
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot instantiate the policy")
+            && stderr.contains("over the policy's memory limit of 1048576 bytes (`memory`"),
+        "{stderr}"
+    );
 }
 
 /// Replaces the policy file atomically (a reload never reads half a file).

@@ -152,3 +152,105 @@ fn verdict<B>(
     }
     Ok(verdict)
 }
+
+/// The handler driven in-process, request in, response out (tower-http's
+/// `oneshot` style): no sockets, the real default policy, real files.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::transfer::Channel;
+    use http_body_util::BodyExt;
+
+    fn build(root: &std::path::Path, extra: &str) -> Arc<App> {
+        let mut config: Config = toml::from_str(extra).unwrap();
+        config.root = Some(root.to_owned());
+        App::from_config(&config).unwrap()
+    }
+
+    fn oneshot(app: &App, req: Request<()>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+        let conn = Conn {
+            tls: false,
+            // No zero-copy link: bodies take the copying (or inline) path.
+            channel: Channel { zero_copy: None },
+        };
+        let res = handle(app, conn, req).unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(body.collect())
+            .unwrap()
+            .to_bytes();
+        (parts.status, parts.headers, bytes.to_vec())
+    }
+
+    fn get(path: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().uri(path);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn files_ranges_conditionals_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "hello, world").unwrap();
+        let app = build(dir.path(), "");
+        let (status, headers, body) = oneshot(&app, get("/a.txt", &[]));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"hello, world");
+        assert_eq!(headers["content-length"], "12");
+        let etag = headers["etag"].to_str().unwrap().to_owned();
+
+        let (status, headers, body) = oneshot(&app, get("/a.txt", &[("range", "bytes=7-")]));
+        assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(headers["content-range"], "bytes 7-11/12");
+        assert_eq!(body, b"world");
+
+        let (status, _, body) = oneshot(&app, get("/a.txt", &[("if-none-match", &etag)]));
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        assert!(body.is_empty());
+
+        let head = Request::builder()
+            .method("HEAD")
+            .uri("/a.txt")
+            .body(())
+            .unwrap();
+        let (status, headers, body) = oneshot(&app, head);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["content-length"], "12");
+        assert!(body.is_empty());
+
+        assert_eq!(oneshot(&app, get("/nope", &[])).0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            oneshot(&app, get("/%2e%2e/etc/passwd", &[])).0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn the_decision_cache_answers_repeats_and_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "one").unwrap();
+        let app = build(dir.path(), "");
+        let hits = || {
+            stats::get()
+                .decision_cache_hits
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(oneshot(&app, get("/a.txt", &[])).2, b"one");
+        let before = hits();
+        assert_eq!(oneshot(&app, get("/a.txt", &[])).2, b"one");
+        assert!(hits() > before, "a repeat is a hit");
+        std::fs::write(dir.path().join("a.txt"), "three").unwrap();
+        let (_, headers, body) = oneshot(&app, get("/a.txt", &[]));
+        assert_eq!(body, b"three");
+        assert_eq!(headers["content-length"], "5");
+        // With both caches off, the same answers.
+        let app = build(dir.path(), "[cache]\nvalid-ms = 0\ndecisions = 0\n");
+        assert_eq!(oneshot(&app, get("/a.txt", &[])).2, b"three");
+    }
+}

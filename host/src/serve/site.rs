@@ -179,11 +179,14 @@ impl App {
             );
             pool.instances = needed;
         }
+        // Slots are at least 64 MiB (address space, not memory), so that a
+        // site's own limit, enforced by its stores' limiter, is what refuses
+        // a policy too big for it, with a message that names the setting.
         let largest = vhosts
             .iter()
             .map(|(_, s)| s.limits.memory)
             .fold(limits.memory, u64::max);
-        pool.memory = ByteSize(largest);
+        pool.memory = ByteSize(largest.max(64 << 20));
         let sandbox =
             Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
 

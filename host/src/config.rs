@@ -16,6 +16,7 @@
 //! [sandbox]
 //! deadline-ms = 10           # CPU time per policy call
 //! wall-ms = 100              # wall-clock ceiling per call (default 10 x deadline-ms)
+//! policy-workers = 0         # calls of one site's policy at once (0: half the workers, at least 1)
 //! memory = "16m"             # linear memory per instance
 //! stack = "512k"             # wasm stack
 //! instances = 64             # pooling-allocator slots, all policies together
@@ -184,6 +185,10 @@ pub struct SandboxConfig {
     /// Wall-clock ceiling per policy call, milliseconds; 0 for ten times
     /// `deadline-ms`.
     pub wall_ms: u64,
+    /// Calls of one site's policy that may run at once; 0 for half the
+    /// runtime's workers (at least one). Further calls wait their turn
+    /// without holding a worker, so one tenant cannot take them all.
+    pub policy_workers: usize,
     pub memory: ByteSize,
     pub stack: ByteSize,
     /// Pooling-allocator slots (live instances of all policies together).
@@ -197,6 +202,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             deadline_ms: 10,
             wall_ms: 0,
+            policy_workers: 0,
             memory: ByteSize(16 << 20),
             stack: ByteSize(512 << 10),
             instances: 64,
@@ -226,6 +232,7 @@ pub struct VhostConfig {
     pub policy_file: Option<PathBuf>,
     pub deadline_ms: Option<u64>,
     pub wall_ms: Option<u64>,
+    pub policy_workers: Option<usize>,
     pub memory: Option<ByteSize>,
     #[serde(default)]
     pub policy: BTreeMap<String, toml::Value>,
@@ -281,6 +288,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Runtime worker threads: as configured, or one per core.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Calls of one site's policy allowed at once, for a site's own setting
+    /// (`None`: the `[sandbox]` one).
+    pub fn policy_workers(&self, site: Option<usize>) -> usize {
+        match site.unwrap_or(self.sandbox.policy_workers) {
+            0 => (self.worker_threads() / 2).max(1),
+            n => n,
+        }
+    }
+
     /// Reads a TOML configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

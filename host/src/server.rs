@@ -46,17 +46,16 @@ async fn connection(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let (io, link) = SendfileIo::new(tcp, app.transfer.sendfile_max_chunk.0 as usize);
     let service = service_fn(move |req| {
-        let response = serve::handle(
-            &app,
-            Conn {
+        let (app, link) = (app.clone(), link.clone());
+        async move {
+            let conn = Conn {
                 tls: false,
                 channel: Channel {
                     zero_copy: Some(&link),
                 },
-            },
-            req,
-        );
-        std::future::ready(response)
+            };
+            serve::handle(&app, conn, req).await
+        }
     });
     let result = http1::Builder::new()
         // Queued (vectored) writes are what the zero-copy path relies on:

@@ -909,3 +909,77 @@ fn deadlines_count_cpu_time_not_a_busy_machine() {
         server.logs()
     );
 }
+
+/// Fair sharing: one tenant's slow (legal) policy, loaded by many clients,
+/// occupies at most its share of the workers (`policy-workers`, by default
+/// half of them) and is called off the async workers, so another tenant's
+/// requests are not queued behind its calls.
+#[test]
+fn a_slow_tenant_does_not_stall_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slow_root, other_root) = (dir.path().join("slow"), dir.path().join("other"));
+    std::fs::create_dir_all(&slow_root).unwrap();
+    std::fs::create_dir_all(&other_root).unwrap();
+    std::fs::write(other_root.join("a.txt"), "other").unwrap();
+    // Each call of the slow tenant spins for 200 ms (within its budget).
+    let config = format!(
+        "[[vhost]]\nhost = \"slow.test\"\nroot = {:?}\npolicy-file = {:?}\ndeadline-ms = 1000\n\
+         [[vhost]]\nhost = \"other.test\"\nroot = {:?}\n",
+        slow_root.display().to_string(),
+        evil().display().to_string(),
+        other_root.display().to_string()
+    );
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some(&config),
+            workers: Some(2),
+            ..Default::default()
+        },
+    );
+    let get = |host: &str, path: &str| {
+        let start = Instant::now();
+        let res = client()
+            .get(server.url(path))
+            .header("host", host)
+            .send()
+            .unwrap();
+        (res.status().as_u16(), start.elapsed())
+    };
+    // Once, so the host has seen this policy's calls are slow.
+    assert_eq!(get("slow.test", "/spin/200").0, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..6)
+        .map(|_| {
+            let (stop, url) = (stop.clone(), server.url("/spin/200"));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let res = client()
+                        .get(&url)
+                        .header("host", "slow.test")
+                        .send()
+                        .unwrap();
+                    assert_eq!(res.status(), 200);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    for _ in 0..100 {
+        let (status, took) = get("other.test", "/a.txt");
+        assert_eq!(status, 200);
+        worst = worst.max(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let slow_calls: u32 = load.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(slow_calls >= 2, "the slow tenant was served too");
+    // Queued behind a call, a request would wait up to 200 ms.
+    assert!(
+        worst < Duration::from_millis(100),
+        "the other tenant waited {worst:?} behind the slow one's calls"
+    );
+}

@@ -23,8 +23,9 @@ mod wasi;
 pub mod wit;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::HeaderName;
 use wasmtime::component::{Component, Linker};
@@ -266,7 +267,13 @@ pub struct Policy {
     idle: Mutex<Vec<Warm>>,
     max_idle: usize,
     name: String,
+    /// A moving average of this policy's `decide` wall time, ns.
+    typical_ns: AtomicU64,
 }
+
+/// A policy whose calls typically take longer than this is called off the
+/// async workers (`Policy::is_slow`).
+const SLOW: Duration = Duration::from_micros(200);
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -377,6 +384,7 @@ impl Policy {
             idle: Mutex::new(Vec::new()),
             max_idle: max_idle_instances(),
             name: name.to_owned(),
+            typical_ns: AtomicU64::new(0),
         };
         // The canary: a fresh instance must configure and then decide a plain
         // request before this policy may serve anyone.
@@ -401,6 +409,13 @@ impl Policy {
     /// The policy's name for log lines (its file, or "built-in default").
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether this policy's calls typically take long enough (over 200 µs)
+    /// that they should not run on an async worker, where they would delay
+    /// every other request queued there.
+    pub fn is_slow(&self) -> bool {
+        self.typical_ns.load(Ordering::Relaxed) > SLOW.as_nanos() as u64
     }
 
     /// The `sluice:policy` version the component was built against.
@@ -446,8 +461,15 @@ impl Policy {
         };
         warm.arm(&self.sandbox);
         let running = self.sandbox.running();
+        let start = Instant::now();
         let result = warm.decide(req, entry, self.capabilities.transport);
         drop(running);
+        // An exponential moving average (weight 1/8): racy updates from two
+        // threads lose a sample, which a moving average can afford.
+        let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let typical = self.typical_ns.load(Ordering::Relaxed);
+        self.typical_ns
+            .store(typical - typical / 8 + took / 8, Ordering::Relaxed);
         match result {
             Ok(answer) => {
                 let mut idle = self.idle.lock().expect("not poisoned");

@@ -53,7 +53,10 @@ thread_local! {
 }
 
 /// Answers one request. Never fails: every problem becomes a status code.
-pub fn handle<B>(
+///
+/// It only waits (is `async`) for a turn to call the site's policy, when the
+/// site's calls already occupy their share of the workers.
+pub async fn handle<B>(
     app: &App,
     conn: Conn<'_>,
     req: Request<B>,
@@ -69,7 +72,7 @@ pub fn handle<B>(
     };
     let loaded = site.loaded();
     let found = loaded.lookup(&site.root, path.relative());
-    let verdict = match verdict(app, &loaded, &req, &path, conn.tls, &found) {
+    let verdict = match verdict(app, site, &loaded, &req, &path, conn.tls, &found).await {
         Ok(v) => v,
         Err(response) => return Ok(*response),
     };
@@ -97,8 +100,17 @@ pub fn handle<B>(
 /// The policy's validated decision for this request: from the decision
 /// cache when the policy is reusable and has answered these exact inputs
 /// before, otherwise from a call into the policy.
-fn verdict<B>(
+///
+/// Fair sharing between tenants: a call first takes one of the site's turns
+/// (`policy-workers`, by default half the workers), waiting for one without
+/// holding a worker; so however loaded one tenant's policy is, its calls
+/// occupy at most that many workers. A policy whose calls are typically slow
+/// is called under `block_in_place`, which hands this worker's other tasks
+/// to another thread for the duration: requests queued behind the call are
+/// not delayed by it.
+async fn verdict<B>(
     app: &App,
+    site: &Site,
     loaded: &Loaded,
     req: &Request<B>,
     path: &NormalPath,
@@ -124,7 +136,17 @@ fn verdict<B>(
 
     let wit_req = request::to_wit(req, path, tls, &caps.fields);
     let wit_entry = request::entry_to_wit(found);
-    let (decision, transport) = policy.decide(&wit_req, &wit_entry).map_err(|e| {
+    let _turn = match site.calls.try_acquire() {
+        Ok(turn) => turn,
+        Err(_) => site.calls.acquire().await.expect("never closed"),
+    };
+    let call = || policy.decide(&wit_req, &wit_entry);
+    let answer = if policy.is_slow() {
+        off_the_workers(call)
+    } else {
+        call()
+    };
+    let (decision, transport) = answer.map_err(|e| {
         tracing::warn!(policy = policy.name(), path = %path.path, error = %e, "policy failed");
         Box::new(if e.is_unavailable() {
             host_response(
@@ -153,6 +175,18 @@ fn verdict<B>(
     Ok(verdict)
 }
 
+/// Runs `f` where it does not hold up the tasks queued on this worker:
+/// `block_in_place` on the multi-threaded runtime (the server's); inline
+/// elsewhere (a current-thread runtime cannot hand its tasks over).
+fn off_the_workers<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// The handler driven in-process, request in, response out (tower-http's
 /// `oneshot` style): no sockets, the real default policy, real files.
 #[cfg(test)]
@@ -174,15 +208,13 @@ mod tests {
             // No zero-copy link: bodies take the copying (or inline) path.
             channel: Channel { zero_copy: None },
         };
-        let res = handle(app, conn, req).unwrap();
-        let (parts, body) = res.into_parts();
-        let bytes = tokio::runtime::Builder::new_current_thread()
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap()
-            .block_on(body.collect())
-            .unwrap()
-            .to_bytes();
+            .unwrap();
+        let res = runtime.block_on(handle(app, conn, req)).unwrap();
+        let (parts, body) = res.into_parts();
+        let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
         (parts.status, parts.headers, bytes.to_vec())
     }
 

@@ -24,6 +24,8 @@ pub struct SiteSpec {
     pub policy_file: Option<PathBuf>,
     pub settings: Vec<wit::Setting>,
     pub limits: SandboxLimits,
+    /// Calls of this site's policy that may run at once.
+    pub policy_workers: usize,
 }
 
 impl SiteSpec {
@@ -76,6 +78,9 @@ impl Loaded {
 pub struct Site {
     pub root: Root,
     loaded: ArcSwap<Loaded>,
+    /// Turns to call this site's policy: a tenant's calls can occupy at most
+    /// this many workers, whatever its load (see `serve::verdict`).
+    pub(super) calls: tokio::sync::Semaphore,
     spec: SiteSpec,
     cache: CacheConfig,
 }
@@ -88,6 +93,7 @@ impl Site {
         Ok(Site {
             root,
             loaded: ArcSwap::from_pointee(Loaded::new(policy, &cache)),
+            calls: tokio::sync::Semaphore::new(spec.policy_workers.max(1)),
             spec,
             cache,
         })
@@ -139,6 +145,7 @@ impl App {
             policy_file: config.policy_file.clone(),
             settings: policy_settings(&config.policy),
             limits,
+            policy_workers: config.policy_workers(None),
         };
         let vhosts: Vec<(String, SiteSpec)> = config
             .vhost
@@ -159,6 +166,7 @@ impl App {
                             memory: v.memory.map_or(limits.memory, |m| m.0),
                         }
                     },
+                    policy_workers: config.policy_workers(v.policy_workers),
                 };
                 (v.host.to_ascii_lowercase(), spec)
             })

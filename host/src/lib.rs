@@ -15,6 +15,7 @@
 //!    otherwise overlapped large-chunk reads (optionally compressed).
 
 pub mod admin;
+pub mod check;
 pub mod coding;
 pub mod config;
 pub mod decision;

@@ -39,6 +39,18 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// Check that a policy component loads as the server would load it, and
+    /// measure what a call costs.
+    Check {
+        /// The policy component (.wasm).
+        policy: PathBuf,
+        /// TOML configuration whose [sandbox] limits and [policy] settings apply.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Calls of `decide` to time.
+        #[arg(long, default_value_t = 1000)]
+        calls: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,14 +61,21 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve {
-        dir,
-        listen,
-        policy,
-        config,
-        workers,
-        admin,
-    } = Cli::parse().command;
+    let (dir, listen, policy, config, workers, admin) = match Cli::parse().command {
+        Command::Serve {
+            dir,
+            listen,
+            policy,
+            config,
+            workers,
+            admin,
+        } => (dir, listen, policy, config, workers, admin),
+        Command::Check {
+            policy,
+            config,
+            calls,
+        } => return check(&policy, config.as_deref(), calls),
+    };
     let mut cfg = match config {
         Some(path) => Config::load(&path)?,
         None => Config::default(),
@@ -75,6 +94,28 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = runtime.enable_all().thread_name("sluice-worker").build()?;
     runtime.block_on(run(cfg))
+}
+
+/// `sluice check`: prints what the policy declares and costs; an error (and
+/// a non-zero exit) names the step that failed.
+fn check(
+    policy: &std::path::Path,
+    config: Option<&std::path::Path>,
+    calls: usize,
+) -> anyhow::Result<()> {
+    let cfg = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let report = sluice::check::check(policy, &cfg, calls)?;
+    println!("{}: sluice:policy@{}", policy.display(), report.version);
+    println!("{}", report.capabilities);
+    println!(
+        "  decide:           p50 {:.1} µs, p99 {:.1} µs ({calls} calls, warm instance)",
+        report.call.0.as_secs_f64() * 1e6,
+        report.call.1.as_secs_f64() * 1e6
+    );
+    Ok(())
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod check;
 mod conformance;
 mod paths;
 mod python_policy;

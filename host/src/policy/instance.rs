@@ -249,7 +249,10 @@ impl Warm {
             Ok(api) => Ok(Warm { store, api }),
             Err(e) => Err(match store.data().limiter.hit {
                 Some(hit) => CallError::Exceeded(hit),
-                None => CallError::Instantiate(format!("{e:#}")),
+                None => match e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+                    Some(full) => CallError::Pool(full.to_string()),
+                    None => CallError::Instantiate(format!("{e:#}")),
+                },
             }),
         }
     }

@@ -73,6 +73,8 @@ pub enum LoadError {
     Capabilities(#[from] CapabilityError),
     #[error("canary call `decide(GET /)` failed: {0}")]
     Canary(CallError),
+    #[error("canary call `decide(GET /)` returned an invalid decision: {0}")]
+    CanaryInvalid(decision::DecisionError),
 }
 
 /// Why a policy call produced no decision.
@@ -90,6 +92,8 @@ pub enum CallError {
     Trap(String),
     #[error("could not instantiate the policy: {0}")]
     Instantiate(String),
+    #[error("the instance pool is full: {0} (`instances` in [sandbox] raises it)")]
+    Pool(String),
 }
 
 impl CallError {
@@ -395,9 +399,16 @@ impl Policy {
             .map_err(LoadError::Refused)?;
         policy.capabilities = Capabilities::check(configured)?;
         policy.idle.lock().expect("not poisoned").push(warm);
-        policy
+        let (decision, transport) = policy
             .decide(&canary_request(), &wit::Entry::Missing)
             .map_err(LoadError::Canary)?;
+        decision::validate(
+            decision,
+            transport,
+            &crate::resolve::Found::Missing,
+            &crate::config::TransferConfig::default(),
+        )
+        .map_err(LoadError::CanaryInvalid)?;
         Ok(policy)
     }
 

@@ -21,7 +21,8 @@
 //! `body` replaces the inline body of the valid answer (reload tests use it to
 //! tell two loaded policies apart); `configure-loop` makes `configure` loop;
 //! `configure-trap` makes it trap; `index-names` (an integer N) asks the host
-//! to try N index names per directory request.
+//! to try N index names per directory request; `invalid-canary` makes the
+//! answer to `GET /` (the host's canary request) an invalid decision.
 //!
 //! It declares its decisions *not* reusable: `/spin` reads a clock.
 
@@ -41,6 +42,7 @@ use sluice::policy::types::{
 
 thread_local! {
     static BODY: RefCell<Vec<u8>> = RefCell::new(b"ok".to_vec());
+    static INVALID_CANARY: RefCell<bool> = const { RefCell::new(false) };
 }
 
 struct Evil;
@@ -202,6 +204,7 @@ impl Guest for Evil {
                     black_box(v);
                 },
                 ("configure-trap", _) => core::arch::wasm32::unreachable(),
+                ("invalid-canary", _) => INVALID_CANARY.with(|i| *i.borrow_mut() = true),
                 ("body", SettingValue::Text(t)) => {
                     BODY.with(|b| *b.borrow_mut() = t.clone().into_bytes())
                 }
@@ -224,6 +227,9 @@ impl Guest for Evil {
 
     fn decide(req: Request, found: Entry) -> Decision {
         let path = req.path.as_str();
+        if path == "/" && INVALID_CANARY.with(|i| *i.borrow()) {
+            return invalid("status", &found);
+        }
         match path {
             "/loop" => {
                 let mut n = 0u64;

@@ -1,5 +1,6 @@
-//! The admin listener: `GET /stats` (counters) and `POST /reload` (reload
-//! every policy, as SIGHUP does). Bind it to loopback only.
+//! The admin listener: `GET /stats` (counters, one per line), `GET /metrics`
+//! (Prometheus text format) and `POST /reload` (reload every policy, as
+//! SIGHUP does). Bind it to loopback only.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -47,6 +48,17 @@ async fn handle(
                 body.push_str(&format!("open_fds {}\n", fds.count()));
             }
             text(StatusCode::OK, body)
+        }
+        (&Method::GET, "/metrics") => {
+            let fds = std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count);
+            let body = stats::get()
+                .render_prometheus(app.sites().map(|(name, site)| (name, &site.counters)), fds);
+            let mut res = text(StatusCode::OK, body);
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            res
         }
         (&Method::POST, "/reload") => match reload(app).await {
             Ok(()) => text(StatusCode::OK, "reloaded\n".into()),

@@ -10,6 +10,7 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::serve::{self, App, Conn};
+use crate::stats;
 use crate::transfer::zerocopy::SendfileIo;
 use crate::transfer::Channel;
 
@@ -43,6 +44,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
 
 /// Serves one plain-TCP HTTP/1 connection.
 async fn connection(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
+    let _open = stats::Connection::open();
     let _ = tcp.set_nodelay(true);
     let (io, link) = SendfileIo::new(tcp, app.transfer.sendfile_max_chunk.0 as usize);
     let service = service_fn(move |req| {

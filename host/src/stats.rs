@@ -1,15 +1,27 @@
-//! Process-wide counters, read by benchmarks, tests and the admin endpoint.
+//! Process-wide counters, read by benchmarks, tests and the admin endpoint
+//! (`GET /stats`, one `name value` line each; `GET /metrics`, the Prometheus
+//! text format with types, labels and a policy-latency histogram).
 //!
 //! They are plain relaxed atomics: each is a running total, and nothing
 //! synchronizes through them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
         /// The counters.
         #[derive(Debug, Default)]
-        pub struct Stats { $($(#[$doc])* pub $name: AtomicU64,)* }
+        pub struct Stats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+            /// Wall time of policy `decide` calls.
+            pub policy_latency: Histogram,
+            /// Policy calls that failed, by kind of fault (see [`FAULTS`]).
+            pub faults: [AtomicU64; FAULTS.len()],
+            /// Client connections open now.
+            pub connections: AtomicI64,
+        }
 
         impl Stats {
             /// `name value` lines, one per counter.
@@ -53,6 +65,240 @@ counters! {
     reloads,
     /// Refused policy reloads.
     reload_failures,
+}
+
+/// The kinds of policy fault counted (`policy::CallError::kind`).
+pub const FAULTS: [&str; 8] = [
+    "deadline",
+    "wall_clock",
+    "memory",
+    "table",
+    "stack",
+    "trap",
+    "instantiate",
+    "pool",
+];
+
+/// Upper bounds of the policy-latency buckets, in microseconds.
+const BUCKETS_US: [u64; 14] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
+/// A latency histogram with fixed buckets (Prometheus' cumulative `le`
+/// buckets are computed when rendered).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket, the last one for everything above the bounds.
+    buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros();
+        let i = BUCKETS_US
+            .iter()
+            .position(|&b| us <= u128::from(b))
+            .unwrap_or(BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS_US.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BUCKETS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {cumulative}");
+    }
+}
+
+/// Responses of one site by status class (`1xx` … `5xx`).
+#[derive(Debug, Default)]
+pub struct SiteCounters {
+    by_class: [AtomicU64; 5],
+}
+
+impl SiteCounters {
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the format asks.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Stats {
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus<'a>(
+        &self,
+        sites: impl Iterator<Item = (&'a str, &'a SiteCounters)>,
+        open_fds: Option<usize>,
+    ) -> String {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(
+            &mut out,
+            "sluice_requests_total",
+            "counter",
+            "Responses sent, by virtual host and status class.",
+        );
+        for (site, counters) in sites {
+            for (i, n) in counters.by_class.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "sluice_requests_total{{vhost=\"{}\",class=\"{}xx\"}} {}",
+                    label(site),
+                    i + 1,
+                    load(n)
+                );
+            }
+        }
+        family(
+            &mut out,
+            "sluice_body_bytes_total",
+            "counter",
+            "File body bytes sent, by transfer path.",
+        );
+        for (path, n) in [
+            ("sendfile", &self.sendfile_bytes),
+            ("copy", &self.copy_bytes),
+            ("inline", &self.inline_bytes),
+        ] {
+            let _ = writeln!(
+                out,
+                "sluice_body_bytes_total{{path=\"{path}\"}} {}",
+                load(n)
+            );
+        }
+        for (name, help, n) in [
+            (
+                "sluice_policy_calls_total",
+                "Calls into a policy's decide.",
+                &self.policy_calls,
+            ),
+            (
+                "sluice_decision_cache_hits_total",
+                "Requests answered from the decision cache without a policy call.",
+                &self.decision_cache_hits,
+            ),
+            (
+                "sluice_open_file_cache_hits_total",
+                "Lookups answered by the open-file cache.",
+                &self.open_file_hits,
+            ),
+            (
+                "sluice_policy_instances_total",
+                "Policy instances created.",
+                &self.policy_instances,
+            ),
+            (
+                "sluice_invalid_decisions_total",
+                "Decisions refused by validation.",
+                &self.invalid_decisions,
+            ),
+            (
+                "sluice_truncated_files_total",
+                "Transfers cut short because the file shrank.",
+                &self.truncated_files,
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", load(n));
+        }
+        family(
+            &mut out,
+            "sluice_policy_faults_total",
+            "counter",
+            "Policy calls that failed, by kind.",
+        );
+        for (kind, n) in FAULTS.iter().zip(&self.faults) {
+            let _ = writeln!(
+                out,
+                "sluice_policy_faults_total{{kind=\"{kind}\"}} {}",
+                load(n)
+            );
+        }
+        family(
+            &mut out,
+            "sluice_reloads_total",
+            "counter",
+            "Policy reloads, by result.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_reloads_total{{result=\"ok\"}} {}",
+            load(&self.reloads)
+        );
+        let _ = writeln!(
+            out,
+            "sluice_reloads_total{{result=\"refused\"}} {}",
+            load(&self.reload_failures)
+        );
+        family(
+            &mut out,
+            "sluice_policy_call_seconds",
+            "histogram",
+            "Wall time of policy decide calls.",
+        );
+        self.policy_latency
+            .render(&mut out, "sluice_policy_call_seconds");
+        family(
+            &mut out,
+            "sluice_open_connections",
+            "gauge",
+            "Client connections open now.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_open_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        if let Some(fds) = open_fds {
+            family(
+                &mut out,
+                "sluice_open_fds",
+                "gauge",
+                "File descriptors the process holds.",
+            );
+            let _ = writeln!(out, "sluice_open_fds {fds}");
+        }
+        out
+    }
+}
+
+/// Counts a client connection as open until dropped.
+pub struct Connection(());
+
+impl Connection {
+    pub fn open() -> Connection {
+        get().connections.fetch_add(1, Ordering::Relaxed);
+        Connection(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        get().connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 static STATS: std::sync::LazyLock<Stats> = std::sync::LazyLock::new(Stats::default);

@@ -6,6 +6,7 @@ mod harness;
 
 mod check;
 mod conformance;
+mod metrics;
 mod paths;
 mod python_policy;
 mod reuse;

@@ -97,6 +97,24 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The fault's kind, an index into `stats::FAULTS`.
+    pub fn kind(&self) -> usize {
+        let name = match self {
+            CallError::Deadline(_) => "deadline",
+            CallError::WallClock(_) => "wall_clock",
+            CallError::Exceeded(Exceeded::Memory { .. }) => "memory",
+            CallError::Exceeded(Exceeded::Table { .. }) => "table",
+            CallError::Stack => "stack",
+            CallError::Trap(_) => "trap",
+            CallError::Instantiate(_) => "instantiate",
+            CallError::Pool(_) => "pool",
+        };
+        stats::FAULTS
+            .iter()
+            .position(|k| *k == name)
+            .expect("every kind is listed")
+    }
+
     /// Whether the client should be told to come back (503: the policy ran
     /// out of a resource) rather than that the server failed (500: the
     /// policy is broken).
@@ -477,7 +495,9 @@ impl Policy {
         drop(running);
         // An exponential moving average (weight 1/8): racy updates from two
         // threads lose a sample, which a moving average can afford.
-        let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = start.elapsed();
+        stats::get().policy_latency.observe(elapsed);
+        let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let typical = self.typical_ns.load(Ordering::Relaxed);
         self.typical_ns
             .store(typical - typical / 8 + took / 8, Ordering::Relaxed);
@@ -493,6 +513,7 @@ impl Policy {
                 // The instance is dropped here: after a trap its memory and
                 // globals may be mid-update, so it is never called again.
                 stats::add(&stats::get().policy_traps, 1);
+                stats::add(&stats::get().faults[e.kind()], 1);
                 Err(e)
             }
         }

@@ -63,36 +63,41 @@ pub async fn handle<B>(
 ) -> Result<Response<ResponseBody>, Infallible> {
     stats::add(&stats::get().requests, 1);
     let site = app.site_for(&req);
+    let res = respond(app, site, conn, req).await;
+    site.counters.response(res.status().as_u16());
+    Ok(res)
+}
+
+async fn respond<B>(
+    app: &App,
+    site: &Site,
+    conn: Conn<'_>,
+    req: Request<B>,
+) -> Response<ResponseBody> {
     let path = match normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(path = req.uri().path(), error = %e, "bad request path");
-            return Ok(host_response(StatusCode::BAD_REQUEST, "Bad Request\n"));
+            return host_response(StatusCode::BAD_REQUEST, "Bad Request\n");
         }
     };
     let loaded = site.loaded();
     let found = loaded.lookup(&site.root, path.relative());
     let verdict = match verdict(app, site, &loaded, &req, &path, conn.tls, &found).await {
         Ok(v) => v,
-        Err(response) => return Ok(*response),
+        Err(response) => return *response,
     };
     let Some(plan) = verdict.plan(&found) else {
         // A verdict is only reused for the same metadata, siblings included.
         tracing::error!(path = %path.path, "a verdict names a file the lookup lacks");
-        return Ok(host_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal Server Error\n",
-        ));
+        return host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
     };
     let head_only = req.method() == Method::HEAD;
     match transfer::respond(plan, head_only, conn.channel, &app.transfer) {
-        Ok(res) => Ok(res),
+        Ok(res) => res,
         Err(e) => {
             tracing::error!(path = %path.path, error = %e, "cannot start the body");
-            Ok(host_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal Server Error\n",
-            ))
+            host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct Site {
     /// Turns to call this site's policy: a tenant's calls can occupy at most
     /// this many workers, whatever its load (see `serve::verdict`).
     pub(super) calls: tokio::sync::Semaphore,
+    /// Responses by status class, for `/metrics`.
+    pub counters: stats::SiteCounters,
     spec: SiteSpec,
     cache: CacheConfig,
 }
@@ -94,6 +96,7 @@ impl Site {
             root,
             loaded: ArcSwap::from_pointee(Loaded::new(policy, &cache)),
             calls: tokio::sync::Semaphore::new(spec.policy_workers.max(1)),
+            counters: stats::SiteCounters::default(),
             spec,
             cache,
         })
@@ -232,7 +235,9 @@ impl App {
             .unwrap_or(&self.default)
     }
 
-    fn sites(&self) -> impl Iterator<Item = (&str, &Arc<Site>)> {
+    /// Every site with its name (`(default)` or its host), for reloads and
+    /// metrics.
+    pub fn sites(&self) -> impl Iterator<Item = (&str, &Arc<Site>)> {
         std::iter::once(("(default)", &self.default))
             .chain(self.vhosts.iter().map(|(h, s)| (h.as_str(), s)))
     }

@@ -1,50 +1,16 @@
 //! Server configuration: a TOML file, with the common settings also on the
 //! command line.
 //!
-//! ```toml
-//! listen = "127.0.0.1:8080"
-//! root = "./www"
-//! workers = 2
-//!
-//! [transfer]
-//! chunk-min = "16k"          # clamp for the policy's chunk size
-//! chunk-max = "8m"
-//! chunk-default = "256k"
-//! sendfile-max-chunk = "2m"  # bound per sendfile(2) call (nginx: sendfile_max_chunk)
-//! inline-max = "16k"         # smaller cached bodies leave with the head in one write
-//!
-//! [sandbox]
-//! deadline-ms = 10           # CPU time per policy call
-//! wall-ms = 100              # wall-clock ceiling per call (default 10 x deadline-ms)
-//! policy-workers = 0         # calls of one site's policy at once (0: half the workers, at least 1)
-//! memory = "16m"             # linear memory per instance
-//! stack = "512k"             # wasm stack
-//! instances = 64             # pooling-allocator slots, all policies together
-//!
-//! [cache]
-//! open-files = 1024          # paths whose descriptors are kept open, per site
-//! valid-ms = 1000            # how long a cached path is trusted; 0 turns the cache off
-//! decisions = "4m"           # reusable decisions kept, bytes per policy; 0 turns it off
-//!
-//! [policy]                   # passed to the component's `configure`, typed, uninterpreted
-//! chunk-size = "256k"
-//!
-//! [[vhost]]                  # optional: per-Host roots and policies
-//! host = "tenant.example"
-//! root = "./tenant"
-//! policy-file = "tenant.wasm"
-//! deadline-ms = 5
-//! memory = "64m"             # may exceed [sandbox] memory (e.g. an interpreter)
-//! [vhost.policy]
-//! max-ranges = 4
-//! ```
+//! `host/sluice.example.toml` lists every key with its default (a test below
+//! parses it against these types, so it cannot drift); the fields here say
+//! what each one means.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::wit;
 
@@ -66,7 +32,8 @@ pub enum ConfigError {
 }
 
 /// A byte size written as a number or a string with a k/m/g suffix (KiB/MiB/GiB).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
 pub struct ByteSize(pub u64);
 
 impl<'de> Deserialize<'de> for ByteSize {
@@ -123,7 +90,7 @@ pub struct SandboxLimits {
 }
 
 /// Transfer-engine settings.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct TransferConfig {
     pub chunk_min: ByteSize,
@@ -152,7 +119,7 @@ impl Default for TransferConfig {
 }
 
 /// The host's caches (see `resolve::cache` and `serve::reuse`).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Request paths whose lookup (open descriptors, siblings, index) is kept,
@@ -177,7 +144,7 @@ impl Default for CacheConfig {
 }
 
 /// Wasmtime settings shared by every policy.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct SandboxConfig {
     /// CPU time per policy call, milliseconds.
@@ -222,33 +189,43 @@ impl SandboxConfig {
 }
 
 /// One virtual host: its own root, policy component, settings and limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct VhostConfig {
     /// Host name (the `Host` header without port), case-insensitive.
     pub host: String,
     pub root: PathBuf,
     /// Policy component; the built-in default policy when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_file: Option<PathBuf>,
+    /// The `[sandbox]` keys of the same names, for this host's policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub wall_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
     #[serde(default)]
     pub policy: BTreeMap<String, toml::Value>,
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Admin listener (`GET /stats`, `POST /reload`); off when absent.
+    /// Admin listener (`GET /stats`, `GET /metrics`, `POST /reload`); off
+    /// when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<SocketAddr>,
     /// Root of the default host.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
     /// Policy of the default host; the built-in default policy when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_file: Option<PathBuf>,
     /// Runtime worker threads (0 = one per core).
     #[serde(default)]
@@ -412,6 +389,86 @@ mod tests {
         for bad in ["lots", "+1k", "1 k", "", "k", "-1"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// Every key of the configuration, as a dotted path (`sandbox.memory`).
+    fn keys(value: &toml::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                // The policy tables are the policy's, not the host's keys.
+                if !path.ends_with("policy") || matches!(v, toml::Value::String(_)) {
+                    keys(v, &path, out);
+                }
+                out.insert(path);
+            }
+        } else if let toml::Value::Array(items) = value {
+            for item in items {
+                keys(item, prefix, out);
+            }
+        }
+    }
+
+    /// `host/sluice.example.toml` holds every key with its default value (or,
+    /// for keys without one, an example): parsed here, so it cannot drift.
+    #[test]
+    fn the_example_configuration_is_complete_and_holds_the_defaults() {
+        let text = include_str!("../sluice.example.toml");
+        let example: Config = toml::from_str(text).unwrap();
+        example.check().unwrap();
+        // The keys without a default are given; every other value is the
+        // default.
+        let mut defaults = Config {
+            admin: example.admin,
+            root: example.root.clone(),
+            policy_file: example.policy_file.clone(),
+            policy: example.policy.clone(),
+            vhost: example.vhost.clone(),
+            ..Config::default()
+        };
+        defaults.vhost.truncate(1);
+        let as_value = |c: &Config| toml::Value::try_from(c).unwrap();
+        assert_eq!(as_value(&example), as_value(&defaults));
+        // And every key the host reads is in it: the defaults' keys, and a
+        // virtual host with every key set.
+        let mut all = Config {
+            admin: Some("127.0.0.1:9090".parse().unwrap()),
+            root: Some("/srv".into()),
+            policy_file: Some("p.wasm".into()),
+            ..Config::default()
+        };
+        all.vhost.push(VhostConfig {
+            host: "h".into(),
+            root: "/srv/h".into(),
+            policy_file: Some("p.wasm".into()),
+            deadline_ms: Some(1),
+            wall_ms: Some(1),
+            policy_workers: Some(1),
+            memory: Some(ByteSize(1 << 20)),
+            policy: BTreeMap::new(),
+        });
+        let (mut want, mut have) = (Default::default(), Default::default());
+        keys(&as_value(&all), "", &mut want);
+        keys(&toml::from_str::<toml::Value>(text).unwrap(), "", &mut have);
+        let missing: Vec<_> = want.difference(&have).collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from the example: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = toml::from_str::<Config>("[sandbox]\ndeadline-msec = 5\n").unwrap_err();
+        assert!(e.to_string().contains("deadline-msec"), "{e}");
+        let e = toml::from_str::<Config>("[transfer]\nchunk-max = \"lots\"\n").unwrap_err();
+        assert!(e.to_string().contains("chunk-max"), "{e}");
+        let e = toml::from_str::<Config>("workers = \"two\"\n").unwrap_err();
+        assert!(e.to_string().contains("workers"), "{e}");
     }
 
     #[test]

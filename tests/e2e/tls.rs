@@ -468,3 +468,39 @@ fn bad_certificates_and_keys_are_refused_at_start() {
     ]);
     assert!(err.contains("does not match the certificate"), "{err}");
 }
+
+/// The policy is told the truth about the connection: `tls` and `version`
+/// (the evil test policy's `/whoami` echoes them).
+#[test]
+fn the_policy_sees_tls_and_the_http_version() {
+    let site = Site::new();
+    let (cert, key) = (site.cert(), site.key());
+    let policy = crate::harness::build_component("sluice-evil-policy");
+    let server = Server::start_with(
+        &site.root(),
+        Options {
+            policy: Some(&policy),
+            tls: Some((&cert, &key)),
+            ..Options::default()
+        },
+    );
+    let out = site.dir.path().join("whoami");
+    let https = format!("https://127.0.0.1:{}/whoami", server.tls.unwrap().port());
+    let plain = server.url("/whoami");
+    for (args, want) in [
+        (vec!["-k", "--http2", https.as_str()], "tls=true version=2"),
+        (
+            vec!["-k", "--http1.1", https.as_str()],
+            "tls=true version=1.1",
+        ),
+        (
+            vec!["--http2-prior-knowledge", plain.as_str()],
+            "tls=false version=2",
+        ),
+        (vec!["--http1.1", plain.as_str()], "tls=false version=1.1"),
+        (vec!["--http1.0", plain.as_str()], "tls=false version=1.0"),
+    ] {
+        curl(&args, &out);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), want, "{args:?}");
+    }
+}

@@ -227,3 +227,27 @@ async fn run<I>(
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Version;
+
+    /// Zero-copy only for HTTP/1 on plain TCP: h2c shares the plain
+    /// connection (and its link) but must never get it, nor may TLS (no link).
+    #[tokio::test]
+    async fn only_plain_http1_gets_zero_copy() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_io, link) = SendfileIo::new(tcp, 1 << 20);
+        for v in [Version::HTTP_10, Version::HTTP_11] {
+            assert!(Channel::for_request(Some(&link), v).zero_copy.is_some());
+            assert!(Channel::for_request(None, v).zero_copy.is_none());
+        }
+        for v in [Version::HTTP_09, Version::HTTP_2, Version::HTTP_3] {
+            assert!(Channel::for_request(Some(&link), v).zero_copy.is_none());
+        }
+    }
+}

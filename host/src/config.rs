@@ -230,6 +230,21 @@ pub struct Config {
     /// Runtime worker threads (0 = one per core).
     #[serde(default)]
     pub workers: usize,
+    /// PEM certificate chain for the TLS listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Address of the TLS listener (default 127.0.0.1:8443 when a certificate
+    /// is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<SocketAddr>,
+    /// A new connection must finish its TLS handshake and start its first
+    /// request within this time, or it is closed (a client that connects and
+    /// stalls holds a descriptor and buffers until then).
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
     #[serde(default)]
     pub transfer: TransferConfig,
     #[serde(default)]
@@ -241,6 +256,10 @@ pub struct Config {
     pub policy: BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub vhost: Vec<VhostConfig>,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_listen() -> SocketAddr {
@@ -255,6 +274,10 @@ impl Default for Config {
             root: None,
             policy_file: None,
             workers: 0,
+            tls_cert: None,
+            tls_key: None,
+            tls_listen: None,
+            handshake_timeout_ms: default_handshake_timeout_ms(),
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),
@@ -282,6 +305,15 @@ impl Config {
         }
     }
 
+    /// The TLS listener's address, certificate and key, if HTTPS is on.
+    pub fn tls(&self) -> Option<(SocketAddr, &Path, &Path)> {
+        let (cert, key) = (self.tls_cert.as_deref()?, self.tls_key.as_deref()?);
+        let addr = self
+            .tls_listen
+            .unwrap_or_else(|| "127.0.0.1:8443".parse().expect("valid literal"));
+        Some((addr, cert, key))
+    }
+
     /// Reads a TOML configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -298,6 +330,29 @@ impl Config {
 
     /// Cross-field checks serde cannot express.
     pub fn check(&self) -> Result<(), ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "tls-cert is given without tls-key".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "tls-key is given without tls-cert".into(),
+                ))
+            }
+            (None, None) if self.tls_listen.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "tls-listen needs tls-cert and tls-key".into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.handshake_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "handshake-timeout-ms must be positive".into(),
+            ));
+        }
         let t = &self.transfer;
         if t.chunk_min.0 == 0 || t.chunk_min.0 > t.chunk_max.0 || t.chunk_max.0 > (1 << 30) {
             return Err(ConfigError::Invalid(
@@ -426,6 +481,9 @@ mod tests {
             admin: example.admin,
             root: example.root.clone(),
             policy_file: example.policy_file.clone(),
+            tls_cert: example.tls_cert.clone(),
+            tls_key: example.tls_key.clone(),
+            tls_listen: example.tls_listen,
             policy: example.policy.clone(),
             vhost: example.vhost.clone(),
             ..Config::default()
@@ -439,6 +497,9 @@ mod tests {
             admin: Some("127.0.0.1:9090".parse().unwrap()),
             root: Some("/srv".into()),
             policy_file: Some("p.wasm".into()),
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            tls_listen: Some("127.0.0.1:8443".parse().unwrap()),
             ..Config::default()
         };
         all.vhost.push(VhostConfig {

@@ -24,4 +24,5 @@ pub mod resolve;
 pub mod serve;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod transfer;

@@ -38,6 +38,15 @@ enum Command {
         /// Admin listener for /stats and /reload (keep it on loopback).
         #[arg(long)]
         admin: Option<SocketAddr>,
+        /// PEM certificate chain: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Address of the TLS listener [default: 127.0.0.1:8443].
+        #[arg(long)]
+        tls_listen: Option<SocketAddr>,
     },
     /// Check that a policy component loads as the server would load it, and
     /// measure what a call costs.
@@ -61,21 +70,27 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (dir, listen, policy, config, workers, admin) = match Cli::parse().command {
-        Command::Serve {
-            dir,
-            listen,
-            policy,
-            config,
-            workers,
-            admin,
-        } => (dir, listen, policy, config, workers, admin),
-        Command::Check {
-            policy,
-            config,
-            calls,
-        } => return check(&policy, config.as_deref(), calls),
-    };
+    let (dir, listen, policy, config, workers, admin, tls_cert, tls_key, tls_listen) =
+        match Cli::parse().command {
+            Command::Serve {
+                dir,
+                listen,
+                policy,
+                config,
+                workers,
+                admin,
+                tls_cert,
+                tls_key,
+                tls_listen,
+            } => (
+                dir, listen, policy, config, workers, admin, tls_cert, tls_key, tls_listen,
+            ),
+            Command::Check {
+                policy,
+                config,
+                calls,
+            } => return check(&policy, config.as_deref(), calls),
+        };
     let mut cfg = match config {
         Some(path) => Config::load(&path)?,
         None => Config::default(),
@@ -85,6 +100,9 @@ fn main() -> anyhow::Result<()> {
     cfg.policy_file = policy.or(cfg.policy_file);
     cfg.workers = workers.unwrap_or(cfg.workers);
     cfg.admin = admin.or(cfg.admin);
+    cfg.tls_cert = tls_cert.or(cfg.tls_cert);
+    cfg.tls_key = tls_key.or(cfg.tls_key);
+    cfg.tls_listen = tls_listen.or(cfg.tls_listen);
     cfg.check()?;
     raise_fd_limit();
 
@@ -119,10 +137,37 @@ fn check(
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
+    // Certificates first: a bad one is refused before anything listens.
+    let tls = match cfg.tls() {
+        Some((addr, cert, key)) => Some((addr, sluice::tls::server_config(cert, key)?)),
+        None => None,
+    };
     let app = sluice::serve::App::from_config(&cfg)?;
     let listener = sluice::server::bind(cfg.listen).await?;
     // Tests and scripts read these lines to find the ports.
     println!("sluice: listening on http://{}", listener.local_addr()?);
+    let tls = match tls {
+        Some((addr, config)) => {
+            let tls_listener = sluice::server::bind(addr).await?;
+            println!(
+                "sluice: listening on https://{}",
+                tls_listener.local_addr()?
+            );
+            if sluice::tls::kernel_offers_ktls() {
+                tracing::info!(
+                    "the kernel offers kTLS, but sluice does not hand sessions to it yet: \
+                     TLS connections take the copying path"
+                );
+            } else {
+                tracing::info!(
+                    "no kTLS in this kernel ({} lacks `tls`): TLS connections take the copying path",
+                    sluice::tls::AVAILABLE_ULP
+                );
+            }
+            Some((tls_listener, config))
+        }
+        None => None,
+    };
     if let Some(addr) = cfg.admin {
         let admin = sluice::server::bind(addr).await?;
         println!("sluice: admin on http://{}", admin.local_addr()?);
@@ -151,7 +196,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             "serving"
         );
     }
-    let server = tokio::spawn(sluice::server::serve(app, listener));
+    let handshake = std::time::Duration::from_millis(cfg.handshake_timeout_ms);
+    let server = tokio::spawn(sluice::server::serve(app, listener, tls, handshake));
     tokio::select! {
         r = server => { r??; }
         _ = tokio::signal::ctrl_c() => {}

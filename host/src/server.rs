@@ -1,22 +1,51 @@
 //! Listening, accepting, and running hyper on each connection.
+//!
+//! Two listeners may run side by side: plain TCP (HTTP/1.1, and HTTP/2 with
+//! prior knowledge, "h2c") and TLS (HTTP/1.1 or HTTP/2 by ALPN). hyper-util's
+//! auto builder tells HTTP/1 from HTTP/2 by the client's first bytes (the h2
+//! preface), so both listeners serve both versions with one builder.
+//!
+//! Only a plain-TCP HTTP/1 request may take the zero-copy path: see
+//! [`Channel::for_request`], the one place that decides it.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioTimer;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 
+use crate::config::TransferConfig;
 use crate::serve::{self, App, Conn};
 use crate::stats;
-use crate::transfer::zerocopy::SendfileIo;
+use crate::transfer::zerocopy::{SendfileIo, ZeroCopyLink};
 use crate::transfer::Channel;
 
-/// Accepts connections forever (and sweeps the open-file caches once a
-/// second, so descriptors of files no one asks for are closed).
-pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
+/// Concurrent HTTP/2 streams per connection (nginx's
+/// `http2_max_concurrent_streams` default).
+pub const H2_MAX_STREAMS: u32 = 128;
+
+/// The TLS listener and its configuration.
+pub type TlsListener = (TcpListener, Arc<ServerConfig>);
+
+/// Accepts connections forever on the plain listener and, if given, the TLS
+/// one (and sweeps the open-file caches once a second, so descriptors of
+/// files no one asks for are closed). A connection must finish its TLS
+/// handshake, and start its first request, within `handshake` each.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<TlsListener>,
+    handshake: Duration,
+) -> std::io::Result<()> {
     {
         let app = app.clone();
         tokio::spawn(async move {
@@ -27,6 +56,28 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
             }
         });
     }
+    let http = Arc::new(builder(&app.transfer));
+    if let Some((tls_listener, config)) = tls {
+        let acceptor = TlsAcceptor::from(config);
+        let (app, http) = (app.clone(), http.clone());
+        tokio::spawn(accept_loop(tls_listener, move |tcp, peer| {
+            let (app, http, acceptor) = (app.clone(), http.clone(), acceptor.clone());
+            async move { tls_connection(app, http, acceptor, tcp, peer, handshake).await }
+        }));
+    }
+    accept_loop(listener, move |tcp, peer| {
+        let (app, http) = (app.clone(), http.clone());
+        async move { plain_connection(app, http, tcp, peer, handshake).await }
+    })
+    .await;
+    Ok(())
+}
+
+async fn accept_loop<F, Fut>(listener: TcpListener, mut spawn: F)
+where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -37,45 +88,168 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> 
                 continue;
             }
         };
-        let app = app.clone();
-        tokio::spawn(async move { connection(app, tcp, peer).await });
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(spawn(tcp, peer));
     }
 }
 
-/// Serves one plain-TCP HTTP/1 connection.
-async fn connection(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
-    let _open = stats::Connection::open();
-    let _ = tcp.set_nodelay(true);
-    let (io, link) = SendfileIo::new(tcp, app.transfer.sendfile_max_chunk.0 as usize);
-    let service = service_fn(move |req| {
-        let (app, link) = (app.clone(), link.clone());
-        async move {
-            let conn = Conn {
-                tls: false,
-                channel: Channel {
-                    zero_copy: Some(&link),
-                },
-            };
-            serve::handle(&app, conn, req).await
-        }
-    });
-    let result = http1::Builder::new()
+/// The connection builder, shared by all connections.
+///
+/// HTTP/2 memory bound. The server sends file bodies on the copying path:
+/// per stream at most two chunks are alive (the one h2 is sending, the one
+/// being read: `transfer::copy`), i.e. 2 x the policy's chunk size (default
+/// 256 KiB, so 512 KiB; at most 2 x `chunk-max`). h2 takes a chunk only when
+/// the stream has send capacity, and buffers at most `max_send_buf_size` of
+/// it beyond what the peer's windows allow. So a connection holds at most
+/// `H2_MAX_STREAMS` x 2 x chunk (128 x 512 KiB = 64 MiB at the defaults) of
+/// body buffers, plus its fixed costs: the receive windows below (request
+/// bodies; a static server reads almost none), hpack tables (4 KiB each way)
+/// and, over TLS, rustls's buffers (about 64 KiB of ciphertext queued plus
+/// one 16 KiB record each way).
+fn builder(transfer: &TransferConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
         // Queued (vectored) writes are what the zero-copy path relies on:
         // see transfer::zerocopy. Never turn them off here, and never enable
         // `pipeline_flush`: both switch hyper to its flattening writer, which
-        // reads (copies) body chunks.
+        // reads (copies) body chunks. (Over TLS they also save hyper a copy
+        // of each chunk into its own buffer.)
         .writev(true)
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(io, service)
-        .await;
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        .header_read_timeout(Duration::from_secs(30));
+    let chunk = transfer.chunk_default.0.clamp(16 << 10, 8 << 20) as usize;
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        // What we accept from the client (request frames); the frames we send
+        // are sized by the client's own SETTINGS_MAX_FRAME_SIZE. 64 KiB keeps
+        // a client's large frames at one allocation each, not 16 KiB pieces.
+        .max_frame_size(64 << 10)
+        // Receive windows: they only bound request bodies, which a file
+        // server barely gets, so they stay small (memory per connection).
+        .initial_stream_window_size(64 << 10)
+        .initial_connection_window_size(1 << 20)
+        // A whole chunk may sit queued in h2 per stream (it holds the Bytes,
+        // no copy); more would only add memory, not speed.
+        .max_send_buf_size(chunk)
+        // A peer that vanishes mid-download is noticed by pings.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// One plain-TCP connection: HTTP/1 (zero-copy allowed) or h2c.
+async fn plain_connection(
+    app: Arc<App>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    first_request: Duration,
+) {
+    let (io, link) = SendfileIo::new(tcp, app.transfer.sendfile_max_chunk.0 as usize);
+    run(&http, io, app, false, Some(link), peer, first_request).await;
+}
+
+/// One TLS connection: the handshake (bounded in time), then HTTP/1.1 or
+/// HTTP/2, always on the copying path.
+async fn tls_connection(
+    app: Arc<App>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    limit: Duration,
+) {
+    let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            // Plain HTTP to the TLS port lands here: rustls rejects the
+            // bytes and the connection is closed.
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    run(&http, TokioIo::new(stream), app, true, None, peer, limit).await;
+}
+
+/// Serves a connection until it ends; closes it if no request has started
+/// within `first_request` (a client that connects and stalls).
+async fn run<I>(
+    http: &auto::Builder<TokioExecutor>,
+    io: I,
+    app: Arc<App>,
+    tls: bool,
+    link: Option<ZeroCopyLink>,
+    peer: SocketAddr,
+    first_request: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let _open = stats::Connection::open();
+    let started = Arc::new(AtomicBool::new(false));
+    let service = {
+        let started = started.clone();
+        service_fn(move |req: Request<Incoming>| {
+            started.store(true, Ordering::Relaxed);
+            let (app, link) = (app.clone(), link.clone());
+            async move {
+                let conn = Conn {
+                    tls,
+                    channel: Channel::for_request(link.as_ref(), req.version()),
+                };
+                serve::handle(&app, conn, req).await
+            }
+        })
+    };
+    let connection = http.serve_connection(io, service);
+    let watchdog = async {
+        tokio::time::sleep(first_request).await;
+        if started.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = connection => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, tls, error = %e, "connection ended with an error");
+            }
+        }
+        () = watchdog => {
+            tracing::debug!(%peer, tls, "no request in time; closing");
+        }
     }
 }
 
-/// Binds the listener.
+/// Binds a listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Version;
+
+    /// Zero-copy only for HTTP/1 on plain TCP: h2c shares the plain
+    /// connection (and its link) but must never get it, nor may TLS (no link).
+    #[tokio::test]
+    async fn only_plain_http1_gets_zero_copy() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_io, link) = SendfileIo::new(tcp, 1 << 20);
+        for v in [Version::HTTP_10, Version::HTTP_11] {
+            assert!(Channel::for_request(Some(&link), v).zero_copy.is_some());
+            assert!(Channel::for_request(None, v).zero_copy.is_none());
+        }
+        for v in [Version::HTTP_09, Version::HTTP_2, Version::HTTP_3] {
+            assert!(Channel::for_request(Some(&link), v).zero_copy.is_none());
+        }
+    }
 }

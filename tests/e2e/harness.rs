@@ -23,6 +23,8 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener, when started with a certificate.
+    pub tls: Option<SocketAddr>,
     logs: Arc<Mutex<String>>,
 }
 
@@ -33,6 +35,8 @@ pub struct Options<'a> {
     /// TOML written to a config file (the root and listeners are added on the command line).
     pub config: Option<&'a str>,
     pub workers: Option<usize>,
+    /// PEM certificate and key: also listen for TLS (on a free port).
+    pub tls: Option<(&'a Path, &'a Path)>,
 }
 
 impl Server {
@@ -55,6 +59,10 @@ impl Server {
             cmd.arg("--config").arg(config_file.path());
             // The server reads it at start-up, before we return.
             std::mem::forget(config_file);
+        }
+        if let Some((cert, key)) = opts.tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            cmd.args(["--tls-listen", "127.0.0.1:0"]);
         }
         cmd.args(["--workers", &opts.workers.unwrap_or(2).to_string()]);
         cmd.env("SLUICE_LOG", "sluice=debug")
@@ -82,7 +90,9 @@ impl Server {
         });
         let mut addr = None;
         let mut admin = None;
+        let mut tls = None;
         let deadline = Instant::now() + Duration::from_secs(60);
+        // The https line, when there is one, comes before the admin line.
         while addr.is_none() || admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
@@ -91,6 +101,8 @@ impl Server {
             };
             if let Some(a) = line.strip_prefix("sluice: listening on http://") {
                 addr = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("sluice: listening on https://") {
+                tls = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("sluice: admin on http://") {
                 admin = Some(a.parse().unwrap());
             }
@@ -99,6 +111,7 @@ impl Server {
             child,
             addr: addr.unwrap(),
             admin: admin.unwrap(),
+            tls,
             logs,
         }
     }
@@ -180,6 +193,7 @@ pub fn client() -> reqwest::blocking::Client {
     static CLIENT: OnceLock<reqwest::blocking::Client> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
+            install_ring();
             reqwest::blocking::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
@@ -188,6 +202,12 @@ pub fn client() -> reqwest::blocking::Client {
                 .unwrap()
         })
         .clone()
+}
+
+/// Makes ring the process's rustls provider. reqwest is built without one
+/// (its default, aws-lc-rs, needs cmake) and wants one even for plain HTTP.
+pub fn install_ring() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Sends raw bytes and reads the whole answer (the request should ask for

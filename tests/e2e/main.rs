@@ -12,5 +12,6 @@ mod python_policy;
 mod reuse;
 mod sandbox;
 mod skeleton;
+mod tls;
 mod transfer;
 mod versions;

@@ -23,10 +23,7 @@ fn scrape(server: &Server) -> HashMap<String, f64> {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
-            assert!(
-                ["counter", "gauge", "histogram"].contains(&kind),
-                "{line}"
-            );
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             typed.insert(name.to_owned());
             continue;
         }
@@ -83,10 +80,22 @@ fn metrics_count_requests_bytes_and_policy_calls() {
     assert_eq!(res.status(), 200);
 
     let m = scrape(&server);
-    assert_eq!(m[r#"sluice_requests_total{vhost="(default)",class="2xx"}"#], 5.0);
-    assert_eq!(m[r#"sluice_requests_total{vhost="(default)",class="4xx"}"#], 3.0);
-    assert_eq!(m[r#"sluice_requests_total{vhost="other.test",class="2xx"}"#], 1.0);
-    assert_eq!(m[r#"sluice_body_bytes_total{path="inline"}"#], 5.0 * 5.0 + 5.0);
+    assert_eq!(
+        m[r#"sluice_requests_total{vhost="(default)",class="2xx"}"#],
+        5.0
+    );
+    assert_eq!(
+        m[r#"sluice_requests_total{vhost="(default)",class="4xx"}"#],
+        3.0
+    );
+    assert_eq!(
+        m[r#"sluice_requests_total{vhost="other.test",class="2xx"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"sluice_body_bytes_total{path="inline"}"#],
+        5.0 * 5.0 + 5.0
+    );
     // Every call is in the histogram; repeats came from the decision cache.
     let calls = m["sluice_policy_calls_total"];
     assert_eq!(m["sluice_policy_call_seconds_count"], calls);

@@ -877,6 +877,7 @@ fn deadlines_count_cpu_time_not_a_busy_machine() {
             policy: Some(&evil()),
             config: Some(config),
             workers: Some(1),
+            ..Options::default()
         },
     );
     let _hogs = Hogs::start(4);

@@ -100,6 +100,21 @@ pub struct Channel<'a> {
     pub zero_copy: Option<&'a ZeroCopyLink>,
 }
 
+impl<'a> Channel<'a> {
+    /// The channel for one request. `link` exists only for plain TCP (it comes
+    /// from [`zerocopy::SendfileIo::new`]; a TLS connection has none), and a
+    /// plain-TCP connection may still speak HTTP/2 (h2c prior knowledge): h2
+    /// frames and flow-controls its body itself, so a placeholder would be
+    /// copied into a DATA frame. Only HTTP/1.x gets zero-copy. Every
+    /// connection builds its channel here, so that rule has one home.
+    pub fn for_request(link: Option<&'a ZeroCopyLink>, version: http::Version) -> Channel<'a> {
+        let http1 = matches!(version, http::Version::HTTP_10 | http::Version::HTTP_11);
+        Channel {
+            zero_copy: link.filter(|_| http1),
+        }
+    }
+}
+
 /// Executes a plan: the response with its framing headers (`Content-Length`,
 /// `Content-Range`, multipart `Content-Type`) and the body on the path the
 /// connection and the plan allow. For `HEAD` the head is the same, but nothing

@@ -37,7 +37,8 @@ wit_bindgen::generate!({
 });
 
 use sluice::policy::types::{
-    Body, ByteRange, Compression, ContentCoding, FullBody, Header, RangedBody, SettingValue, Source,
+    Body, ByteRange, Compression, ContentCoding, FullBody, Header, HttpVersion, RangedBody,
+    SettingValue, Source,
 };
 
 thread_local! {
@@ -270,6 +271,16 @@ impl Guest for Evil {
             "/sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(60));
                 ok(b"slept".to_vec())
+            }
+            "/whoami" => {
+                // What the host says about the connection (tests/e2e/tls.rs).
+                let version = match req.version {
+                    HttpVersion::Http10 => "1.0",
+                    HttpVersion::Http11 => "1.1",
+                    HttpVersion::Http2 => "2",
+                    HttpVersion::Http3 => "3",
+                };
+                ok(format!("tls={} version={version}", req.tls).into_bytes())
             }
             "/print" => {
                 println!("evil policy prints to stdout");

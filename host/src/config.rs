@@ -245,6 +245,11 @@ pub struct Config {
     /// stalls holds a descriptor and buffers until then).
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// On SIGTERM or SIGINT, how long responses in flight may take to finish
+    /// before the remaining connections are closed, milliseconds (below the
+    /// 30 s a container runtime usually waits before killing).
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
     #[serde(default)]
     pub transfer: TransferConfig,
     #[serde(default)]
@@ -260,6 +265,10 @@ pub struct Config {
 
 fn default_handshake_timeout_ms() -> u64 {
     10_000
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    25_000
 }
 
 fn default_listen() -> SocketAddr {
@@ -278,6 +287,7 @@ impl Default for Config {
             tls_key: None,
             tls_listen: None,
             handshake_timeout_ms: default_handshake_timeout_ms(),
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),

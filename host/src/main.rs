@@ -197,11 +197,16 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let handshake = std::time::Duration::from_millis(cfg.handshake_timeout_ms);
-    let server = tokio::spawn(sluice::server::serve(app, listener, tls, handshake));
-    tokio::select! {
-        r = server => { r??; }
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let grace = std::time::Duration::from_millis(cfg.shutdown_timeout_ms);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        let signal = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        tracing::info!(signal, "shutdown requested");
+    };
+    sluice::server::serve(app, listener, tls, handshake, shutdown, grace).await?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -36,17 +37,25 @@ pub const H2_MAX_STREAMS: u32 = 128;
 /// The TLS listener and its configuration.
 pub type TlsListener = (TcpListener, Arc<ServerConfig>);
 
-/// Accepts connections forever on the plain listener and, if given, the TLS
-/// one (and sweeps the open-file caches once a second, so descriptors of
-/// files no one asks for are closed). A connection must finish its TLS
-/// handshake, and start its first request, within `handshake` each.
+/// Accepts connections on the plain listener and, if given, the TLS one,
+/// until `shutdown` completes (and sweeps the open-file caches once a
+/// second, so descriptors of files no one asks for are closed). A connection
+/// must finish its TLS handshake, and start its first request, within
+/// `handshake` each.
+///
+/// Shutdown is graceful: the listeners close at once (new connections are
+/// refused), idle keep-alive connections are closed, HTTP/2 connections get
+/// `GOAWAY`, and responses in flight may finish for up to `grace`; whatever
+/// is left then is closed when this returns.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<TlsListener>,
     handshake: Duration,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
 ) -> std::io::Result<()> {
-    {
+    let sweeper = {
         let app = app.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -54,22 +63,52 @@ pub async fn serve(
                 every.tick().await;
                 app.sweep();
             }
-        });
-    }
+        })
+    };
     let http = Arc::new(builder(&app.transfer));
-    if let Some((tls_listener, config)) = tls {
-        let acceptor = TlsAcceptor::from(config);
-        let (app, http) = (app.clone(), http.clone());
-        tokio::spawn(accept_loop(tls_listener, move |tcp, peer| {
-            let (app, http, acceptor) = (app.clone(), http.clone(), acceptor.clone());
-            async move { tls_connection(app, http, acceptor, tcp, peer, handshake).await }
-        }));
+    let graceful = GracefulShutdown::new();
+    {
+        let plain = accept_loop(listener, |tcp, peer| {
+            let (app, http, watcher) = (app.clone(), http.clone(), graceful.watcher());
+            async move { plain_connection(app, http, tcp, peer, handshake, watcher).await }
+        });
+        let secure = async {
+            match tls {
+                Some((tls_listener, config)) => {
+                    let acceptor = TlsAcceptor::from(config);
+                    accept_loop(tls_listener, |tcp, peer| {
+                        let (app, http, acceptor, watcher) = (
+                            app.clone(),
+                            http.clone(),
+                            acceptor.clone(),
+                            graceful.watcher(),
+                        );
+                        async move {
+                            tls_connection(app, http, acceptor, tcp, peer, handshake, watcher).await
+                        }
+                    })
+                    .await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = plain => {}
+            () = secure => {}
+            () = shutdown => {}
+        }
+        // Leaving this block drops the accept loops and their listeners.
     }
-    accept_loop(listener, move |tcp, peer| {
-        let (app, http) = (app.clone(), http.clone());
-        async move { plain_connection(app, http, tcp, peer, handshake).await }
-    })
-    .await;
+    tracing::info!(
+        connections = graceful.count(),
+        grace = ?grace,
+        "shutting down: no new connections; letting responses in flight finish"
+    );
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("every connection closed; exiting"),
+        Err(_) => tracing::warn!("grace period over; closing the connections still open"),
+    }
+    sweeper.abort();
     Ok(())
 }
 
@@ -146,9 +185,20 @@ async fn plain_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     first_request: Duration,
+    watcher: Watcher,
 ) {
     let (io, link) = SendfileIo::new(tcp, app.transfer.sendfile_max_chunk.0 as usize);
-    run(&http, io, app, false, Some(link), peer, first_request).await;
+    run(
+        &http,
+        io,
+        app,
+        false,
+        Some(link),
+        peer,
+        first_request,
+        watcher,
+    )
+    .await;
 }
 
 /// One TLS connection: the handshake (bounded in time), then HTTP/1.1 or
@@ -160,6 +210,7 @@ async fn tls_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     limit: Duration,
+    watcher: Watcher,
 ) {
     let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -174,11 +225,23 @@ async fn tls_connection(
             return;
         }
     };
-    run(&http, TokioIo::new(stream), app, true, None, peer, limit).await;
+    run(
+        &http,
+        TokioIo::new(stream),
+        app,
+        true,
+        None,
+        peer,
+        limit,
+        watcher,
+    )
+    .await;
 }
 
 /// Serves a connection until it ends; closes it if no request has started
-/// within `first_request` (a client that connects and stalls).
+/// within `first_request` (a client that connects and stalls). `watcher`
+/// shuts it down gracefully when the server does.
+#[allow(clippy::too_many_arguments)]
 async fn run<I>(
     http: &auto::Builder<TokioExecutor>,
     io: I,
@@ -187,6 +250,7 @@ async fn run<I>(
     link: Option<ZeroCopyLink>,
     peer: SocketAddr,
     first_request: Duration,
+    watcher: Watcher,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -206,7 +270,7 @@ async fn run<I>(
             }
         })
     };
-    let connection = http.serve_connection(io, service);
+    let connection = watcher.watch(http.serve_connection(io, service));
     let watchdog = async {
         tokio::time::sleep(first_request).await;
         if started.load(Ordering::Relaxed) {

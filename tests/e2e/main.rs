@@ -6,6 +6,7 @@ mod harness;
 
 mod check;
 mod conformance;
+mod lifecycle;
 mod metrics;
 mod paths;
 mod python_policy;

@@ -381,29 +381,12 @@ fn tight_limits_still_serve_and_faults_are_contained() {
     assert!(server.alive());
 }
 
-#[test]
-fn a_policy_that_fails_to_configure_is_refused_at_start() {
+/// Starts `sluice serve` with the evil policy and `config`; asserts it
+/// refuses to start and returns what it said.
+fn refused_at_start(config: &str) -> (String, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let config = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(config.path(), "[policy]\nfail-configure = \"on purpose\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--policy"])
-        .arg(evil())
-        .arg("--config")
-        .arg(config.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("refusing to configure: on purpose"),
-        "{stderr}"
-    );
-
-    // And one whose configure loops is stopped by the deadline, not hung.
-    std::fs::write(config.path(), "[policy]\nconfigure-loop = \"1\"\n").unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config).unwrap();
     let start = Instant::now();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("serve")
@@ -411,36 +394,32 @@ fn a_policy_that_fails_to_configure_is_refused_at_start() {
         .args(["--listen", "127.0.0.1:0", "--policy"])
         .arg(evil())
         .arg("--config")
-        .arg(config.path())
+        .arg(file.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(start.elapsed() < Duration::from_secs(30));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{config:?} was accepted: {stderr}");
+    (stderr, start.elapsed())
+}
+
+#[test]
+fn a_policy_that_fails_to_configure_is_refused_at_start() {
+    let (stderr, _) = refused_at_start("[policy]\nfail-configure = \"on purpose\"\n");
+    assert!(
+        stderr.contains("refusing to configure: on purpose"),
+        "{stderr}"
+    );
+
+    // One whose configure loops is stopped by the deadline, not hung.
+    let (stderr, took) = refused_at_start("[policy]\nconfigure-loop = \"1\"\n");
+    assert!(took < Duration::from_secs(30));
     assert!(
         stderr.contains("`configure` failed") && stderr.contains("deadline"),
         "{stderr}"
     );
 
     // A trap in configure is blamed on configure, not on the canary call.
-    std::fs::write(
-        config.path(),
-        "[policy]
-configure-trap = true
-",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--policy"])
-        .arg(evil())
-        .arg("--config")
-        .arg(config.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, _) = refused_at_start("[policy]\nconfigure-trap = true\n");
     assert!(
         stderr.contains("`configure` failed") && !stderr.contains("canary"),
         "{stderr}"
@@ -448,42 +427,14 @@ configure-trap = true
 
     // Asking the host for more work per request than it allows is refused,
     // naming the limit.
-    std::fs::write(
-        config.path(),
-        "[policy]
-index-names = 100
-",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--policy"])
-        .arg(evil())
-        .arg("--config")
-        .arg(config.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, _) = refused_at_start("[policy]\nindex-names = 100\n");
     assert!(
         stderr.contains("100 index names, over the limit of 16"),
         "{stderr}"
     );
 
     // A canary answer that breaks a rule is refused, naming the rule.
-    std::fs::write(config.path(), "[policy]\ninvalid-canary = true\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--policy"])
-        .arg(evil())
-        .arg("--config")
-        .arg(config.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, _) = refused_at_start("[policy]\ninvalid-canary = true\n");
     assert!(
         stderr.contains("returned an invalid decision: status 99 is not a final status"),
         "{stderr}"
@@ -492,18 +443,7 @@ index-names = 100
     // A component whose memory does not fit its limit is refused at load,
     // naming the limit and the setting (a Rust component starts with 17
     // pages: its 1 MiB stack and its data).
-    std::fs::write(config.path(), "[sandbox]\nmemory = \"1m\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--policy"])
-        .arg(evil())
-        .arg("--config")
-        .arg(config.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (stderr, _) = refused_at_start("[sandbox]\nmemory = \"1m\"\n");
     assert!(
         stderr.contains("cannot instantiate the policy")
             && stderr.contains("over the policy's memory limit of 1048576 bytes (`memory`"),

@@ -488,7 +488,7 @@ mod tests {
 
     use std::cell::Cell;
     use std::collections::HashSet;
-    use std::io::{Read, Seek, Write};
+    use std::io::{Read, Write};
     use std::task::Waker;
 
     use http_body_util::BodyExt;
@@ -525,25 +525,7 @@ mod tests {
         Reset
     }
 
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-
-    fn temp_file(data: &[u8]) -> Arc<File> {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(data).unwrap();
-        f.rewind().unwrap();
-        Arc::new(f)
-    }
+    use crate::transfer::test_support::{pseudo_random, temp_file};
 
     /// What a body of `segments` over `data` must consist of.
     fn render(segments: &VecDeque<Segment>, data: &[u8]) -> Vec<u8> {

@@ -13,6 +13,36 @@ pub mod copy;
 pub mod multipart;
 pub mod zerocopy;
 
+/// Helpers shared by the transfer engine's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::fs::File;
+    use std::io::{Seek, Write};
+    use std::sync::Arc;
+
+    /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+    pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// An unlinked temporary file holding `data`.
+    pub fn temp_file(data: &[u8]) -> Arc<File> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        f.rewind().unwrap();
+        Arc::new(f)
+    }
+}
+
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;

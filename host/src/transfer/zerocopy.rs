@@ -414,7 +414,7 @@ mod tests {
     use super::*;
 
     use std::future::poll_fn;
-    use std::io::{Read, Seek, Write as _};
+    use std::io::{Read, Write as _};
     use std::sync::atomic::Ordering;
     use std::sync::mpsc;
     use std::thread::JoinHandle;
@@ -423,26 +423,7 @@ mod tests {
     use bytes::Buf;
     use tokio::net::{TcpListener, TcpSocket};
 
-    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
-
-    /// An unlinked temporary file holding `data`.
-    fn temp_file(data: &[u8]) -> Arc<File> {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(data).unwrap();
-        f.rewind().unwrap();
-        Arc::new(f)
-    }
+    use crate::transfer::test_support::{pseudo_random, temp_file};
 
     /// A connected pair: the server side as a [`SendfileIo`], the client as
     /// a blocking std socket (read on its own thread). `rcvbuf`/`sndbuf`

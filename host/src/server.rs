@@ -68,24 +68,20 @@ pub async fn serve(
     let http = Arc::new(builder(&app.transfer));
     let graceful = GracefulShutdown::new();
     {
-        let plain = accept_loop(listener, |tcp, peer| {
-            let (app, http, watcher) = (app.clone(), http.clone(), graceful.watcher());
-            async move { plain_connection(app, http, tcp, peer, handshake, watcher).await }
-        });
+        let accepted = |peer| Accepted {
+            app: app.clone(),
+            http: http.clone(),
+            peer,
+            first_request: handshake,
+            watcher: graceful.watcher(),
+        };
+        let plain = accept_loop(listener, |tcp, peer| plain_connection(accepted(peer), tcp));
         let secure = async {
             match tls {
                 Some((tls_listener, config)) => {
                     let acceptor = TlsAcceptor::from(config);
                     accept_loop(tls_listener, |tcp, peer| {
-                        let (app, http, acceptor, watcher) = (
-                            app.clone(),
-                            http.clone(),
-                            acceptor.clone(),
-                            graceful.watcher(),
-                        );
-                        async move {
-                            tls_connection(app, http, acceptor, tcp, peer, handshake, watcher).await
-                        }
+                        tls_connection(accepted(peer), acceptor.clone(), tcp)
                     })
                     .await
                 }
@@ -179,39 +175,28 @@ fn builder(transfer: &TransferConfig) -> auto::Builder<TokioExecutor> {
 }
 
 /// One plain-TCP connection: HTTP/1 (zero-copy allowed) or h2c.
-async fn plain_connection(
+/// What a connection is handed when it is accepted.
+struct Accepted {
     app: Arc<App>,
     http: Arc<auto::Builder<TokioExecutor>>,
-    tcp: TcpStream,
     peer: SocketAddr,
+    /// The TLS handshake, and then the first request, must each start
+    /// within this (a client that connects and stalls is closed).
     first_request: Duration,
+    /// Shuts the connection down gracefully when the server does.
     watcher: Watcher,
-) {
-    let (io, link) = SendfileIo::new(tcp, app.transfer.sendfile_max_chunk.0 as usize);
-    run(
-        &http,
-        io,
-        app,
-        false,
-        Some(link),
-        peer,
-        first_request,
-        watcher,
-    )
-    .await;
+}
+
+async fn plain_connection(accepted: Accepted, tcp: TcpStream) {
+    let max_chunk = accepted.app.transfer.sendfile_max_chunk.0 as usize;
+    let (io, link) = SendfileIo::new(tcp, max_chunk);
+    run(accepted, io, false, Some(link)).await;
 }
 
 /// One TLS connection: the handshake (bounded in time), then HTTP/1.1 or
 /// HTTP/2, always on the copying path.
-async fn tls_connection(
-    app: Arc<App>,
-    http: Arc<auto::Builder<TokioExecutor>>,
-    acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    limit: Duration,
-    watcher: Watcher,
-) {
+async fn tls_connection(accepted: Accepted, acceptor: TlsAcceptor, tcp: TcpStream) {
+    let (peer, limit) = (accepted.peer, accepted.first_request);
     let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -225,35 +210,22 @@ async fn tls_connection(
             return;
         }
     };
-    run(
-        &http,
-        TokioIo::new(stream),
-        app,
-        true,
-        None,
-        peer,
-        limit,
-        watcher,
-    )
-    .await;
+    run(accepted, TokioIo::new(stream), true, None).await;
 }
 
 /// Serves a connection until it ends; closes it if no request has started
-/// within `first_request` (a client that connects and stalls). `watcher`
-/// shuts it down gracefully when the server does.
-#[allow(clippy::too_many_arguments)]
-async fn run<I>(
-    http: &auto::Builder<TokioExecutor>,
-    io: I,
-    app: Arc<App>,
-    tls: bool,
-    link: Option<ZeroCopyLink>,
-    peer: SocketAddr,
-    first_request: Duration,
-    watcher: Watcher,
-) where
+/// within `first_request`, and shuts it down gracefully with the server.
+async fn run<I>(accepted: Accepted, io: I, tls: bool, link: Option<ZeroCopyLink>)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let Accepted {
+        app,
+        http,
+        peer,
+        first_request,
+        watcher,
+    } = accepted;
     let _open = stats::Connection::open();
     let started = Arc::new(AtomicBool::new(false));
     let service = {

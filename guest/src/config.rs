@@ -317,7 +317,8 @@ fn index_names(name: &str, value: &SettingValue) -> Result<Vec<String>, String> 
     list(name, value)?
         .into_iter()
         .map(|n| {
-            // The host ignores such names; refusing them here tells the operator.
+            // The host refuses a policy asking for such names; refusing them
+            // here tells the operator which setting is wrong.
             if n.contains('/') || n == "." || n == ".." {
                 Err(format!("{name}: not a file name: {n:?}"))
             } else {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::{policy_settings, ByteSize, Config};
+use crate::config::{policy_settings, Config};
 use crate::policy::{wit, Fields, LoadError, Policy, Sandbox};
 
 /// What `check` found out about a policy that loads.
@@ -23,8 +23,7 @@ pub struct Report {
 /// `[sandbox]` limits and `[policy]` settings), then times `calls` calls of
 /// `decide` for a `GET` of a small file.
 pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Report> {
-    let mut pool = config.sandbox;
-    pool.memory = ByteSize(pool.memory.0.max(64 << 20));
+    let pool = crate::policy::pool_for(&config.sandbox, 1, config.sandbox.memory.0);
     let sandbox =
         Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
     let policy: Policy = Policy::load(

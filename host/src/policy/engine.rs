@@ -64,6 +64,27 @@ pub fn wasmtime_config(settings: &SandboxConfig) -> Config {
     config
 }
 
+/// The pool every policy of `sites` sites runs in, from the configured
+/// `[sandbox]`: the configured slot count is a floor, raised so adding
+/// tenants cannot starve them into 503s; a slot's memory is the largest any
+/// site may use, and at least 64 MiB (address space, not memory), so that a
+/// site's own limit, enforced by its stores' limiter, is what refuses a
+/// policy too big for it, with a message that names the setting.
+pub fn pool_for(configured: &SandboxConfig, sites: u32, largest_memory: u64) -> SandboxConfig {
+    let mut pool = *configured;
+    let needed = sites.saturating_mul(super::slots_per_policy());
+    if needed > pool.instances {
+        tracing::info!(
+            configured = pool.instances,
+            needed,
+            "sandbox.instances raised for the number of sites"
+        );
+        pool.instances = needed;
+    }
+    pool.memory = crate::config::ByteSize(largest_memory.max(configured.memory.0).max(64 << 20));
+    pool
+}
+
 /// The engine plus what deadlines are measured in.
 #[derive(Clone)]
 pub struct Sandbox {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use http::HeaderName;
 use wasmtime::component::{Component, Linker};
 
-pub use engine::{wasmtime_config, Sandbox, MAX_WASM_STACK};
+pub use engine::{pool_for, wasmtime_config, Sandbox, MAX_WASM_STACK};
 pub use instance::Exceeded;
 use instance::{Configured, HostState, Pre, Warm};
 

@@ -11,7 +11,7 @@ use http::Request;
 
 use super::reuse::DecisionCache;
 use crate::config::{
-    policy_settings, wall_ceiling, ByteSize, CacheConfig, Config, SandboxLimits, TransferConfig,
+    policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits, TransferConfig,
 };
 use crate::policy::{self, wit, LoadError, Policy, Sandbox};
 use crate::resolve::{FileCache, Found, Root};
@@ -175,29 +175,11 @@ impl App {
             })
             .collect();
 
-        // One pool serves every site's policy. The configured slot count is a
-        // floor, raised so adding tenants cannot starve them into 503s; a
-        // slot's memory is the largest any site may use (each store is held
-        // to its own site's limit).
-        let mut pool = config.sandbox;
-        let sites = 1 + vhosts.len() as u32;
-        let needed = sites.saturating_mul(policy::slots_per_policy());
-        if needed > pool.instances {
-            tracing::info!(
-                configured = pool.instances,
-                needed,
-                "sandbox.instances raised for the number of sites"
-            );
-            pool.instances = needed;
-        }
-        // Slots are at least 64 MiB (address space, not memory), so that a
-        // site's own limit, enforced by its stores' limiter, is what refuses
-        // a policy too big for it, with a message that names the setting.
         let largest = vhosts
             .iter()
             .map(|(_, s)| s.limits.memory)
             .fold(limits.memory, u64::max);
-        pool.memory = ByteSize(largest.max(64 << 20));
+        let pool = policy::pool_for(&config.sandbox, 1 + vhosts.len() as u32, largest);
         let sandbox =
             Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
 

@@ -167,6 +167,12 @@ const EVIL: &[(&str, &[u16], &str)] = &[
     ("/shadow-stack", &[500, 503], "out of bounds"),
     // Building 100k strings may itself overrun a 10 ms deadline on a slow machine.
     ("/headers", &[500, 503], ""),
+    // 64 MiB of header values aliasing one 1 MiB buffer: refused uncopied.
+    (
+        "/aliased/64",
+        &[500],
+        "more than 64 header fields or 16384 bytes",
+    ),
     ("/sleep", &[500], "may not block"),
     ("/invalid/status", &[500], "status 99 is not a final status"),
     (
@@ -299,6 +305,43 @@ fn evil_policies_fail_fast_while_others_are_served() {
     let (status, text, _) = timed_get(&server, "/print");
     assert_eq!(status, 200, "{text}");
     assert!(text.ends_with("printed"), "{text}");
+}
+
+/// A decision is measured in the guest's memory before it is copied out: 64
+/// header values that all alias one 1 MiB buffer would make the host copy
+/// 64 MiB (wasmtime's own allowance is 128 MiB; the policy's memory cap, 16
+/// MiB, would still be more than a decision may hold). The server's peak
+/// resident memory must not move by more than the guest's own buffer.
+#[test]
+fn a_decision_is_measured_before_it_is_copied() {
+    let dir = evil_root();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            policy: Some(&evil()),
+            ..Default::default()
+        },
+    );
+    // Warm instances, and the aliased buffer itself (1 MiB in the guest).
+    for _ in 0..20 {
+        timed_get(&server, "/ok");
+    }
+    assert_eq!(timed_get(&server, "/aliased/1").0, 500);
+    let peak0 = server.peak_rss_kib();
+    for _ in 0..5 {
+        let (status, text, _) = timed_get(&server, "/aliased/64");
+        assert_eq!(status, 500, "{text}");
+        assert!(text.contains("invalid decision"), "{text}");
+    }
+    let grew = server.peak_rss_kib().saturating_sub(peak0);
+    assert!(
+        grew < 8 * 1024,
+        "peak resident memory grew by {grew} KiB reading oversized decisions"
+    );
+    // Not a fault: the instance is intact and keeps serving.
+    assert_eq!(server.stat("policy_traps"), 0);
+    assert!(server.stat("invalid_decisions") >= 6);
+    assert_eq!(timed_get(&server, "/ok").0, 200);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bounded::{self, Decide};
 use super::engine::Sandbox;
 use super::wit::{self, v0_1, v0_2};
 use super::{v0_1 as adapt, CallError, Transport};
@@ -188,7 +189,9 @@ pub(super) enum Pre {
 }
 
 enum Api {
-    V0_2(v0_2::Policy),
+    /// The generated binding calls `configure`; `decide` is called through
+    /// views, so a decision is measured before it is copied (`bounded`).
+    V0_2(v0_2::Policy, Decide),
     V0_1(v0_1::Policy),
 }
 
@@ -240,9 +243,18 @@ impl Warm {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().budget.look()));
         store.set_epoch_deadline(sandbox.ticks(limits.deadline));
+        // What the host may copy out of the guest in one call (results,
+        // and the arguments of WASI calls it makes): the policy's own memory
+        // cap, not wasmtime's 128 MiB default, so aliasing one buffer many
+        // times cannot make the host hold more than the policy could.
+        store.set_hostcall_fuel(usize::try_from(limits.memory).unwrap_or(usize::MAX));
         // Instantiation runs the component's start functions: guest code.
         let api = super::guarded(|| match pre {
-            Pre::V0_2(pre) => pre.instantiate(&mut store).map(Api::V0_2),
+            Pre::V0_2(pre) => {
+                let instance = pre.instance_pre().instantiate(&mut store)?;
+                let policy = v0_2::Policy::new(&mut store, &instance)?;
+                Ok(Api::V0_2(policy, Decide::new(&mut store, &instance)?))
+            }
             Pre::V0_1(pre) => pre.instantiate(&mut store).map(Api::V0_1),
         });
         match api {
@@ -272,7 +284,7 @@ impl Warm {
         host: wit::HostLimits,
     ) -> Result<Result<Configured, String>, CallError> {
         let result = super::guarded(|| match &self.api {
-            Api::V0_2(p) => p
+            Api::V0_2(p, _) => p
                 .call_configure(&mut self.store, settings, host)
                 .map(|r| r.map(Configured::V0_2)),
             Api::V0_1(p) => p
@@ -288,7 +300,9 @@ impl Warm {
     }
 
     /// Calls `decide`; `transport` is the policy's own, from `configure`
-    /// (a 0.1.0 decision brings its own).
+    /// (a 0.1.0 decision brings its own). A 0.2 decision over the host's
+    /// limits is refused before it is copied out (`bounded`); a 0.1.0 one
+    /// is copied by the generated binding, within the host-copy allowance.
     pub(super) fn decide(
         &mut self,
         req: &wit::Request,
@@ -296,14 +310,17 @@ impl Warm {
         transport: Transport,
     ) -> Result<(wit::Decision, Transport), CallError> {
         let result = super::guarded(|| match &self.api {
-            Api::V0_2(p) => p
-                .call_decide(&mut self.store, req, entry)
+            Api::V0_2(_, decide) => decide
+                .call(&mut self.store, req, entry)
                 .map(|d| (d, transport)),
             Api::V0_1(p) => p
                 .call_decide(&mut self.store, &adapt::request(req), &adapt::entry(entry))
                 .map(adapt::decision),
         });
-        result.map_err(|e| self.fault(e))
+        result.map_err(|e| match bounded::over_limit(&e) {
+            Some(rule) => CallError::Invalid(rule),
+            None => self.fault(e),
+        })
     }
 
     /// Sorts a failed call into what the client should be told, from what

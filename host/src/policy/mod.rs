@@ -16,6 +16,7 @@
 //! 0.1.0 is recognised by the package version it imports and adapted
 //! (`v0_1`). Any other version is refused by name.
 
+mod bounded;
 mod engine;
 mod instance;
 mod v0_1;
@@ -94,12 +95,19 @@ pub enum CallError {
     Instantiate(String),
     #[error("the instance pool is full: {0} (`instances` in [sandbox] raises it)")]
     Pool(String),
+    /// The call returned, but its decision is over one of the host's limits
+    /// and was not copied out of the guest (see `bounded`). Not a fault: the
+    /// instance is intact and stays in use.
+    #[error("policy returned a decision over the host's limits: {0}")]
+    Invalid(decision::DecisionError),
 }
 
 impl CallError {
-    /// The fault's kind, an index into `stats::FAULTS`.
-    pub fn kind(&self) -> usize {
+    /// The fault's kind, an index into `stats::FAULTS`; `None` for an
+    /// invalid decision, which is counted as one, not as a fault.
+    pub fn kind(&self) -> Option<usize> {
         let name = match self {
+            CallError::Invalid(_) => return None,
             CallError::Deadline(_) => "deadline",
             CallError::WallClock(_) => "wall_clock",
             CallError::Exceeded(Exceeded::Memory { .. }) => "memory",
@@ -109,17 +117,19 @@ impl CallError {
             CallError::Instantiate(_) => "instantiate",
             CallError::Pool(_) => "pool",
         };
-        stats::FAULTS
-            .iter()
-            .position(|k| *k == name)
-            .expect("every kind is listed")
+        Some(
+            stats::FAULTS
+                .iter()
+                .position(|k| *k == name)
+                .expect("every kind is listed"),
+        )
     }
 
     /// Whether the client should be told to come back (503: the policy ran
     /// out of a resource) rather than that the server failed (500: the
     /// policy is broken).
     pub fn is_unavailable(&self) -> bool {
-        !matches!(self, CallError::Trap(_))
+        !matches!(self, CallError::Trap(_) | CallError::Invalid(_))
     }
 }
 
@@ -419,7 +429,10 @@ impl Policy {
         policy.idle.lock().expect("not poisoned").push(warm);
         let (decision, transport) = policy
             .decide(&canary_request(), &wit::Entry::Missing)
-            .map_err(LoadError::Canary)?;
+            .map_err(|e| match e {
+                CallError::Invalid(rule) => LoadError::CanaryInvalid(rule),
+                fault => LoadError::Canary(fault),
+            })?;
         decision::validate(
             decision,
             transport,
@@ -501,22 +514,21 @@ impl Policy {
         let typical = self.typical_ns.load(Ordering::Relaxed);
         self.typical_ns
             .store(typical - typical / 8 + took / 8, Ordering::Relaxed);
-        match result {
-            Ok(answer) => {
+        match result.as_ref().map_err(CallError::kind) {
+            Ok(_) | Err(None) => {
                 let mut idle = self.idle.lock().expect("not poisoned");
                 if idle.len() < self.max_idle {
                     idle.push(warm);
                 }
-                Ok(answer)
             }
-            Err(e) => {
+            Err(Some(kind)) => {
                 // The instance is dropped here: after a trap its memory and
                 // globals may be mid-update, so it is never called again.
                 stats::add(&stats::get().policy_traps, 1);
-                stats::add(&stats::get().faults[e.kind()], 1);
-                Err(e)
+                stats::add(&stats::get().faults[kind], 1);
             }
         }
+        result
     }
 }
 

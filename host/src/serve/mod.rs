@@ -17,6 +17,7 @@ pub use reuse::DecisionCache;
 pub use site::{App, Loaded, Site, SiteSpec};
 
 use crate::decision::{self, Verdict};
+use crate::policy::CallError;
 use crate::resolve::{normalize, Found, NormalPath};
 use crate::stats;
 use crate::transfer::{self, Channel, ResponseBody};
@@ -151,28 +152,33 @@ async fn verdict<B>(
     } else {
         call()
     };
-    let (decision, transport) = answer.map_err(|e| {
-        tracing::warn!(policy = policy.name(), path = %path.path, error = %e, "policy failed");
-        Box::new(if e.is_unavailable() {
-            host_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service Unavailable: the response policy did not answer\n",
-            )
-        } else {
-            host_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal Server Error: the response policy failed\n",
-            )
-        })
-    })?;
-    let verdict = decision::validate(decision, transport, found, &app.transfer).map_err(|rule| {
+    let invalid = |rule: decision::DecisionError| {
         stats::add(&stats::get().invalid_decisions, 1);
         tracing::warn!(policy = policy.name(), path = %path.path, %rule, "policy returned an invalid decision");
         Box::new(host_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Internal Server Error: the response policy returned an invalid decision\n",
         ))
+    };
+    let (decision, transport) = answer.map_err(|e| match e {
+        // Over a limit, found before it was copied out of the guest.
+        CallError::Invalid(rule) => invalid(rule),
+        e => {
+            tracing::warn!(policy = policy.name(), path = %path.path, error = %e, "policy failed");
+            Box::new(if e.is_unavailable() {
+                host_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: the response policy did not answer\n",
+                )
+            } else {
+                host_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error: the response policy failed\n",
+                )
+            })
+        }
     })?;
+    let verdict = decision::validate(decision, transport, found, &app.transfer).map_err(invalid)?;
     let verdict = Arc::new(verdict);
     if let (Some(cache), Some(key)) = (&loaded.decisions, key) {
         cache.insert(key, verdict.clone());

@@ -10,6 +10,7 @@
 //! | `/stack`            | recurses without bound on the wasm stack               |
 //! | `/shadow-stack`     | recurses without bound on the linear-memory stack      |
 //! | `/headers`          | returns 100,000 header fields                          |
+//! | `/aliased/<n>`      | returns `<n>` header values, each 1 MiB, all one buffer|
 //! | `/sleep`            | sleeps for a minute through WASI (a blocking host call)|
 //! | `/print`            | writes to stdout and stderr, then answers 200          |
 //! | `/spin/<ms>`        | busy-waits `<ms>` milliseconds, then answers `spun`    |
@@ -28,8 +29,10 @@
 
 #![cfg(target_arch = "wasm32")]
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 wit_bindgen::generate!({
     path: "../../wit/policy.wit",
@@ -47,6 +50,51 @@ thread_local! {
 }
 
 struct Evil;
+
+/// Where the buffer that `/aliased` strings share lives: `[start, start+len)`.
+static ALIAS: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
+const ALIAS_LEN: usize = 1 << 20;
+
+/// The system allocator, except that freeing a pointer into the shared
+/// buffer does nothing: after the host has read a decision, the bindings
+/// free each of its strings, and `/aliased` hands out one buffer many times.
+struct Aliasing;
+
+unsafe impl GlobalAlloc for Aliasing {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let start = ALIAS.0.load(Ordering::Relaxed);
+        if start != 0 && (start..start + ALIAS.1.load(Ordering::Relaxed)).contains(&(ptr as usize))
+        {
+            return;
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Aliasing = Aliasing;
+
+/// `n` strings of 1 MiB that all alias one buffer (made once, never freed):
+/// copying them would cost the host `n` MiB, from a policy holding one.
+fn aliased(n: usize) -> Vec<String> {
+    if ALIAS.0.load(Ordering::Relaxed) == 0 {
+        let buffer: &'static mut [u8] = Vec::leak(vec![b'a'; ALIAS_LEN]);
+        ALIAS.1.store(ALIAS_LEN, Ordering::Relaxed);
+        ALIAS
+            .0
+            .store(buffer.as_mut_ptr() as usize, Ordering::Relaxed);
+    }
+    let start = ALIAS.0.load(Ordering::Relaxed) as *mut u8;
+    (0..n)
+        // SAFETY: the buffer is valid UTF-8 ('a's), lives forever, and the
+        // allocator above never frees it; nothing writes through these.
+        .map(|_| unsafe { String::from_raw_parts(start, ALIAS_LEN, ALIAS_LEN) })
+        .collect()
+}
 
 fn ok(body: Vec<u8>) -> Decision {
     Decision {
@@ -268,6 +316,21 @@ impl Guest for Evil {
                     .collect(),
                 body: Body::Empty,
             },
+            _ if path.starts_with("/aliased/") => {
+                let n = path["/aliased/".len()..].parse().unwrap_or(1);
+                Decision {
+                    status: 200,
+                    headers: aliased(n)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, value)| Header {
+                            name: format!("x-h{i}"),
+                            value,
+                        })
+                        .collect(),
+                    body: Body::Empty,
+                }
+            }
             "/sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(60));
                 ok(b"slept".to_vec())

@@ -37,7 +37,7 @@ fn thousands_of_vhosts_share_three_components_and_keep_their_own_settings() {
     ];
     let default_root = site(dir.path(), "default", "default\n");
     // Every seventh tenant has a `Cache-Control` of its own for HTML.
-    let own = |j: usize| (j % 7 == 0).then(|| format!("max-age={j}"));
+    let own = |j: usize| j.is_multiple_of(7).then(|| format!("max-age={j}"));
     let mut config = String::from("compile-cache = \"off\"\n");
     for j in 0..TENANTS {
         let root = site(dir.path(), &format!("t{j}"), &format!("tenant {j}\n"));

@@ -30,6 +30,9 @@ use crate::stats;
 /// A file's bytes and their key, read once per load.
 type File = Result<(Key, Arc<[u8]>), Arc<LoadError>>;
 
+/// A loaded policy, or why it could not be (shared by every site asking).
+type Outcome = Result<Arc<Policy>, Arc<LoadError>>;
+
 /// Loads policies for many sites, sharing what is identical. Keep one for a
 /// start-up or a reload, then drop it: a reload must read files again.
 pub struct Loader<'a> {
@@ -39,7 +42,7 @@ pub struct Loader<'a> {
     /// are neither `Eq` nor `Hash`, and the form is complete and
     /// deterministic) and limits. Failures are kept too: ten thousand sites
     /// sharing a broken policy should not load it ten thousand times.
-    policies: HashMap<(Key, String, SandboxLimits), Result<Arc<Policy>, Arc<LoadError>>>,
+    policies: HashMap<(Key, String, SandboxLimits), Outcome>,
 }
 
 impl<'a> Loader<'a> {
@@ -59,7 +62,7 @@ impl<'a> Loader<'a> {
         file: Option<&Path>,
         settings: &[wit::Setting],
         limits: SandboxLimits,
-    ) -> Result<Arc<Policy>, Arc<LoadError>> {
+    ) -> Outcome {
         let (key, bytes) = self
             .files
             .entry(file.map(Path::to_owned))

@@ -6,7 +6,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::harness::{client, Options, Server};
+use std::time::Duration;
+
+use crate::harness::{client, eventually, Options, Server};
 
 /// The default policy with a custom section appended: other bytes (compiled
 /// separately), the same behaviour.
@@ -68,6 +70,8 @@ fn thousands_of_vhosts_share_three_components_and_keep_their_own_settings() {
         "each distinct (component, settings) loaded once"
     );
     assert_eq!(stats["policies_shared"], 1 + TENANTS as u64 - distinct);
+    // One instance per distinct policy, for its canary call, and not kept.
+    assert_eq!(stats["policy_instances"], distinct);
 
     let http = client();
     for j in 0..TENANTS {
@@ -98,6 +102,15 @@ fn thousands_of_vhosts_share_three_components_and_keep_their_own_settings() {
         let cc = res.headers()["cache-control"].to_str().unwrap().to_owned();
         assert_eq!(cc, own(j).unwrap_or_else(|| "no-cache".into()), "t{j}");
     }
+    // Those requests left an idle instance in three policies (t1 and t1999
+    // share one); quiet for 10 s, they are given back.
+    assert!(
+        eventually(Duration::from_secs(40), || server
+            .stat("instances_reclaimed")
+            >= 3),
+        "{:?}",
+        server.stats()
+    );
 }
 
 fn start(root: &Path, config: &str) -> Server {

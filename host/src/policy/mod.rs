@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use http::HeaderName;
 
+pub use compiled::CacheDirError;
 use compiled::Compiled;
-pub use compiled::{key as component_key, CacheDirError, Key};
 pub use engine::{pool_for, wasmtime_config, Sandbox, MAX_WASM_STACK};
 pub use instance::Exceeded;
 use instance::{Configured, Warm};

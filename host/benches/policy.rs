@@ -280,7 +280,14 @@ fn memory() {
     let before = rss_kib();
     let policies: Vec<Policy> = (0..n)
         .map(|i| {
-            Policy::from_bytes(&sandbox, DEFAULT_POLICY, &format!("p{i}"), &[], limits).unwrap()
+            // Identical bytes would share one compiled component: a custom
+            // section of its own makes each compile separately.
+            let mut bytes = DEFAULT_POLICY.to_vec();
+            bytes.extend_from_slice(&[0, 4, 3, b'b', b'n', i as u8]);
+            let p = Policy::from_bytes(&sandbox, &bytes, &format!("p{i}"), &[], limits).unwrap();
+            // A loaded policy holds no instance until its first call.
+            p.decide(&req, &entry).unwrap();
+            p
         })
         .collect();
     let after = rss_kib();

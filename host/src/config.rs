@@ -77,7 +77,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Limits for one policy component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SandboxLimits {
     /// CPU time one `decide` (or `configure`) call may use: time the calling
     /// thread was descheduled does not count, so a busy machine does not fail
@@ -256,11 +256,20 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// Where compiled policies are kept between starts, so a restart loads
+    /// them instead of compiling again: `"auto"` (`$XDG_CACHE_HOME/sluice`,
+    /// else `$HOME/.cache/sluice`, else none), `"off"`, or a directory.
+    #[serde(default = "default_compile_cache")]
+    pub compile_cache: String,
     /// Settings for the default host's policy.
     #[serde(default)]
     pub policy: BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub vhost: Vec<VhostConfig>,
+}
+
+fn default_compile_cache() -> String {
+    "auto".to_owned()
 }
 
 fn default_handshake_timeout_ms() -> u64 {
@@ -291,6 +300,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),
+            compile_cache: default_compile_cache(),
             policy: BTreeMap::new(),
             vhost: Vec::new(),
         }
@@ -312,6 +322,26 @@ impl Config {
         match site.unwrap_or(self.sandbox.policy_workers) {
             0 => (self.worker_threads() / 2).max(1),
             n => n,
+        }
+    }
+
+    /// The compiled-policy cache directory (`compile-cache`), and whether it
+    /// was named explicitly (`false` for `"auto"`); `None` when off.
+    pub fn compile_cache_dir(&self) -> Option<(PathBuf, bool)> {
+        match self.compile_cache.as_str() {
+            "off" => None,
+            "auto" => {
+                let base = std::env::var_os("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+                    .or_else(|| {
+                        std::env::var_os("HOME")
+                            .map(|h| PathBuf::from(h).join(".cache"))
+                            .filter(|p| p.is_absolute())
+                    })?;
+                Some((base.join("sluice"), false))
+            }
+            dir => Some((PathBuf::from(dir), true)),
         }
     }
 

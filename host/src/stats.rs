@@ -65,6 +65,18 @@ counters! {
     reloads,
     /// Refused policy reloads.
     reload_failures,
+    /// Components compiled from their bytes.
+    policy_compiles,
+    /// Policy loads that reused a component already compiled from identical bytes.
+    compiled_shared,
+    /// Compiled components loaded from the on-disk cache instead of compiled.
+    compiled_cache_loads,
+    /// On-disk cache files refused (corrupt, another engine) and compiled again.
+    compiled_cache_rejects,
+    /// Policy loads that reused a policy already configured with the same component, settings and limits.
+    policies_shared,
+    /// Idle policy instances dropped because their policy went unused.
+    instances_reclaimed,
 }
 
 /// The kinds of policy fault counted (`policy::CallError::kind`).

@@ -13,6 +13,7 @@ mod python_policy;
 mod reuse;
 mod sandbox;
 mod skeleton;
+mod tenants;
 mod tls;
 mod transfer;
 mod versions;

@@ -1,5 +1,6 @@
 //! The one wasmtime `Engine` every policy runs on, and its epoch clock.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::compiled::{CacheDirError, Components, DiskCache};
 use crate::config::SandboxConfig;
 
 /// Largest wasm stack: wasm runs on the calling thread's stack (a tokio worker
@@ -64,15 +66,28 @@ pub fn wasmtime_config(settings: &SandboxConfig) -> Config {
     config
 }
 
-/// The pool every policy of `sites` sites runs in, from the configured
-/// `[sandbox]`: the configured slot count is a floor, raised so adding
-/// tenants cannot starve them into 503s; a slot's memory is the largest any
-/// site may use, and at least 64 MiB (address space, not memory), so that a
-/// site's own limit, enforced by its stores' limiter, is what refuses a
-/// policy too big for it, with a message that names the setting.
-pub fn pool_for(configured: &SandboxConfig, sites: u32, largest_memory: u64) -> SandboxConfig {
+/// Most slots the pool is raised to for the number of policies. Each slot
+/// reserves address space for two linear memories of about 4 GiB each
+/// (wasmtime's default reservation, which lets compiled code skip bounds
+/// checks), so 2048 slots reserve about 16 TiB of the 128 TiB a process
+/// has. More distinct policies than this covers still load: policies hold
+/// instances only while they are called and briefly after (see
+/// `Policy::reclaim`), so the slots in use follow the busy policies, not the
+/// configured ones. An explicit `instances` above it is kept.
+const MAX_RAISED_SLOTS: u32 = 2048;
+
+/// The pool every policy of `policies` distinct policies runs in, from the
+/// configured `[sandbox]`: the configured slot count is a floor, raised (up
+/// to [`MAX_RAISED_SLOTS`]) so adding tenants cannot starve them into 503s;
+/// a slot's memory is the largest any site may use, and at least 64 MiB
+/// (address space, not memory), so that a site's own limit, enforced by its
+/// stores' limiter, is what refuses a policy too big for it, with a message
+/// that names the setting.
+pub fn pool_for(configured: &SandboxConfig, policies: u32, largest_memory: u64) -> SandboxConfig {
     let mut pool = *configured;
-    let needed = sites.saturating_mul(super::slots_per_policy());
+    let needed = policies
+        .saturating_mul(super::slots_per_policy())
+        .min(MAX_RAISED_SLOTS);
     if needed > pool.instances {
         tracing::info!(
             configured = pool.instances,
@@ -85,12 +100,14 @@ pub fn pool_for(configured: &SandboxConfig, sites: u32, largest_memory: u64) -> 
     pool
 }
 
-/// The engine plus what deadlines are measured in.
+/// The engine plus what deadlines are measured in, and the components
+/// compiled for it.
 #[derive(Clone)]
 pub struct Sandbox {
     pub(crate) engine: Engine,
     pub(crate) tick: Duration,
     clock: Arc<ClockOwner>,
+    pub(super) components: Arc<Components>,
 }
 
 /// Ticks after the last call before the epoch clock parks.
@@ -191,7 +208,17 @@ impl Sandbox {
             engine,
             tick,
             clock: Arc::new(ClockOwner(clock)),
+            components: Arc::new(Components::new(None)),
         })
+    }
+
+    /// Keeps compiled components in `dir` between starts (see `compiled`).
+    /// Call it before loading policies: components compiled earlier are
+    /// forgotten.
+    pub fn set_compile_cache(&mut self, dir: &Path) -> Result<(), CacheDirError> {
+        let disk = DiskCache::open(dir, &self.engine)?;
+        self.components = Arc::new(Components::new(Some(disk)));
+        Ok(())
     }
 
     /// Counts a call into wasm as under way until the guard drops, waking the

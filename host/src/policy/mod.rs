@@ -17,23 +17,27 @@
 //! (`v0_1`). Any other version is refused by name.
 
 mod bounded;
+mod compiled;
 mod engine;
 mod instance;
+mod shared;
 mod v0_1;
 mod wasi;
 pub mod wit;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderName;
-use wasmtime::component::{Component, Linker};
 
+pub use compiled::CacheDirError;
+use compiled::Compiled;
 pub use engine::{pool_for, wasmtime_config, Sandbox, MAX_WASM_STACK};
 pub use instance::Exceeded;
-use instance::{Configured, HostState, Pre, Warm};
+use instance::{Configured, Warm};
+pub use shared::Loader;
 
 use crate::coding::Coding;
 use crate::config::SandboxLimits;
@@ -291,8 +295,8 @@ fn plain_file_name(name: &str) -> bool {
 /// A loaded, configured, canary-tested policy component.
 pub struct Policy {
     sandbox: Sandbox,
-    pre: Pre,
-    version: &'static str,
+    /// Shared with every policy loaded from identical bytes.
+    compiled: Arc<Compiled>,
     settings: Vec<wit::Setting>,
     limits: SandboxLimits,
     capabilities: Capabilities,
@@ -301,6 +305,9 @@ pub struct Policy {
     name: String,
     /// A moving average of this policy's `decide` wall time, ns.
     typical_ns: AtomicU64,
+    /// When `decide` was last called, in ms since `epoch` (see `reclaim`).
+    last_call_ms: AtomicU64,
+    epoch: Instant,
 }
 
 /// A policy whose calls typically take longer than this is called off the
@@ -311,7 +318,7 @@ impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Policy")
             .field("name", &self.name)
-            .field("version", &self.version)
+            .field("version", &self.compiled.version)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -331,16 +338,6 @@ fn max_idle_instances() -> usize {
 /// reload briefly keeps the old policy beside the new one.
 pub fn slots_per_policy() -> u32 {
     u32::try_from(2 * (max_idle_instances() + cores())).unwrap_or(u32::MAX)
-}
-
-/// The package version a component was built against: the version of the
-/// `sluice:policy/types` interface it imports (the world's functions use its
-/// types, so every policy imports it).
-fn package_version(sandbox: &Sandbox, component: &Component) -> Option<String> {
-    component
-        .component_type()
-        .imports(&sandbox.engine)
-        .find_map(|(name, _)| name.strip_prefix("sluice:policy/types@").map(str::to_owned))
 }
 
 impl Policy {
@@ -370,7 +367,9 @@ impl Policy {
         }
     }
 
-    /// Compiles, links, configures and canary-tests a component.
+    /// Compiles (or shares the compiled code of identical bytes), links,
+    /// configures and canary-tests a component. The canary's instance is not
+    /// kept: a policy holds no instance until its first request.
     pub fn from_bytes(
         sandbox: &Sandbox,
         bytes: &[u8],
@@ -378,28 +377,10 @@ impl Policy {
         settings: &[wit::Setting],
         limits: SandboxLimits,
     ) -> Result<Policy, LoadError> {
-        let component = Component::new(&sandbox.engine, bytes).map_err(LoadError::Compile)?;
-        let found = package_version(sandbox, &component);
-        let version = wit::SUPPORTED
-            .iter()
-            .copied()
-            .find(|v| found.as_deref() == Some(*v))
-            .ok_or(LoadError::Version { found })?;
-        let link = |source| LoadError::Link { version, source };
-        let mut linker = Linker::<HostState>::new(&sandbox.engine);
-        // A std guest imports a dozen WASI interfaces even when it does no I/O;
-        // they are linked against an empty context that grants nothing.
-        // Those that could block the thread are replaced (see `wasi`).
-        wasi::add_to_linker(&mut linker).map_err(link)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(link)?;
-        let pre = match version {
-            "0.2.0" => Pre::V0_2(wit::v0_2::PolicyPre::new(instance_pre).map_err(link)?),
-            _ => Pre::V0_1(wit::v0_1::PolicyPre::new(instance_pre).map_err(link)?),
-        };
+        let compiled = sandbox.components.get(&sandbox.engine, bytes)?;
         let mut policy = Policy {
             sandbox: sandbox.clone(),
-            pre,
-            version,
+            compiled,
             settings: settings.to_vec(),
             limits,
             // Replaced by what `configure` returns, below.
@@ -417,6 +398,8 @@ impl Policy {
             max_idle: max_idle_instances(),
             name: name.to_owned(),
             typical_ns: AtomicU64::new(0),
+            last_call_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         };
         // The canary: a fresh instance must configure and then decide a plain
         // request before this policy may serve anyone.
@@ -440,6 +423,10 @@ impl Policy {
             &crate::config::TransferConfig::default(),
         )
         .map_err(LoadError::CanaryInvalid)?;
+        // An idle policy holds no instance (and so no pool slot or linear
+        // memory): many tenants share few policies, and one nobody asks for
+        // should cost only its settings.
+        policy.idle.lock().expect("not poisoned").clear();
         Ok(policy)
     }
 
@@ -462,12 +449,32 @@ impl Policy {
 
     /// The `sluice:policy` version the component was built against.
     pub fn version(&self) -> &'static str {
-        self.version
+        self.compiled.version
+    }
+
+    /// Drops the idle instances if no call came for `idle_for`: a tenant
+    /// that went quiet gives its pool slots and memory back, and its next
+    /// request makes a fresh instance.
+    pub fn reclaim(&self, idle_for: Duration) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_call_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < u64::try_from(idle_for.as_millis()).unwrap_or(u64::MAX) {
+            return;
+        }
+        let dropped = std::mem::take(&mut *self.idle.lock().expect("not poisoned"));
+        if !dropped.is_empty() {
+            stats::add(&stats::get().instances_reclaimed, dropped.len() as u64);
+        }
+    }
+
+    /// Idle instances held now.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().expect("not poisoned").len()
     }
 
     fn instantiate(&self) -> Result<Warm, CallError> {
         let _running = self.sandbox.running();
-        let warm = Warm::new(&self.sandbox, &self.pre, self.limits)?;
+        let warm = Warm::new(&self.sandbox, &self.compiled.pre, self.limits)?;
         stats::add(&stats::get().policy_instances, 1);
         Ok(warm)
     }
@@ -486,6 +493,8 @@ impl Policy {
         entry: &wit::Entry,
     ) -> Result<(wit::Decision, Transport), CallError> {
         stats::add(&stats::get().policy_calls, 1);
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_call_ms.store(now, Ordering::Relaxed);
         let idle = self.idle.lock().expect("not poisoned").pop();
         let mut warm = match idle {
             Some(w) => w,
@@ -596,6 +605,46 @@ mod tests {
         }
         // Sequential calls share the one instance the canary left warm.
         assert_eq!(policy.idle.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_idle_policy_holds_no_instance() {
+        let policy = load(DEFAULT_POLICY).unwrap();
+        assert_eq!(
+            policy.idle_instances(),
+            0,
+            "the canary's instance is dropped"
+        );
+        policy
+            .decide(&canary_request(), &wit::Entry::Missing)
+            .unwrap();
+        assert_eq!(policy.idle_instances(), 1, "made on the first call");
+        policy.reclaim(Duration::from_secs(60));
+        assert_eq!(policy.idle_instances(), 1, "called recently: kept");
+        std::thread::sleep(Duration::from_millis(20));
+        policy.reclaim(Duration::from_millis(10));
+        assert_eq!(policy.idle_instances(), 0, "quiet: reclaimed");
+        // And the next call makes a fresh one.
+        let (decision, _) = policy
+            .decide(&canary_request(), &wit::Entry::Missing)
+            .unwrap();
+        assert_eq!(decision.status, 404);
+    }
+
+    #[test]
+    fn identical_bytes_compile_once() {
+        let settings = SandboxConfig::default();
+        let sandbox = Sandbox::new(&settings).unwrap();
+        let load = |name| {
+            Policy::from_bytes(&sandbox, DEFAULT_POLICY, name, &[], settings.limits()).unwrap()
+        };
+        let (a, b) = (load("a"), load("b"));
+        assert!(Arc::ptr_eq(&a.compiled, &b.compiled));
+        let mut other = DEFAULT_POLICY.to_vec();
+        // A custom section appended: other bytes, the same behaviour.
+        other.extend_from_slice(&[0, 4, 3, b'x', b'y', b'z']);
+        let c = Policy::from_bytes(&sandbox, &other, "c", &[], settings.limits()).unwrap();
+        assert!(!Arc::ptr_eq(&a.compiled, &c.compiled));
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! are dropped by [`FileCache::sweep`], so a deleted file's space is not held
 //! for long.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{Found, Root};
@@ -43,14 +43,17 @@ struct Cached {
 /// capabilities say which index names and siblings a lookup includes).
 pub struct FileCache {
     valid: Duration,
-    entries: quick_cache::sync::Cache<Box<str>, Arc<Cached>>,
+    capacity: usize,
+    /// Made on the first lookup: quick_cache sizes its tables up front, and
+    /// a site nobody visits (one of thousands of tenants) should not pay.
+    entries: OnceLock<quick_cache::sync::Cache<Box<str>, Arc<Cached>>>,
 }
 
 impl std::fmt::Debug for FileCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileCache")
             .field("valid", &self.valid)
-            .field("entries", &self.entries.len())
+            .field("entries", &self.entries.get().map_or(0, |e| e.len()))
             .finish()
     }
 }
@@ -63,7 +66,8 @@ impl FileCache {
         }
         Some(FileCache {
             valid: Duration::from_millis(config.valid_ms),
-            entries: quick_cache::sync::Cache::new(config.open_files),
+            capacity: config.open_files,
+            entries: OnceLock::new(),
         })
     }
 
@@ -77,7 +81,10 @@ impl FileCache {
         codings: &[Coding],
     ) -> Found {
         let now = Instant::now();
-        if let Some(cached) = self.entries.get(relative) {
+        let entries = self
+            .entries
+            .get_or_init(|| quick_cache::sync::Cache::new(self.capacity));
+        if let Some(cached) = entries.get(relative) {
             if now.duration_since(cached.at) < self.valid {
                 if let Some(found) = cached.found.refreshed() {
                     stats::add(&stats::get().open_file_hits, 1);
@@ -86,7 +93,7 @@ impl FileCache {
             }
         }
         let found = root.lookup(relative, index_names, codings);
-        self.entries.insert(
+        entries.insert(
             relative.into(),
             Arc::new(Cached {
                 found: found.clone(),
@@ -99,14 +106,18 @@ impl FileCache {
     /// Drops entries older than the window, closing their descriptors.
     pub fn sweep(&self) {
         let now = Instant::now();
-        self.entries
-            .retain(|_, cached| now.duration_since(cached.at) < self.valid);
+        let Some(entries) = self.entries.get() else {
+            return;
+        };
+        entries.retain(|_, cached| now.duration_since(cached.at) < self.valid);
     }
 
     /// Descriptors the cache holds open (for the admin counters and tests).
     pub fn descriptors(&self) -> usize {
         self.entries
-            .iter()
+            .get()
+            .into_iter()
+            .flat_map(|e| e.iter())
             .map(|(_, c)| c.found.descriptors())
             .sum()
     }

@@ -11,7 +11,7 @@
 //! to the request's own descriptors before use. The cache belongs to one
 //! loaded policy and is dropped with it on reload.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use quick_cache::Weighter;
 
@@ -26,35 +26,47 @@ impl Weighter<Box<[u8]>, Arc<Verdict>> for ByBytes {
     }
 }
 
+type Entries = quick_cache::sync::Cache<Box<[u8]>, Arc<Verdict>, ByBytes>;
+
 /// Validated decisions of one policy, by the exact inputs that produced them.
 pub struct DecisionCache {
-    entries: quick_cache::sync::Cache<Box<[u8]>, Arc<Verdict>, ByBytes>,
+    bytes: u64,
+    /// Made on the first insert: quick_cache sizes its tables up front (for
+    /// the default 4 MiB, thousands of slots), and a site nobody visits —
+    /// one of thousands of tenants — should not pay for them.
+    entries: OnceLock<Entries>,
 }
 
 impl DecisionCache {
     /// A cache holding about `bytes` of keys and verdicts; `None` for 0.
     pub fn new(bytes: u64) -> Option<DecisionCache> {
         (bytes > 0).then(|| DecisionCache {
-            // quick_cache sizes its tables from an item estimate; a verdict
-            // with its key is a few hundred bytes.
-            entries: quick_cache::sync::Cache::with_weighter(
-                usize::try_from(bytes / 512).unwrap_or(usize::MAX).max(16),
-                bytes,
-                ByBytes,
-            ),
+            bytes,
+            entries: OnceLock::new(),
         })
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Arc<Verdict>> {
-        self.entries.get(key)
+        self.entries.get()?.get(key)
     }
 
     pub fn insert(&self, key: Box<[u8]>, verdict: Arc<Verdict>) {
-        self.entries.insert(key, verdict);
+        let entries = self.entries.get_or_init(|| {
+            // quick_cache sizes its tables from an item estimate; a verdict
+            // with its key is a few hundred bytes.
+            quick_cache::sync::Cache::with_weighter(
+                usize::try_from(self.bytes / 512)
+                    .unwrap_or(usize::MAX)
+                    .max(16),
+                self.bytes,
+                ByBytes,
+            )
+        });
+        entries.insert(key, verdict);
     }
 
     /// Bytes held (keys and verdicts).
     pub fn weight(&self) -> u64 {
-        self.entries.weight()
+        self.entries.get().map_or(0, |e| e.weight())
     }
 }

@@ -1,7 +1,7 @@
 //! Sites (virtual hosts): a root and a policy each, chosen by `Host`, and
 //! the application they make up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use super::reuse::DecisionCache;
 use crate::config::{
     policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits, TransferConfig,
 };
-use crate::policy::{self, wit, LoadError, Policy, Sandbox};
+use crate::policy::{self, wit, LoadError, Loader, Policy, Sandbox};
 use crate::resolve::{FileCache, Found, Root};
 use crate::stats;
 
@@ -29,28 +29,42 @@ pub struct SiteSpec {
 }
 
 impl SiteSpec {
-    /// Compiles, configures and canary-tests this site's policy.
-    fn load_policy(&self, sandbox: &Sandbox) -> Result<Policy, LoadError> {
-        Policy::load(
-            sandbox,
-            self.policy_file.as_deref(),
-            &self.settings,
+    /// Compiles, configures and canary-tests this site's policy, or shares
+    /// the one `loader` already made from the same bytes, settings and limits.
+    fn load_policy(&self, loader: &mut Loader<'_>) -> Result<Arc<Policy>, Arc<LoadError>> {
+        loader.load(self.policy_file.as_deref(), &self.settings, self.limits)
+    }
+
+    /// What makes two sites' policies the same before any file is read (an
+    /// upper bound on the distinct policies: identical bytes under two
+    /// paths count twice).
+    fn policy_identity(&self) -> (Option<&PathBuf>, String, SandboxLimits) {
+        (
+            self.policy_file.as_ref(),
+            format!("{:?}", self.settings),
             self.limits,
         )
     }
 }
 
+/// How long a policy may go without a call before its idle instances are
+/// dropped (its next request then makes a fresh one: well under a
+/// millisecond for a typical policy, see BENCHMARKS.md).
+const RECLAIM_AFTER: Duration = Duration::from_secs(10);
+
 /// A loaded policy with the caches that depend on it: lookups follow its
 /// capabilities (index names, siblings) and decisions are its own, so both
-/// are replaced with it on reload.
+/// are replaced with it on reload. The policy may be shared with other sites
+/// (see `policy::Loader`); the caches are this site's, and take no memory
+/// until its first request.
 pub struct Loaded {
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
     pub(super) decisions: Option<DecisionCache>,
     files: Option<FileCache>,
 }
 
 impl Loaded {
-    fn new(policy: Policy, cache: &CacheConfig) -> Loaded {
+    fn new(policy: Arc<Policy>, cache: &CacheConfig) -> Loaded {
         let decisions = if policy.capabilities().reusable {
             DecisionCache::new(cache.decisions.0)
         } else {
@@ -89,9 +103,13 @@ pub struct Site {
 
 impl Site {
     /// Opens the root and loads the policy (compile, configure, canary).
-    pub fn open(sandbox: &Sandbox, spec: SiteSpec, cache: CacheConfig) -> anyhow::Result<Site> {
+    pub fn open(
+        loader: &mut Loader<'_>,
+        spec: SiteSpec,
+        cache: CacheConfig,
+    ) -> anyhow::Result<Site> {
         let root = Root::open(&spec.root)?;
-        let policy = spec.load_policy(sandbox)?;
+        let policy = spec.load_policy(loader)?;
         Ok(Site {
             root,
             loaded: ArcSwap::from_pointee(Loaded::new(policy, &cache)),
@@ -110,8 +128,8 @@ impl Site {
 
     /// Loads the policy file again; swaps it in only if it compiles, links,
     /// configures and passes the canary call. Otherwise the old one stays.
-    pub fn reload(&self, sandbox: &Sandbox) -> Result<(), LoadError> {
-        match self.spec.load_policy(sandbox) {
+    pub fn reload(&self, loader: &mut Loader<'_>) -> Result<(), Arc<LoadError>> {
+        match self.spec.load_policy(loader) {
             Ok(p) => {
                 self.loaded.store(Arc::new(Loaded::new(p, &self.cache)));
                 stats::add(&stats::get().reloads, 1);
@@ -179,17 +197,40 @@ impl App {
             .iter()
             .map(|(_, s)| s.limits.memory)
             .fold(limits.memory, u64::max);
-        let pool = policy::pool_for(&config.sandbox, 1 + vhosts.len() as u32, largest);
-        let sandbox =
+        // Sites with the same policy file, settings and limits share one
+        // policy and its instances, so the pool is sized by those.
+        let distinct = std::iter::once(&default)
+            .chain(vhosts.iter().map(|(_, s)| s))
+            .map(SiteSpec::policy_identity)
+            .collect::<HashSet<_>>()
+            .len();
+        let pool = policy::pool_for(
+            &config.sandbox,
+            u32::try_from(distinct).unwrap_or(u32::MAX),
+            largest,
+        );
+        let mut sandbox =
             Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
+        match config.compile_cache_dir() {
+            None => {}
+            Some((dir, explicit)) => match sandbox.set_compile_cache(&dir) {
+                Ok(()) => tracing::debug!(dir = %dir.display(), "compiled-policy cache"),
+                Err(e) if explicit => return Err(e.into()),
+                // The default location is a convenience; without it every
+                // start compiles, as it would with the cache off.
+                Err(e) => tracing::warn!(error = %e, "compiled-policy cache off"),
+            },
+        }
 
-        let default = Site::open(&sandbox, default, config.cache)?;
+        let mut loader = Loader::new(&sandbox);
+        let default = Site::open(&mut loader, default, config.cache)?;
         let mut sites = HashMap::new();
         for (host, spec) in vhosts {
-            let site = Site::open(&sandbox, spec, config.cache)
+            let site = Site::open(&mut loader, spec, config.cache)
                 .map_err(|e| anyhow::anyhow!("vhost {host}: {e:#}"))?;
             sites.insert(host, Arc::new(site));
         }
+        drop(loader);
         Ok(Arc::new(App {
             sandbox,
             transfer: config.transfer,
@@ -224,11 +265,13 @@ impl App {
             .chain(self.vhosts.iter().map(|(h, s)| (h.as_str(), s)))
     }
 
-    /// Reloads every site's policy; returns the failures.
-    pub fn reload(&self) -> Vec<(String, LoadError)> {
+    /// Reloads every site's policy (each distinct one once, see
+    /// `policy::Loader`); returns the failures.
+    pub fn reload(&self) -> Vec<(String, Arc<LoadError>)> {
         let mut failures = Vec::new();
+        let mut loader = Loader::new(&self.sandbox);
         for (name, site) in self.sites() {
-            match site.reload(&self.sandbox) {
+            match site.reload(&mut loader) {
                 Ok(()) => {
                     tracing::info!(site = %name, policy = site.loaded().policy.name(), "policy reloaded")
                 }
@@ -241,13 +284,16 @@ impl App {
         failures
     }
 
-    /// Closes the descriptors of open-file cache entries past their window.
-    /// Call it about once per window (`serve` does, every second).
+    /// Closes the descriptors of open-file cache entries past their window,
+    /// and drops the idle instances of policies that went quiet. Call it
+    /// about once per window (`serve` does, every second).
     pub fn sweep(&self) {
         for (_, site) in self.sites() {
-            if let Some(files) = &site.loaded().files {
+            let loaded = site.loaded();
+            if let Some(files) = &loaded.files {
                 files.sweep();
             }
+            loaded.policy.reclaim(RECLAIM_AFTER);
         }
     }
 }

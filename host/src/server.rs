@@ -1,7 +1,8 @@
 //! Listening, accepting, and running hyper on each connection.
 //!
 //! Two listeners may run side by side: plain TCP (HTTP/1.1, and HTTP/2 with
-//! prior knowledge, "h2c") and TLS (HTTP/1.1 or HTTP/2 by ALPN). hyper-util's
+//! prior knowledge, "h2c") and TLS (HTTP/1.1 or HTTP/2 by ALPN, certificate
+//! by SNI: see [`crate::tls`]). hyper-util's
 //! auto builder tells HTTP/1 from HTTP/2 by the client's first bytes (the h2
 //! preface), so both listeners serve both versions with one builder.
 //!
@@ -252,6 +253,9 @@ async fn run<I>(
                 .is_some_and(|s| s.misdirected(serve::request_host(&req).as_deref()));
             async move {
                 if misdirected {
+                    // Answered by the host, before any site (nor its
+                    // counters) is involved.
+                    stats::add(&stats::get().requests, 1);
                     tracing::debug!(%peer, host = ?serve::request_host(&req), "misdirected request");
                     return Ok(serve::host_response(
                         StatusCode::MISDIRECTED_REQUEST,

@@ -1,6 +1,6 @@
 //! The admin listener: `GET /stats` (counters, one per line), `GET /metrics`
-//! (Prometheus text format) and `POST /reload` (reload every policy, as
-//! SIGHUP does). Bind it to loopback only.
+//! (Prometheus text format) and `POST /reload` (reload every policy and TLS
+//! certificate, as SIGHUP does). Bind it to loopback only.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,19 +15,29 @@ use tokio::net::TcpListener;
 
 use crate::serve::App;
 use crate::stats;
+use crate::tls::Certificates;
 
-/// Reloads every policy off the async workers (compiling takes milliseconds).
-pub async fn reload(app: Arc<App>) -> Result<(), String> {
-    let failures = tokio::task::spawn_blocking(move || app.reload())
-        .await
-        .map_err(|e| e.to_string())?;
+/// Reloads every TLS certificate (if HTTPS is on) and every policy, off the
+/// async workers (reading files, compiling takes milliseconds). Each
+/// certificate and each policy is replaced on its own, if it loads; the
+/// error lists those refused (one line each), which keep their old version.
+pub async fn reload(app: Arc<App>, certs: Option<Arc<Certificates>>) -> Result<(), String> {
+    let failures = tokio::task::spawn_blocking(move || {
+        let mut failures: Vec<String> = certs
+            .map(|c| c.reload())
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        failures.extend(app.reload().iter().map(|(site, e)| format!("{site}: {e}")));
+        failures
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failures
-            .iter()
-            .map(|(site, e)| format!("{site}: {e}\n"))
-            .collect())
+        Err(failures.iter().map(|f| format!("{f}\n")).collect())
     }
 }
 
@@ -39,6 +49,7 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 async fn handle(
     app: Arc<App>,
+    certs: Option<Arc<Certificates>>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
@@ -60,11 +71,11 @@ async fn handle(
             );
             res
         }
-        (&Method::POST, "/reload") => match reload(app).await {
+        (&Method::POST, "/reload") => match reload(app, certs).await {
             Ok(()) => text(StatusCode::OK, "reloaded\n".into()),
             Err(e) => text(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("reload refused, old policy kept:\n{e}"),
+                format!("reload refused for these; their old versions keep serving:\n{e}"),
             ),
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
@@ -72,14 +83,14 @@ async fn handle(
 }
 
 /// Serves the admin endpoints forever.
-pub async fn serve(app: Arc<App>, listener: TcpListener) {
+pub async fn serve(app: Arc<App>, certs: Option<Arc<Certificates>>, listener: TcpListener) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
-        let app = app.clone();
+        let (app, certs) = (app.clone(), certs.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(app.clone(), req));
+            let service = service_fn(move |req| handle(app.clone(), certs.clone(), req));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;

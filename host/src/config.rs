@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::wit;
+use crate::tls::CertFiles;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +208,13 @@ pub struct VhostConfig {
     pub policy_workers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<ByteSize>,
+    /// This host's own PEM certificate chain, served on the TLS listener to
+    /// clients whose SNI names it (the top-level one is the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching this host's `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub policy: BTreeMap<String, toml::Value>,
 }
@@ -345,13 +353,27 @@ impl Config {
         }
     }
 
-    /// The TLS listener's address, certificate and key, if HTTPS is on.
-    pub fn tls(&self) -> Option<(SocketAddr, &Path, &Path)> {
-        let (cert, key) = (self.tls_cert.as_deref()?, self.tls_key.as_deref()?);
+    /// The TLS listener's address and default certificate, if HTTPS is on.
+    pub fn tls(&self) -> Option<(SocketAddr, CertFiles)> {
+        let files = CertFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        };
         let addr = self
             .tls_listen
             .unwrap_or_else(|| "127.0.0.1:8443".parse().expect("valid literal"));
-        Some((addr, cert, key))
+        Some((addr, files))
+    }
+
+    /// The virtual hosts' own certificates, by host name.
+    pub fn vhost_certs(&self) -> impl Iterator<Item = (String, CertFiles)> + '_ {
+        self.vhost.iter().filter_map(|v| {
+            let files = CertFiles {
+                cert: v.tls_cert.clone()?,
+                key: v.tls_key.clone()?,
+            };
+            Some((v.host.clone(), files))
+        })
     }
 
     /// Reads a TOML configuration file.
@@ -364,12 +386,45 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        config.check()?;
+        config.check_values()?;
         Ok(config)
     }
 
-    /// Cross-field checks serde cannot express.
+    /// Cross-field checks serde cannot express; call it once the command
+    /// line is merged in (the TLS keys depend on `--tls-cert`/`--tls-key`).
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.check_tls()?;
+        self.check_values()
+    }
+
+    /// Certificates come with their keys, and a virtual host's certificate
+    /// needs the TLS listener (whose own certificate is the default).
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        for v in &self.vhost {
+            match (&v.tls_cert, &v.tls_key) {
+                (Some(_), None) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "vhost {}: tls-cert is given without tls-key",
+                        v.host
+                    )))
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "vhost {}: tls-key is given without tls-cert",
+                        v.host
+                    )))
+                }
+                (Some(_), Some(_)) if self.tls_cert.is_none() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "vhost {}: tls-cert needs a TLS listener: give tls-cert and tls-key at \
+                         the top level (or --tls-cert and --tls-key), the certificate for names \
+                         no vhost certificate matches",
+                        v.host
+                    )))
+                }
+                _ => {}
+            }
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => {
                 return Err(ConfigError::Invalid(
@@ -388,6 +443,11 @@ impl Config {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Checks of values that need nothing from the command line.
+    fn check_values(&self) -> Result<(), ConfigError> {
         if self.handshake_timeout_ms == 0 {
             return Err(ConfigError::Invalid(
                 "handshake-timeout-ms must be positive".into(),
@@ -550,6 +610,8 @@ mod tests {
             wall_ms: Some(1),
             policy_workers: Some(1),
             memory: Some(ByteSize(1 << 20)),
+            tls_cert: Some("h.pem".into()),
+            tls_key: Some("h.key".into()),
             policy: BTreeMap::new(),
         });
         let (mut want, mut have) = (Default::default(), Default::default());
@@ -607,5 +669,44 @@ mod tests {
         ));
         assert_eq!(c.vhost[0].host, "a.test");
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn vhost_certificates_come_with_keys_and_a_tls_listener() {
+        let check = |text: &str| toml::from_str::<Config>(text).unwrap().check();
+        let vhost = "[[vhost]]\nhost = \"a.test\"\nroot = \"/srv/a\"\n";
+        let e = check(&format!("{vhost}tls-cert = \"a.pem\"\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "vhost a.test: tls-cert is given without tls-key"
+        );
+        let e = check(&format!("{vhost}tls-key = \"a.key\"\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "vhost a.test: tls-key is given without tls-cert"
+        );
+        let both = format!("{vhost}tls-cert = \"a.pem\"\ntls-key = \"a.key\"\n");
+        let e = check(&both).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("vhost a.test: tls-cert needs a TLS listener"),
+            "{e}"
+        );
+        let with_listener = format!("tls-cert = \"d.pem\"\ntls-key = \"d.key\"\n{both}");
+        check(&with_listener).unwrap();
+        let c: Config = toml::from_str(&with_listener).unwrap();
+        let certs: Vec<_> = c.vhost_certs().collect();
+        assert_eq!(certs.len(), 1);
+        assert_eq!(certs[0].0, "a.test");
+        assert_eq!(certs[0].1.cert, Path::new("a.pem"));
+        // The file alone may leave the listener's certificate to the command
+        // line: loading does not require it, `check` (after merging) does.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &both).unwrap();
+        let mut loaded = Config::load(file.path()).unwrap();
+        assert!(loaded.check().is_err());
+        loaded.tls_cert = Some("d.pem".into());
+        loaded.tls_key = Some("d.key".into());
+        loaded.check().unwrap();
     }
 }

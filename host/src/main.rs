@@ -139,15 +139,19 @@ fn check(
 async fn run(cfg: Config) -> anyhow::Result<()> {
     // Certificates first: a bad one is refused before anything listens.
     let tls = match cfg.tls() {
-        Some((addr, cert, key)) => Some((addr, sluice::tls::server_config(cert, key)?)),
+        Some((addr, default)) => Some((
+            addr,
+            sluice::tls::Certificates::load(default, cfg.vhost_certs())?,
+        )),
         None => None,
     };
+    let certs = tls.as_ref().map(|(_, certs)| certs.clone());
     let app = sluice::serve::App::from_config(&cfg)?;
     let listener = sluice::server::bind(cfg.listen).await?;
     // Tests and scripts read these lines to find the ports.
     println!("sluice: listening on http://{}", listener.local_addr()?);
     let tls = match tls {
-        Some((addr, config)) => {
+        Some((addr, certs)) => {
             let tls_listener = sluice::server::bind(addr).await?;
             println!(
                 "sluice: listening on https://{}",
@@ -164,21 +168,21 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                     sluice::tls::AVAILABLE_ULP
                 );
             }
-            Some((tls_listener, config))
+            Some((tls_listener, certs))
         }
         None => None,
     };
     if let Some(addr) = cfg.admin {
         let admin = sluice::server::bind(addr).await?;
         println!("sluice: admin on http://{}", admin.local_addr()?);
-        tokio::spawn(sluice::admin::serve(app.clone(), admin));
+        tokio::spawn(sluice::admin::serve(app.clone(), certs.clone(), admin));
     }
     {
-        let app = app.clone();
+        let (app, certs) = (app.clone(), certs.clone());
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                if let Err(e) = sluice::admin::reload(app.clone()).await {
+                if let Err(e) = sluice::admin::reload(app.clone(), certs.clone()).await {
                     tracing::error!("SIGHUP reload refused: {e}");
                 }
             }

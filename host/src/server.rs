@@ -1,7 +1,8 @@
 //! Listening, accepting, and running hyper on each connection.
 //!
 //! Two listeners may run side by side: plain TCP (HTTP/1.1, and HTTP/2 with
-//! prior knowledge, "h2c") and TLS (HTTP/1.1 or HTTP/2 by ALPN). hyper-util's
+//! prior knowledge, "h2c") and TLS (HTTP/1.1 or HTTP/2 by ALPN, certificate
+//! by SNI: see [`crate::tls`]). hyper-util's
 //! auto builder tells HTTP/1 from HTTP/2 by the client's first bytes (the h2
 //! preface), so both listeners serve both versions with one builder.
 //!
@@ -16,17 +17,17 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::Request;
+use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TransferConfig;
 use crate::serve::{self, App, Conn};
 use crate::stats;
+use crate::tls::{self, Certificates, Served};
 use crate::transfer::zerocopy::{SendfileIo, ZeroCopyLink};
 use crate::transfer::Channel;
 
@@ -34,8 +35,9 @@ use crate::transfer::Channel;
 /// `http2_max_concurrent_streams` default).
 pub const H2_MAX_STREAMS: u32 = 128;
 
-/// The TLS listener and its configuration.
-pub type TlsListener = (TcpListener, Arc<ServerConfig>);
+/// The TLS listener and the certificates it serves (which a reload may
+/// replace while it runs).
+pub type TlsListener = (TcpListener, Arc<Certificates>);
 
 /// Accepts connections on the plain listener and, if given, the TLS one,
 /// until `shutdown` completes (and sweeps the open-file caches once a
@@ -78,10 +80,10 @@ pub async fn serve(
         let plain = accept_loop(listener, |tcp, peer| plain_connection(accepted(peer), tcp));
         let secure = async {
             match tls {
-                Some((tls_listener, config)) => {
-                    let acceptor = TlsAcceptor::from(config);
+                Some((tls_listener, certs)) => {
+                    let acceptor = TlsAcceptor::from(tls::server_config(certs.clone()));
                     accept_loop(tls_listener, |tcp, peer| {
-                        tls_connection(accepted(peer), acceptor.clone(), tcp)
+                        tls_connection(accepted(peer), acceptor.clone(), certs.clone(), tcp)
                     })
                     .await
                 }
@@ -190,12 +192,17 @@ struct Accepted {
 async fn plain_connection(accepted: Accepted, tcp: TcpStream) {
     let max_chunk = accepted.app.transfer.sendfile_max_chunk.0 as usize;
     let (io, link) = SendfileIo::new(tcp, max_chunk);
-    run(accepted, io, false, Some(link)).await;
+    run(accepted, io, false, Some(link), None).await;
 }
 
 /// One TLS connection: the handshake (bounded in time), then HTTP/1.1 or
 /// HTTP/2, always on the copying path.
-async fn tls_connection(accepted: Accepted, acceptor: TlsAcceptor, tcp: TcpStream) {
+async fn tls_connection(
+    accepted: Accepted,
+    acceptor: TlsAcceptor,
+    certs: Arc<Certificates>,
+    tcp: TcpStream,
+) {
     let (peer, limit) = (accepted.peer, accepted.first_request);
     let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -210,13 +217,21 @@ async fn tls_connection(accepted: Accepted, acceptor: TlsAcceptor, tcp: TcpStrea
             return;
         }
     };
-    run(accepted, TokioIo::new(stream), true, None).await;
+    let served = certs.served(stream.get_ref().1.server_name());
+    run(accepted, TokioIo::new(stream), true, None, served).await;
 }
 
 /// Serves a connection until it ends; closes it if no request has started
 /// within `first_request`, and shuts it down gracefully with the server.
-async fn run<I>(accepted: Accepted, io: I, tls: bool, link: Option<ZeroCopyLink>)
-where
+/// Requests on a TLS connection whose certificate is not their host's are
+/// answered 421 (see [`Served`]).
+async fn run<I>(
+    accepted: Accepted,
+    io: I,
+    tls: bool,
+    link: Option<ZeroCopyLink>,
+    served: Option<Served>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let Accepted {
@@ -233,7 +248,20 @@ where
         service_fn(move |req: Request<Incoming>| {
             started.store(true, Ordering::Relaxed);
             let (app, link) = (app.clone(), link.clone());
+            let misdirected = served
+                .as_ref()
+                .is_some_and(|s| s.misdirected(serve::request_host(&req).as_deref()));
             async move {
+                if misdirected {
+                    // Answered by the host, before any site (nor its
+                    // counters) is involved.
+                    stats::add(&stats::get().requests, 1);
+                    tracing::debug!(%peer, host = ?serve::request_host(&req), "misdirected request");
+                    return Ok(serve::host_response(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "Misdirected Request: this connection's certificate is not this host's\n",
+                    ));
+                }
                 let conn = Conn {
                     tls,
                     channel: Channel::for_request(link.as_ref(), req.version()),

@@ -77,6 +77,10 @@ counters! {
     policies_shared,
     /// Idle policy instances dropped because their policy went unused.
     instances_reclaimed,
+    /// TLS certificates (with their keys) read again on reload and swapped in.
+    certificate_reloads,
+    /// TLS certificates refused on reload (the old one kept serving).
+    certificate_reload_failures,
 }
 
 /// The kinds of policy fault counted (`policy::CallError::kind`).
@@ -264,6 +268,22 @@ impl Stats {
             out,
             "sluice_reloads_total{{result=\"refused\"}} {}",
             load(&self.reload_failures)
+        );
+        family(
+            &mut out,
+            "sluice_certificate_reloads_total",
+            "counter",
+            "TLS certificate reloads, by result.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_certificate_reloads_total{{result=\"ok\"}} {}",
+            load(&self.certificate_reloads)
+        );
+        let _ = writeln!(
+            out,
+            "sluice_certificate_reloads_total{{result=\"refused\"}} {}",
+            load(&self.certificate_reload_failures)
         );
         family(
             &mut out,

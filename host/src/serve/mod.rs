@@ -14,7 +14,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 pub use reuse::DecisionCache;
-pub use site::{App, Loaded, Site, SiteSpec};
+pub use site::{request_host, App, Loaded, Site, SiteSpec};
 
 use crate::decision::{self, Verdict};
 use crate::policy::CallError;

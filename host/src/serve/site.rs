@@ -245,16 +245,8 @@ impl App {
         if self.vhosts.is_empty() {
             return &self.default;
         }
-        let host = req
-            .uri()
-            .host()
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            })
-            .map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase());
-        host.and_then(|h| self.vhosts.get(&h))
+        request_host(req)
+            .and_then(|h| self.vhosts.get(&h))
             .unwrap_or(&self.default)
     }
 
@@ -296,6 +288,20 @@ impl App {
             loaded.policy.reclaim(RECLAIM_AFTER);
         }
     }
+}
+
+/// The host name a request is for, as virtual hosts are matched: the URI
+/// authority (HTTP/2 `:authority`) or the `Host` header, without port or
+/// trailing dot, lower-case.
+pub fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.uri()
+        .host()
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// The host of a `Host` value (RFC 9110 §7.2: `uri-host [":" port]`), IPv6

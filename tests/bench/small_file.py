@@ -192,6 +192,17 @@ def start_servers(cfg, www, workdir, nofile):
     if cfg["has_extra"]:
         sluice(cfg["extra_label"], cfg["extra_bin"], cfg["extra"])
 
+    servers.append(start_nginx("nginx", www, workdir, nofile))
+    for s in servers:
+        s.wait_listening()
+    return servers
+
+
+def start_nginx(name, www, workdir, nofile, listen="", server_conf="", http_conf=""):
+    """nginx with one worker and no master (so its pid is the worker's),
+    sendfile on + tcp_nopush, open_file_cache, access log off; `listen` is
+    added to the listen directive (`ssl http2`), `server_conf` and
+    `http_conf` to those blocks. Unwaited."""
     port = free_port()
     d = tempfile.mkdtemp(prefix=f"nginx-{port}-", dir=workdir)
     conf = os.path.join(d, "nginx.conf")
@@ -214,15 +225,13 @@ http {{
   open_file_cache_valid 1s;
   open_file_cache_errors on;
   keepalive_requests 100000;
-  server {{ listen 127.0.0.1:{port}; root {www}; }}
+  {http_conf}
+  server {{ listen 127.0.0.1:{port} {listen}; root {www}; {server_conf} }}
 }}
 """)
-    s = Server("nginx", ["nginx", "-c", conf, "-p", d], port, workdir, "nginx")
+    s = Server(name, ["nginx", "-c", conf, "-p", d], port, workdir, "nginx")
     s.error_log = os.path.join(d, "error.log")
-    servers.append(s)
-    for s in servers:
-        s.wait_listening()
-    return servers
+    return s
 
 
 # ---------------------------------------------------------------- wrk rows

@@ -163,14 +163,15 @@ web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=None)
     return servers
 
 
-def run_once(server, conns, size):
-    """`conns` concurrent curl downloads; returns (MB/s, server MB/CPU-s,
-    total MB/CPU-s, share of the server CPU spent by the epoch ticker)."""
-    url = f"http://127.0.0.1:{server.port}/big.bin"
+def run_once(server, conns, size, url=None, curl_args=()):
+    """`conns` concurrent curl downloads of `url` (default: big.bin over plain
+    HTTP), each with `curl_args`; returns (MB/s, server MB/CPU-s, total
+    MB/CPU-s, share of the server CPU spent by the epoch ticker)."""
+    url = url or f"http://127.0.0.1:{server.port}/big.bin"
     c0, s0, t0 = children_cpu(), cpu_seconds(server.pid), time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["taskset", "-c", CLIENT_CPU, "curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", url],
+            ["taskset", "-c", CLIENT_CPU, "curl", "-s", *curl_args, "-o", "/dev/null", "-w", "%{size_download}", url],
             stdout=subprocess.PIPE,
         )
         for _ in range(conns)

@@ -236,6 +236,17 @@ class Network:
     def for_path(self, origin, path):
         return [r for r in self.requests.values() if r["url"] == origin + path]
 
+    def settle(self, page, urls, limit_s=10):
+        """Waits (bounded) until every request for `urls` has finished or
+        failed: DevTools events may trail the page's `load` a little, and
+        Playwright delivers them only while it is called."""
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end:
+            pending = [r for r in self.requests.values() if r["url"] in urls and not r["done"]]
+            if not pending:
+                return
+            page.wait_for_timeout(50)
+
 
 def launch(pw):
     return pw.chromium.launch(
@@ -334,6 +345,7 @@ class BrowserOverH2(unittest.TestCase):
         try:
             net = Network(page)
             page.goto(origin + "/", wait_until="load", timeout=WAIT_MS)
+            net.settle(page, {origin + p for p in self.assets})
             for path, (kind, element, expect) in sorted(self.assets.items()):
                 fetches = net.for_path(origin, path)
                 self.assertEqual(len(fetches), 1, f"{path}: requested {len(fetches)} times")

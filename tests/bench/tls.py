@@ -96,8 +96,9 @@ def https(server, path):
 
 
 def negotiated(server):
-    """What curl and the server agreed on: TLS version and cipher, ALPN."""
-    out = subprocess.run(["curl", "-sk", "-v", "-o", "/dev/null", https(server, "4k/00.bin")],
+    """What curl (as in the TLS rows) and the server agreed on: TLS version
+    and cipher, ALPN."""
+    out = subprocess.run(["curl", "-sk", "-v", "--http1.1", "-o", "/dev/null", https(server, "4k/00.bin")],
                          capture_output=True, text=True, timeout=30).stderr
     cipher = re.search(r"SSL connection using (\S+) / (\S+)", out)
     alpn = re.search(r"ALPN: server accepted (\S+)", out) or re.search(r"ALPN, server accepted to use (\S+)", out)
@@ -116,12 +117,14 @@ def h2load(server, argv):
     reqs = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
     status = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
     proto = re.search(r"Application protocol: (\S+)", text)
-    if out.returncode != 0 or not (done and reqs and status and proto):
+    tls = re.search(r"TLS Protocol: (\S+)\nCipher: (\S+)", text)
+    if out.returncode != 0 or not (done and reqs and status and proto and tls):
         sys.exit(f"h2load {' '.join(argv)} against {server.name} failed:\n{text}")
     ok = int(reqs.group(4))
     if proto.group(1) != "h2" or int(reqs.group(5)) or int(reqs.group(6)) or int(status.group(1)) != ok or not ok:
         sys.exit(f"h2load against {server.name}: not all requests succeeded over h2:\n{text}")
     secs = float(done.group(1)) / (1000 if done.group(2) == "ms" else 1)
+    server.h2load_tls = f"{tls.group(1)} {tls.group(2)}"
     return {"secs": secs, "requests": ok, "server_cpu": s1 - s0, "client_cpu": c1 - c0}
 
 
@@ -237,7 +240,7 @@ def report(started, rounds, size, h2_n, duration, sluice_bin, servers, handshake
           f"Linux {platform.release()}, {os.cpu_count()} CPUs; load average at the end {os.getloadavg()[0]:.2f}")
     print(f"- sluice: {sf.binary_id(sluice_bin)}")
     for s in servers:
-        print(f"- {s.name}: {handshakes[s.name]}")
+        print(f"- {s.name}: curl {handshakes[s.name]}; h2load {s.h2load_tls}, ALPN h2")
     print(f"- servers pinned on CPU {sf.SERVER_CPU}, one worker each; clients on CPU {sf.CLIENT_CPU}; "
           f"{rounds} interleaved rounds, medians [min–max]; ratios are of this run's medians; MB = 10^6 bytes. "
           f"client CPU: the clients' CPU time / wall time (1.00 = CPU {sf.CLIENT_CPU} saturated).\n")

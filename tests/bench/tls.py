@@ -53,21 +53,15 @@ import tempfile
 import small_file as sf
 import transfer
 
+sys.path.insert(0, os.path.join(sf.REPO, "tests", "support"))
+from sluice_test import make_cert, sluice_binary  # noqa: E402
+
 SLUICE_CHUNKS = {"sluice 16K": "16k", "sluice 256K": "256k", "sluice 1M": "1m"}
 NGINX_TLS = "ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.3;"
 SMALL_FILES = 64
 ENV_KNOBS = ("ROUNDS", "SIZE_MIB", "H2_LARGE_N", "DURATION", "SLUICE_BIN")
 
 
-def make_cert(directory):
-    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", key, "-out", cert],
-        check=True, capture_output=True,
-    )
-    return cert, key
 
 
 def start_servers(sluice_bin, www, tmp, cert, key, nofile):
@@ -155,8 +149,7 @@ def main():
     size = int(os.environ.get("SIZE_MIB", "256")) << 20
     h2_n = int(os.environ.get("H2_LARGE_N", "2"))
     duration = os.environ.get("DURATION", "4s")
-    target = os.path.join(sf.REPO, os.environ.get("CARGO_TARGET_DIR", "target"))
-    sluice_bin = os.path.abspath(os.environ.get("SLUICE_BIN") or os.path.join(target, "release", "sluice"))
+    sluice_bin = sluice_binary()
     if not os.access(sluice_bin, os.X_OK):
         sys.exit(f"no sluice binary at {sluice_bin} (cargo build --release -p sluice, or set SLUICE_BIN)")
     for tool, pkg in (("nginx", "nginx"), ("curl", "curl"), ("h2load", "nghttp2-client"),

@@ -33,6 +33,7 @@ import select
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -40,7 +41,9 @@ import zlib
 
 from playwright.sync_api import sync_playwright
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+from sluice_test import make_cert, sluice_binary  # noqa: E402
+
 ASSETS = 50
 VIDEO_SECONDS = 24
 # Chromium loads a file this large in several ranges, and a seek to 20 s of
@@ -48,13 +51,6 @@ VIDEO_SECONDS = 24
 VIDEO_MIN_BYTES = 4 << 20
 SEEK_TO = 20.0
 WAIT_MS = 20_000
-
-
-def sluice_binary():
-    if os.environ.get("SLUICE_BIN"):
-        return os.environ["SLUICE_BIN"]
-    target = os.path.join(REPO, os.environ.get("CARGO_TARGET_DIR", "target"))
-    return os.path.join(target, "release", "sluice")
 
 
 def chromium_binary():
@@ -136,15 +132,6 @@ def make_video(path):
     return size
 
 
-def make_cert(directory):
-    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", key, "-out", cert],
-        check=True, capture_output=True, timeout=30,
-    )
-    return cert, key
 
 
 # ---------------------------------------------------------------- sluice

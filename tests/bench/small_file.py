@@ -198,11 +198,11 @@ def start_servers(cfg, www, workdir, nofile):
     return servers
 
 
-def start_nginx(name, www, workdir, nofile, listen="", server_conf="", http_conf=""):
+def start_nginx(name, www, workdir, nofile, listen="", server_conf=""):
     """nginx with one worker and no master (so its pid is the worker's),
     sendfile on + tcp_nopush, open_file_cache, access log off; `listen` is
-    added to the listen directive (`ssl http2`), `server_conf` and
-    `http_conf` to those blocks. Unwaited."""
+    added to the listen directive (`ssl http2`), `server_conf` to the server
+    block. Unwaited."""
     port = free_port()
     d = tempfile.mkdtemp(prefix=f"nginx-{port}-", dir=workdir)
     conf = os.path.join(d, "nginx.conf")
@@ -225,7 +225,6 @@ http {{
   open_file_cache_valid 1s;
   open_file_cache_errors on;
   keepalive_requests 100000;
-  {http_conf}
   server {{ listen 127.0.0.1:{port} {listen}; root {www}; {server_conf} }}
 }}
 """)

@@ -62,8 +62,6 @@ SMALL_FILES = 64
 ENV_KNOBS = ("ROUNDS", "SIZE_MIB", "H2_LARGE_N", "DURATION", "SLUICE_BIN")
 
 
-
-
 def start_servers(sluice_bin, www, tmp, cert, key, nofile):
     servers = []
     env = dict(os.environ, SLUICE_LOG="warn")
@@ -112,14 +110,15 @@ def h2load(server, argv):
     status = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
     proto = re.search(r"Application protocol: (\S+)", text)
     tls = re.search(r"TLS Protocol: (\S+)\nCipher: (\S+)", text)
-    if out.returncode != 0 or not (done and reqs and status and proto and tls):
+    data = re.search(r"\((\d+)\) data", text)
+    if out.returncode != 0 or not (done and reqs and status and proto and tls and data):
         sys.exit(f"h2load {' '.join(argv)} against {server.name} failed:\n{text}")
     ok = int(reqs.group(4))
     if proto.group(1) != "h2" or int(reqs.group(5)) or int(reqs.group(6)) or int(status.group(1)) != ok or not ok:
         sys.exit(f"h2load against {server.name}: not all requests succeeded over h2:\n{text}")
     secs = float(done.group(1)) / (1000 if done.group(2) == "ms" else 1)
     server.h2load_tls = f"{tls.group(1)} {tls.group(2)}"
-    return {"secs": secs, "requests": ok, "server_cpu": s1 - s0, "client_cpu": c1 - c0}
+    return {"secs": secs, "requests": ok, "data": int(data.group(1)), "server_cpu": s1 - s0, "client_cpu": c1 - c0}
 
 
 def tls_case(server, conns, size):
@@ -132,6 +131,8 @@ def tls_case(server, conns, size):
 
 def h2_large_case(server, size, n):
     r = h2load(server, ["-c1", "-m1", "-t1", f"-n{n}", https(server, "big.bin")])
+    if r["data"] != n * size:
+        sys.exit(f"h2load against {server.name}: {r['data']} body bytes, expected {n * size}")
     mb = n * size / 1e6
     return {"mbps": mb / r["secs"], "mb_cpu": mb / r["server_cpu"],
             "mb_total_cpu": mb / (r["server_cpu"] + r["client_cpu"]), "client_util": r["client_cpu"] / r["secs"]}

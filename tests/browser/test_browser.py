@@ -164,14 +164,16 @@ class Sluice:
                 raise RuntimeError(f"sluice did not start ({' '.join(argv)}):\n{self.logs()}")
             text = line.decode().strip()
             if text.startswith("sluice: listening on https://"):
-                # The certificate names 127.0.0.1; the origin keeps the port.
+                # 127.0.0.1:PORT, which the certificate names.
                 self.origin = "https://" + text.removeprefix("sluice: listening on https://")
 
     def logs(self):
         if not self.log.closed:
             self.log.flush()
         with open(self.log_path, errors="replace") as f:
-            return f.read()[-4000:]
+            text = f.read()
+        # The error is at the start, a backtrace may follow.
+        return text if len(text) < 4000 else text[:3000] + "\n  ...\n" + text[-1000:]
 
     def stop(self):
         if self.proc.poll() is None:

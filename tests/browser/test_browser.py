@@ -240,10 +240,12 @@ class Network:
 def launch(pw):
     return pw.chromium.launch(
         executable_path=chromium_binary(),
-        # The sandbox needs user namespaces a CI container may not grant; the
+        # The sandbox needs user namespaces a CI container may not grant, and
+        # a container's /dev/shm is often too small for Chromium; the
         # certificate is self-signed; a muted video may autoplay anyway, but
         # say so rather than depend on the heuristics.
-        args=["--no-sandbox", "--ignore-certificate-errors", "--autoplay-policy=no-user-gesture-required"],
+        args=["--no-sandbox", "--disable-dev-shm-usage", "--ignore-certificate-errors",
+              "--autoplay-policy=no-user-gesture-required"],
         timeout=60_000,
     )
 

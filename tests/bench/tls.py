@@ -180,8 +180,7 @@ def main():
                         pass
         cert, key = make_cert(tmp)
         servers = start_servers(sluice_bin, www, tmp, cert, key, nofile)
-        log = sf.log
-        log(f"servers: {', '.join(f'{s.name} :{s.port} pid {s.pid}' for s in servers)}")
+        sf.log(f"servers: {', '.join(f'{s.name} :{s.port} pid {s.pid}' for s in servers)}")
         handshakes = {s.name: negotiated(s) for s in servers}
         uris = {}
         for s in servers:
@@ -209,7 +208,7 @@ def main():
                     results.setdefault((case, conns, s.name), []).append(run(case, conns, s))
                     if s.proc.poll() is not None:
                         sys.exit(f"{s.name} died during {case}:\n{s.log_tail()}")
-            log(f"round {r + 1}/{rounds} done")
+            sf.log(f"round {r + 1}/{rounds} done")
         for s in servers:
             s.stop()
         report(started, rounds, size, h2_n, duration, sluice_bin, servers, handshakes, cases, results)

@@ -100,10 +100,10 @@ def negotiated(server):
 def h2load(server, argv):
     """Runs h2load (pinned on CPU 0) against `server`; returns its parsed
     summary with the server's and the client's CPU seconds."""
-    c0, s0 = transfer.children_cpu(), transfer.cpu_seconds(server.pid)[0]
+    c0, s0 = sf.children_cpu(), transfer.cpu_seconds(server.pid)[0]
     out = subprocess.run(["taskset", "-c", str(sf.CLIENT_CPU), "h2load", *argv],
                          capture_output=True, text=True, timeout=600)
-    s1, c1 = transfer.cpu_seconds(server.pid)[0], transfer.children_cpu()
+    s1, c1 = transfer.cpu_seconds(server.pid)[0], sf.children_cpu()
     text = out.stdout + out.stderr
     done = re.search(r"finished in ([\d.]+)(s|ms),", text)
     reqs = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)

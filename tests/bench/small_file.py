@@ -24,7 +24,7 @@ What it measures
      open fds are counted to confirm every connection is still held.
 
 Servers (all started at once, on 127.0.0.1 only)
-  sluice    $SLUICE_BIN (default target/release/sluice)
+  sluice    $SLUICE_BIN (default $CARGO_TARGET_DIR or target, /release/sluice)
             `serve DIR --listen 127.0.0.1:PORT --workers 1`, default policy
   nginx     worker_processes 1, master_process off, sendfile on, tcp_nopush on,
             open_file_cache max=1000 inactive=20s, open_file_cache_valid 1s,
@@ -69,6 +69,9 @@ import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
+from sluice_test import sluice_binary  # noqa: E402
+
 SERVER_CPU = "1"
 CLIENT_CPU = 0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -192,6 +195,17 @@ def start_servers(cfg, www, workdir, nofile):
     if cfg["has_extra"]:
         sluice(cfg["extra_label"], cfg["extra_bin"], cfg["extra"])
 
+    servers.append(start_nginx("nginx", www, workdir, nofile))
+    for s in servers:
+        s.wait_listening()
+    return servers
+
+
+def start_nginx(name, www, workdir, nofile, listen="", server_conf=""):
+    """nginx with one worker and no master (so its pid is the worker's),
+    sendfile on + tcp_nopush, open_file_cache, access log off; `listen` is
+    added to the listen directive (`ssl http2`), `server_conf` to the server
+    block. Unwaited."""
     port = free_port()
     d = tempfile.mkdtemp(prefix=f"nginx-{port}-", dir=workdir)
     conf = os.path.join(d, "nginx.conf")
@@ -214,15 +228,12 @@ http {{
   open_file_cache_valid 1s;
   open_file_cache_errors on;
   keepalive_requests 100000;
-  server {{ listen 127.0.0.1:{port}; root {www}; }}
+  server {{ listen 127.0.0.1:{port} {listen}; root {www}; {server_conf} }}
 }}
 """)
-    s = Server("nginx", ["nginx", "-c", conf, "-p", d], port, workdir, "nginx")
+    s = Server(name, ["nginx", "-c", conf, "-p", d], port, workdir, "nginx")
     s.error_log = os.path.join(d, "error.log")
-    servers.append(s)
-    for s in servers:
-        s.wait_listening()
-    return servers
+    return s
 
 
 # ---------------------------------------------------------------- wrk rows
@@ -494,7 +505,7 @@ def config():
     def label(var, default):
         return os.environ.get(var) or default
 
-    sluice_bin = os.environ.get("SLUICE_BIN") or os.path.join(REPO, "target", "release", "sluice")
+    sluice_bin = sluice_binary()
     extra = shlex.split(os.environ.get("SLUICE_EXTRA", ""))
     extra_bin = sluice_bin
     if extra and not extra[0].startswith("-"):

@@ -11,43 +11,24 @@ Reports throughput and MB per server CPU-second (and per server+client
 CPU-second), medians with [min-max], and the ratios the issue asks for.
 
 Usage: python3 tests/bench/transfer.py [--rounds 7] [--size-mib 256] [--no-build]
+The binary is $SLUICE_BIN, else $CARGO_TARGET_DIR (or target)/release/sluice.
 Needs: nginx, curl, taskset; aiohttp (pip install aiohttp).
 """
 
 import argparse
 import os
-import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+import small_file as sf
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SERVER_CPU = "1"
 CLIENT_CPU = "0"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what):
-    end = time.time() + 30
-    while time.time() < end:
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{what} did not listen on {port}")
 
 
 def cpu_seconds(pid):
@@ -68,46 +49,18 @@ def cpu_seconds(pid):
     return total / 1e9, ticker / 1e9
 
 
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-class Server:
-    def __init__(self, name, argv, port, env=None, cwd=None):
-        self.name, self.port = name, port
-        self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU] + argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-        )
-        wait_port(port, self.proc, name)
-        # taskset execs the server, so the pid is the server's own.
-        self.pid = self.proc.pid
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def start_servers(tmp, www, sluice_bin):
     servers = []
 
     def sluice(name, config):
-        port = free_port()
+        port = sf.free_port()
         cfg = os.path.join(tmp, f"{name}.toml")
         with open(cfg, "w") as f:
             f.write(config)
         env = dict(os.environ, SLUICE_LOG="warn")
         servers.append(
-            Server(name, [sluice_bin, "serve", www, "--listen", f"127.0.0.1:{port}", "--workers", "1", "--config", cfg], port, env)
+            sf.Server(name, [sluice_bin, "serve", www, "--listen", f"127.0.0.1:{port}", "--workers", "1", "--config", cfg],
+                      port, tmp, "sluice", env)
         )
 
     sluice("sluice zero-copy", "")
@@ -115,7 +68,7 @@ def start_servers(tmp, www, sluice_bin):
     sluice("sluice copy 16K", '[policy]\nzero-copy = "false"\nchunk-size = "16k"\n')
 
     def nginx(name, body_conf):
-        port = free_port()
+        port = sf.free_port()
         d = os.path.join(tmp, name.replace(" ", "_"))
         os.makedirs(d)
         conf = os.path.join(d, "nginx.conf")
@@ -139,12 +92,12 @@ http {{
 }}
 """
             )
-        servers.append(Server(name, ["nginx", "-c", conf, "-p", d], port))
+        servers.append(sf.Server(name, ["nginx", "-c", conf, "-p", d], port, tmp, "nginx"))
 
     nginx("nginx sendfile on", "sendfile on; tcp_nopush on;")
     nginx("nginx sendfile off", "sendfile off; output_buffers 2 256k;")
 
-    port = free_port()
+    port = sf.free_port()
     app = os.path.join(tmp, "aio.py")
     with open(app, "w") as f:
         f.write(
@@ -159,24 +112,27 @@ app.router.add_get("/{{name}}", handler)
 web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=None)
 """
         )
-    servers.append(Server("aiohttp FileResponse", [sys.executable, app], port))
+    servers.append(sf.Server("aiohttp FileResponse", [sys.executable, app], port, tmp, "aiohttp"))
+    for s in servers:
+        s.wait_listening()
     return servers
 
 
-def run_once(server, conns, size):
-    """`conns` concurrent curl downloads; returns (MB/s, server MB/CPU-s,
-    total MB/CPU-s, share of the server CPU spent by the epoch ticker)."""
-    url = f"http://127.0.0.1:{server.port}/big.bin"
-    c0, s0, t0 = children_cpu(), cpu_seconds(server.pid), time.perf_counter()
+def run_once(server, conns, size, url=None, curl_args=()):
+    """`conns` concurrent curl downloads of `url` (default: big.bin over plain
+    HTTP), each with `curl_args`; returns (MB/s, server MB/CPU-s, total
+    MB/CPU-s, share of the server CPU spent by the epoch ticker)."""
+    url = url or f"http://127.0.0.1:{server.port}/big.bin"
+    c0, s0, t0 = sf.children_cpu(), cpu_seconds(server.pid), time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["taskset", "-c", CLIENT_CPU, "curl", "-s", "-o", "/dev/null", "-w", "%{size_download}", url],
+            ["taskset", "-c", CLIENT_CPU, "curl", "-s", *curl_args, "-o", "/dev/null", "-w", "%{size_download}", url],
             stdout=subprocess.PIPE,
         )
         for _ in range(conns)
     ]
     outs = [p.communicate()[0] for p in procs]
-    t1, s1, c1 = time.perf_counter(), cpu_seconds(server.pid), children_cpu()
+    t1, s1, c1 = time.perf_counter(), cpu_seconds(server.pid), sf.children_cpu()
     for out, p in zip(outs, procs):
         if p.returncode != 0 or int(out) != size:
             sys.exit(f"{server.name}: curl failed ({p.returncode}, {out!r})")
@@ -184,10 +140,6 @@ def run_once(server, conns, size):
     server_cpu = s1[0] - s0[0]
     ticker = (s1[1] - s0[1]) / server_cpu
     return mb / (t1 - t0), mb / server_cpu, mb / (server_cpu + (c1 - c0)), ticker
-
-
-def fmt(values):
-    return f"{statistics.median(values):,.0f} [{min(values):,.0f}–{max(values):,.0f}]"
 
 
 def main():
@@ -207,7 +159,7 @@ def main():
         sys.exit("missing aiohttp (pip install aiohttp)")
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "-p", "sluice"], cwd=REPO, check=True)
-    sluice_bin = os.path.join(REPO, "target", "release", "sluice")
+    sluice_bin = sf.sluice_binary()
 
     tmp = tempfile.mkdtemp(prefix="sluice-bench-")
     www = os.path.join(tmp, "www")
@@ -247,7 +199,7 @@ def main():
             v = results[(s.name, c)]
             thr = med(s.name, c, 0)
             print(
-                f"| {s.name} | {c} | {fmt([x[0] for x in v])} | {fmt([x[1] for x in v])} | {fmt([x[2] for x in v])} "
+                f"| {s.name} | {c} | {sf.fmt([x[0] for x in v])} | {sf.fmt([x[1] for x in v])} | {sf.fmt([x[2] for x in v])} "
                 f"| {thr / med('nginx sendfile on', c, 0):.2f} | {thr / med('nginx sendfile off', c, 0):.2f} |"
             )
     print("\nTargets (ratios of medians from this run):")

@@ -4,7 +4,10 @@
 //! encryption (kTLS).
 //!
 //! TLS connections always take the copying path (see [`crate::transfer`]):
-//! every byte is encrypted in user space, so the chunk size decides the speed.
+//! every byte is read into user space and encrypted there. Unlike plain TCP,
+//! the chunk size barely matters then: per-byte work (AES-GCM, the page-cache
+//! copy, the socket copy) dominates, and rustls writes about 64 KiB of records
+//! at a time whatever the chunk (measured in BENCHMARKS.md, "TLS and HTTP/2").
 //! The ring provider is used, not aws-lc-rs: the latter needs cmake to build.
 
 use std::collections::HashMap;

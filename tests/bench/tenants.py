@@ -41,16 +41,19 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from small_file import REPO, free_port, log
+
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
+from sluice_test import sluice_binary  # noqa: E402
+
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
-SLUICE = os.environ.get("SLUICE_BIN", os.path.join(TARGET, "release", "sluice"))
+SLUICE = sluice_binary()
 GUEST = os.environ.get(
     "GUEST_WASM",
     os.path.join(TARGET, "guest-build", "wasm32-wasip2", "release", "sluice_guest.wasm"),
@@ -59,16 +62,6 @@ TENANTS = [int(n) for n in os.environ.get("TENANTS", "0 1000 10000").split()]
 DISTINCT = int(os.environ.get("DISTINCT", "100"))
 COLD_SAMPLES = int(os.environ.get("COLD_SAMPLES", "20"))
 START_LIMIT = 120.0
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def leb128(n):

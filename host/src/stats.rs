@@ -21,6 +21,8 @@ macro_rules! counters {
             pub faults: [AtomicU64; FAULTS.len()],
             /// Client connections open now.
             pub connections: AtomicI64,
+            /// The cap on client connections (`max-connections`).
+            pub max_connections: AtomicU64,
         }
 
         impl Stats {
@@ -65,6 +67,9 @@ counters! {
     reloads,
     /// Refused policy reloads.
     reload_failures,
+    /// Times the accept loop found every connection slot taken and waited
+    /// for one to close (`max-connections`).
+    connection_cap_waits,
 }
 
 /// The kinds of policy fault counted (`policy::CallError::kind`).
@@ -271,6 +276,28 @@ impl Stats {
             out,
             "sluice_open_connections {}",
             self.connections.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
+            "sluice_max_connections",
+            "gauge",
+            "The cap on client connections (max-connections).",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_max_connections {}",
+            load(&self.max_connections)
+        );
+        family(
+            &mut out,
+            "sluice_connection_cap_waits_total",
+            "counter",
+            "Times every connection slot was taken and accepting paused until one closed.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_connection_cap_waits_total {}",
+            load(&self.connection_cap_waits)
         );
         if let Some(fds) = open_fds {
             family(

@@ -440,3 +440,68 @@ fn at_the_connection_cap_new_clients_wait_until_one_closes() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
     drop(second);
 }
+
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+#[test]
+fn an_http2_reader_that_stops_reading_is_closed_at_the_send_timeout() {
+    const LARGE: usize = 48 << 20;
+    let dir = site();
+    std::fs::write(dir.path().join("large.bin"), pseudo_random(LARGE, 9)).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("send-timeout-ms = 1000\n"),
+            ..Options::default()
+        },
+    );
+    // h2c with prior knowledge, written by hand so that the client can stop
+    // reading: windows opened wide (flow control is not what stops the
+    // server), one GET, then nothing read.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 2^31 - 1.
+    out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    // The connection's window too (WINDOW_UPDATE on stream 0).
+    out.extend(h2_frame(
+        0x8,
+        0,
+        0,
+        &(0x7fff_ffffu32 - 65_535).to_be_bytes(),
+    ));
+    // HEADERS, END_STREAM | END_HEADERS: GET (static 2), http (6), then
+    // :authority (1) and :path (4) as literals (HPACK, RFC 7541).
+    let mut block = vec![0x82, 0x86, 0x41, 9];
+    block.extend(b"localhost");
+    block.extend([0x44, 10]);
+    block.extend(b"/large.bin");
+    out.extend(h2_frame(0x1, 0x5, 1, &block));
+    s.write_all(&out).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || server
+            .metric("sluice_open_connections")
+            == 0.0),
+        "the stalled h2 connection is still open\n{}",
+        server.logs()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .contains("send timeout")),
+        "{}",
+        server.logs()
+    );
+    // It was served (over HTTP/2, so on the copying path) and cut short.
+    assert!(server.metric("sluice_body_bytes_total{path=\"copy\"}") > 0.0);
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    assert!(all.len() < LARGE);
+}

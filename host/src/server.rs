@@ -126,29 +126,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepts connections while a slot is free; each connection holds its slot
-/// until it closes.
+/// Accepts connections; each holds one of `slots` until it closes.
 ///
-/// At the cap the loop stops calling `accept` (nginx's `worker_connections`
-/// does the same): new clients wait in the kernel's listen queue, connected
-/// but unanswered, and are served as slots free up; past the queue's length
-/// the kernel drops their SYNs and they retry. Accepting and closing (or
-/// answering 503) instead would spend a descriptor and a write on every
-/// excess client, just when the server is busiest.
+/// At the cap (every slot taken) the loop holds the connection it has just
+/// accepted, unanswered, until a slot frees, and accepts nothing more
+/// meanwhile (nginx's `worker_connections` also stops accepting): further
+/// clients wait in the kernel's listen queue, connected but unanswered, and
+/// are served in turn; past the queue's length the kernel drops their SYNs
+/// and they retry. Accepting to close (or to answer 503) would spend a
+/// descriptor and a write on every excess client just when the server is
+/// busiest. The slot is taken after `accept`, not before, so that with two
+/// listeners a freed slot goes to a client that is waiting, not to a loop
+/// blocked in `accept` on a quiet listener.
 async fn accept_loop<F, Fut>(listener: TcpListener, slots: &Arc<Semaphore>, mut spawn: F)
 where
     F: FnMut(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                stats::add(&stats::get().connection_cap_waits, 1);
-                tracing::debug!("max-connections reached: not accepting until one closes");
-                slots.clone().acquire_owned().await.expect("never closed")
-            }
-        };
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -156,6 +151,14 @@ where
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
+            }
+        };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                stats::add(&stats::get().connection_cap_waits, 1);
+                tracing::debug!(%peer, "max-connections reached: waiting for a connection to close");
+                slots.clone().acquire_owned().await.expect("never closed")
             }
         };
         let _ = tcp.set_nodelay(true);

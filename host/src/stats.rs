@@ -67,7 +67,7 @@ counters! {
     reloads,
     /// Refused policy reloads.
     reload_failures,
-    /// Times the accept loop found every connection slot taken and waited
+    /// Accepted clients that found every connection slot taken and waited
     /// for one to close (`max-connections`).
     connection_cap_waits,
 }
@@ -292,7 +292,7 @@ impl Stats {
             &mut out,
             "sluice_connection_cap_waits_total",
             "counter",
-            "Times every connection slot was taken and accepting paused until one closed.",
+            "Accepted clients that waited for a connection slot (max-connections), accepting paused meanwhile.",
         );
         let _ = writeln!(
             out,

@@ -413,7 +413,7 @@ fn at_the_connection_cap_new_clients_wait_until_one_closes() {
     assert_eq!(server.metric("sluice_max_connections"), 2.0);
     let first = served_connection(server.addr);
     let second = served_connection(server.addr);
-    // The third connects (the kernel's listen queue) but is not served.
+    // The third is accepted but waits for a slot, unanswered.
     let mut third = TcpStream::connect(server.addr).unwrap();
     write!(third, "GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     third

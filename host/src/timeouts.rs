@@ -35,7 +35,6 @@ use std::time::Duration;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::{Request, Response};
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// A connection's time limits.
@@ -69,6 +68,11 @@ const NONE: u64 = u64::MAX;
 /// What a connection's I/O, service and watchdog share. Times are
 /// nanoseconds since `epoch`, so they fit in atomics: HTTP/2 runs each
 /// request's service future on a task of its own.
+///
+/// Nothing wakes the watchdog when they change (that would cost the
+/// connection's task an extra poll per request): it sleeps until the
+/// earliest moment a deadline could fall, given what it last saw, and looks
+/// again then.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
@@ -79,8 +83,6 @@ pub struct Activity {
     idle_since: AtomicU64,
     /// When the first byte after `idle_since` arrived, or [`NONE`].
     first_byte: AtomicU64,
-    /// Wakes the watchdog when the deadline may have moved.
-    changed: Notify,
 }
 
 impl Activity {
@@ -91,7 +93,6 @@ impl Activity {
             served: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             first_byte: AtomicU64::new(NONE),
-            changed: Notify::new(),
         })
     }
 
@@ -107,21 +108,20 @@ impl Activity {
     fn read_bytes(&self) {
         if self.in_flight.load(Ordering::Relaxed) == 0
             && self.first_byte.load(Ordering::Relaxed) == NONE
-            && self
-                .first_byte
-                .compare_exchange(NONE, self.now(), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
         {
-            self.changed.notify_waiters();
+            let _ = self.first_byte.compare_exchange(
+                NONE,
+                self.now(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
     /// A request's header is complete and its service called.
     fn request_started(self: &Arc<Self>) -> InFlight {
         self.served.store(true, Ordering::Relaxed);
-        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.changed.notify_waiters();
-        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
@@ -149,25 +149,24 @@ impl Activity {
     /// connection's owner then closes it.
     pub async fn expired(&self, t: &Timeouts) -> Expired {
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            // Registered before the deadline is read, so no change is missed.
-            changed.as_mut().enable();
-            match self.deadline(t) {
-                None => changed.await,
-                Some((at, _)) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at) => {
-                            if let Some((at, why)) = self.deadline(t) {
-                                if at <= Instant::now() {
-                                    return why;
-                                }
-                            }
-                        }
-                        () = changed => {}
-                    }
+            let now = Instant::now();
+            let deadline = self.deadline(t);
+            if let Some((at, why)) = deadline {
+                if at <= now {
+                    return why;
                 }
             }
+            // Whatever happens next starts at `now` or later: a request
+            // ending starts at least a header or keep-alive timeout, a first
+            // byte at least a header timeout. Until the earliest of those,
+            // only the deadline already known can pass.
+            let soonest = now + t.header.min(t.keepalive);
+            let wake = match deadline {
+                None => soonest,
+                Some((at, _)) if self.first_byte.load(Ordering::Relaxed) == NONE => at.min(soonest),
+                Some((at, _)) => at,
+            };
+            tokio::time::sleep_until(wake).await;
         }
     }
 }
@@ -182,7 +181,6 @@ impl Drop for InFlight {
         if a.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             a.idle_since.store(a.now(), Ordering::Relaxed);
             a.first_byte.store(NONE, Ordering::Relaxed);
-            a.changed.notify_waiters();
         }
     }
 }
@@ -451,5 +449,29 @@ mod tests {
         let start = Instant::now();
         assert_eq!(watch.await.unwrap(), Expired::Idle);
         assert!(start.elapsed() >= t.keepalive);
+    }
+
+    /// Unwoken, the watchdog still sees a header deadline that falls before
+    /// the keep-alive one it was sleeping towards.
+    #[tokio::test]
+    async fn the_watchdog_sees_a_header_start_while_idle() {
+        let t = Timeouts {
+            header: Duration::from_millis(100),
+            keepalive: Duration::from_secs(60),
+            first_request: Duration::from_secs(60),
+            ..T
+        };
+        let a = Activity::new();
+        drop(a.request_started());
+        let watch = tokio::spawn({
+            let a = a.clone();
+            async move { a.expired(&t).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        a.read_bytes();
+        let start = Instant::now();
+        let why = tokio::time::timeout(Duration::from_secs(10), watch).await;
+        assert_eq!(why.unwrap().unwrap(), Expired::Header);
+        assert!(start.elapsed() < Duration::from_secs(10));
     }
 }

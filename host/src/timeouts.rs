@@ -163,8 +163,9 @@ impl Activity {
             let soonest = now + t.header.min(t.keepalive);
             let wake = match deadline {
                 None => soonest,
-                Some((at, _)) if self.first_byte.load(Ordering::Relaxed) == NONE => at.min(soonest),
-                Some((at, _)) => at,
+                // A header has started: later bytes change nothing.
+                Some((at, Expired::Header)) => at,
+                Some((at, _)) => at.min(soonest),
             };
             tokio::time::sleep_until(wake).await;
         }

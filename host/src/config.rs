@@ -258,6 +258,30 @@ pub struct Config {
     /// 30 s a container runtime usually waits before killing).
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// A request's header must arrive whole within this time of its first
+    /// byte, milliseconds (nginx's `client_header_timeout`, 60 s), or the
+    /// connection is closed: a slowloris client trickling a header cannot
+    /// hold a connection longer. (The first request is also bounded by
+    /// `handshake-timeout-ms`.)
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// Between requests, a keep-alive connection is closed if the next
+    /// request does not start within this time, milliseconds (nginx's
+    /// `keepalive_timeout`, 75 s).
+    #[serde(default = "default_keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+    /// A connection whose client reads nothing of what we send for this long
+    /// is closed, milliseconds (nginx's `send_timeout`, 60 s): the time
+    /// between two writes that make progress, on every path (sendfile,
+    /// copying, TLS, HTTP/2).
+    #[serde(default = "default_send_timeout_ms")]
+    pub send_timeout_ms: u64,
+    /// Client connections open at once, plain and TLS together. At the cap
+    /// the server stops accepting until one closes (new clients wait in the
+    /// kernel's listen queue), like nginx's `worker_connections`. Lowered at
+    /// start-up, with a warning, if the descriptor limit cannot hold it.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     #[serde(default)]
     pub transfer: TransferConfig,
     #[serde(default)]
@@ -288,6 +312,22 @@ fn default_shutdown_timeout_ms() -> u64 {
     25_000
 }
 
+fn default_header_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_keepalive_timeout_ms() -> u64 {
+    75_000
+}
+
+fn default_send_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
 fn default_listen() -> SocketAddr {
     "127.0.0.1:8080".parse().expect("valid literal")
 }
@@ -305,6 +345,10 @@ impl Default for Config {
             tls_listen: None,
             handshake_timeout_ms: default_handshake_timeout_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            header_timeout_ms: default_header_timeout_ms(),
+            keepalive_timeout_ms: default_keepalive_timeout_ms(),
+            send_timeout_ms: default_send_timeout_ms(),
+            max_connections: default_max_connections(),
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),
@@ -390,6 +434,16 @@ impl Config {
         Ok(config)
     }
 
+    /// The connection timeouts.
+    pub fn timeouts(&self) -> crate::timeouts::Timeouts {
+        crate::timeouts::Timeouts {
+            first_request: Duration::from_millis(self.handshake_timeout_ms),
+            header: Duration::from_millis(self.header_timeout_ms),
+            keepalive: Duration::from_millis(self.keepalive_timeout_ms),
+            send: Duration::from_millis(self.send_timeout_ms),
+        }
+    }
+
     /// Cross-field checks serde cannot express; call it once the command
     /// line is merged in (the TLS keys depend on `--tls-cert`/`--tls-key`).
     pub fn check(&self) -> Result<(), ConfigError> {
@@ -448,9 +502,19 @@ impl Config {
 
     /// Checks of values that need nothing from the command line.
     fn check_values(&self) -> Result<(), ConfigError> {
-        if self.handshake_timeout_ms == 0 {
+        for (key, ms) in [
+            ("handshake-timeout-ms", self.handshake_timeout_ms),
+            ("header-timeout-ms", self.header_timeout_ms),
+            ("keepalive-timeout-ms", self.keepalive_timeout_ms),
+            ("send-timeout-ms", self.send_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(ConfigError::Invalid(format!("{key} must be positive")));
+            }
+        }
+        if self.max_connections == 0 {
             return Err(ConfigError::Invalid(
-                "handshake-timeout-ms must be positive".into(),
+                "max-connections must be positive".into(),
             ));
         }
         let t = &self.transfer;
@@ -632,6 +696,13 @@ mod tests {
         assert!(e.to_string().contains("chunk-max"), "{e}");
         let e = toml::from_str::<Config>("workers = \"two\"\n").unwrap_err();
         assert!(e.to_string().contains("workers"), "{e}");
+        let e = toml::from_str::<Config>("send-timeout-ms = 0\n")
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("send-timeout-ms"), "{e}");
+        let e = toml::from_str::<Config>("max-connections = -1\n").unwrap_err();
+        assert!(e.to_string().contains("max-connections"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! 5. [`transfer`] executes the plan: zero-copy where the connection allows it,
 //!    otherwise overlapped large-chunk reads (optionally compressed).
 
+pub mod activation;
 pub mod admin;
 pub mod check;
 pub mod coding;
@@ -24,5 +25,6 @@ pub mod resolve;
 pub mod serve;
 pub mod server;
 pub mod stats;
+pub mod timeouts;
 pub mod tls;
 pub mod transfer;

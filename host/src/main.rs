@@ -104,14 +104,22 @@ fn main() -> anyhow::Result<()> {
     cfg.tls_key = tls_key.or(cfg.tls_key);
     cfg.tls_listen = tls_listen.or(cfg.tls_listen);
     cfg.check()?;
-    raise_fd_limit();
+    // Before any thread exists: it takes the sockets and clears LISTEN_*.
+    let activated = sluice::activation::from_env()?;
+    if activated.https.is_some() && cfg.tls().is_none() {
+        anyhow::bail!(
+            "socket activation passed an https socket, but no tls-cert and tls-key are configured"
+        );
+    }
+    let descriptors = raise_fd_limit();
+    cfg.max_connections = fit_connections(cfg.max_connections, descriptors);
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if cfg.workers > 0 {
         runtime.worker_threads(cfg.workers);
     }
     let runtime = runtime.enable_all().thread_name("sluice-worker").build()?;
-    runtime.block_on(run(cfg))
+    runtime.block_on(run(cfg, activated))
 }
 
 /// `sluice check`: prints what the policy declares and costs; an error (and
@@ -136,7 +144,31 @@ fn check(
     Ok(())
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+/// A listener handed over by socket activation, for tokio.
+fn adopt(listener: std::net::TcpListener, role: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tracing::info!(
+        role,
+        addr = %listener.local_addr()?,
+        "listening on a socket passed by socket activation"
+    );
+    Ok(listener)
+}
+
+/// The listener handed over for `role`, or else one bound to `addr`.
+async fn listen_on(
+    activated: Option<std::net::TcpListener>,
+    role: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    match activated {
+        Some(l) => adopt(l, role),
+        None => Ok(sluice::server::bind(addr).await?),
+    }
+}
+
+async fn run(cfg: Config, activated: sluice::activation::Activated) -> anyhow::Result<()> {
     // Certificates first: a bad one is refused before anything listens.
     let tls = match cfg.tls() {
         Some((addr, default)) => Some((
@@ -147,12 +179,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let certs = tls.as_ref().map(|(_, certs)| certs.clone());
     let app = sluice::serve::App::from_config(&cfg)?;
-    let listener = sluice::server::bind(cfg.listen).await?;
+    let listener = listen_on(activated.http, "http", cfg.listen).await?;
     // Tests and scripts read these lines to find the ports.
     println!("sluice: listening on http://{}", listener.local_addr()?);
     let tls = match tls {
         Some((addr, certs)) => {
-            let tls_listener = sluice::server::bind(addr).await?;
+            let tls_listener = listen_on(activated.https, "https", addr).await?;
             println!(
                 "sluice: listening on https://{}",
                 tls_listener.local_addr()?
@@ -172,8 +204,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    if let Some(addr) = cfg.admin {
-        let admin = sluice::server::bind(addr).await?;
+    let admin = match (activated.admin, cfg.admin) {
+        (Some(l), _) => Some(adopt(l, "admin")?),
+        (None, Some(addr)) => Some(sluice::server::bind(addr).await?),
+        (None, None) => None,
+    };
+    if let Some(admin) = admin {
         println!("sluice: admin on http://{}", admin.local_addr()?);
         tokio::spawn(sluice::admin::serve(app.clone(), certs.clone(), admin));
     }
@@ -200,7 +236,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             "serving"
         );
     }
-    let handshake = std::time::Duration::from_millis(cfg.handshake_timeout_ms);
+    let limits = sluice::server::ConnectionLimits {
+        timeouts: cfg.timeouts(),
+        max_connections: cfg.max_connections,
+    };
     let grace = std::time::Duration::from_millis(cfg.shutdown_timeout_ms);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let shutdown = async move {
@@ -210,15 +249,15 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         };
         tracing::info!(signal, "shutdown requested");
     };
-    sluice::server::serve(app, listener, tls, handshake, shutdown, grace).await?;
+    sluice::server::serve(app, listener, tls, limits, shutdown, grace).await?;
     Ok(())
 }
 
 /// Raises the soft descriptor limit to the hard one, as nginx's
 /// `worker_rlimit_nofile` would: every connection and every open-file cache
 /// entry holds descriptors, and the usual soft default (1024) is far below
-/// what a busy server needs.
-fn raise_fd_limit() {
+/// what a busy server needs. Returns the limit in force.
+fn raise_fd_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -226,8 +265,38 @@ fn raise_fd_limit() {
             current: limit.maximum,
             maximum: limit.maximum,
         };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(error = %e, "cannot raise the descriptor limit");
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => return limit.maximum,
+            Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
         }
     }
+    limit.current
+}
+
+/// Descriptors kept back from connections: listeners, the policies'
+/// engine, the open-file caches' first entries, the log.
+const RESERVED_FDS: u64 = 256;
+
+/// `max-connections`, lowered to what the descriptor limit can hold. A
+/// connection holds its socket and, while it sends a file, that file's
+/// descriptor (up to four with precompressed siblings, but mostly shared
+/// through the open-file cache): two per connection keeps `accept` from
+/// failing with EMFILE at the cap, which would leave clients half-served.
+fn fit_connections(max: usize, descriptors: Option<u64>) -> usize {
+    let Some(fds) = descriptors else {
+        return max; // unlimited
+    };
+    let fit = usize::try_from(fds.saturating_sub(RESERVED_FDS) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if fit < max {
+        tracing::warn!(
+            max_connections = max,
+            descriptor_limit = fds,
+            lowered_to = fit,
+            "max-connections is more than the descriptor limit can hold (two per connection); lowered"
+        );
+        return fit;
+    }
+    max
 }

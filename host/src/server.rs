@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +22,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TransferConfig;
 use crate::serve::{self, App, Conn};
 use crate::stats;
+use crate::timeouts::{Activity, TimedIo, Timeouts, Tracked};
 use crate::tls::{self, Certificates, Served};
 use crate::transfer::zerocopy::{SendfileIo, ZeroCopyLink};
 use crate::transfer::Channel;
@@ -39,11 +41,21 @@ pub const H2_MAX_STREAMS: u32 = 128;
 /// replace while it runs).
 pub type TlsListener = (TcpListener, Arc<Certificates>);
 
+/// What every client connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// The header, keep-alive and send timeouts; `first_request` also bounds
+    /// the TLS handshake.
+    pub timeouts: Timeouts,
+    /// Connections open at once, both listeners together; at the cap,
+    /// accepting pauses until one closes.
+    pub max_connections: usize,
+}
+
 /// Accepts connections on the plain listener and, if given, the TLS one,
 /// until `shutdown` completes (and sweeps the open-file caches once a
-/// second, so descriptors of files no one asks for are closed). A connection
-/// must finish its TLS handshake, and start its first request, within
-/// `handshake` each.
+/// second, so descriptors of files no one asks for are closed). Connections
+/// are held to `limits` (see [`crate::timeouts`]).
 ///
 /// Shutdown is graceful: the listeners close at once (new connections are
 /// refused), idle keep-alive connections are closed, HTTP/2 connections get
@@ -53,7 +65,7 @@ pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<TlsListener>,
-    handshake: Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -69,20 +81,26 @@ pub async fn serve(
     };
     let http = Arc::new(builder(&app.transfer));
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    stats::get()
+        .max_connections
+        .store(limits.max_connections as u64, Ordering::Relaxed);
     {
         let accepted = |peer| Accepted {
             app: app.clone(),
             http: http.clone(),
             peer,
-            first_request: handshake,
+            timeouts: limits.timeouts,
             watcher: graceful.watcher(),
         };
-        let plain = accept_loop(listener, |tcp, peer| plain_connection(accepted(peer), tcp));
+        let plain = accept_loop(listener, &slots, |tcp, peer| {
+            plain_connection(accepted(peer), tcp)
+        });
         let secure = async {
             match tls {
                 Some((tls_listener, certs)) => {
                     let acceptor = TlsAcceptor::from(tls::server_config(certs.clone()));
-                    accept_loop(tls_listener, |tcp, peer| {
+                    accept_loop(tls_listener, &slots, |tcp, peer| {
                         tls_connection(accepted(peer), acceptor.clone(), certs.clone(), tcp)
                     })
                     .await
@@ -110,7 +128,19 @@ pub async fn serve(
     Ok(())
 }
 
-async fn accept_loop<F, Fut>(listener: TcpListener, mut spawn: F)
+/// Accepts connections; each holds one of `slots` until it closes.
+///
+/// At the cap (every slot taken) the loop holds the connection it has just
+/// accepted, unanswered, until a slot frees, and accepts nothing more
+/// meanwhile (nginx's `worker_connections` also stops accepting): further
+/// clients wait in the kernel's listen queue, connected but unanswered, and
+/// are served in turn; past the queue's length the kernel drops their SYNs
+/// and they retry. Accepting to close (or to answer 503) would spend a
+/// descriptor and a write on every excess client just when the server is
+/// busiest. The slot is taken after `accept`, not before, so that with two
+/// listeners a freed slot goes to a client that is waiting, not to a loop
+/// blocked in `accept` on a quiet listener.
+async fn accept_loop<F, Fut>(listener: TcpListener, slots: &Arc<Semaphore>, mut spawn: F)
 where
     F: FnMut(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -125,8 +155,20 @@ where
                 continue;
             }
         };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                stats::add(&stats::get().connection_cap_waits, 1);
+                tracing::debug!(%peer, "max-connections reached: waiting for a connection to close");
+                slots.clone().acquire_owned().await.expect("never closed")
+            }
+        };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(spawn(tcp, peer));
+        let connection = spawn(tcp, peer);
+        tokio::spawn(async move {
+            connection.await;
+            drop(slot);
+        });
     }
 }
 
@@ -154,7 +196,10 @@ fn builder(transfer: &TransferConfig) -> auto::Builder<TokioExecutor> {
         .writev(true)
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        // hyper's header timer starts when it begins waiting for a request,
+        // so it would also cut idle keep-alive connections: the watchdog in
+        // `run` keeps the two apart (crate::timeouts).
+        .header_read_timeout(None);
     let chunk = transfer.chunk_default.0.clamp(16 << 10, 8 << 20) as usize;
     b.http2()
         .timer(TokioTimer::new())
@@ -182,9 +227,10 @@ struct Accepted {
     app: Arc<App>,
     http: Arc<auto::Builder<TokioExecutor>>,
     peer: SocketAddr,
-    /// The TLS handshake, and then the first request, must each start
-    /// within this (a client that connects and stalls is closed).
-    first_request: Duration,
+    /// The TLS handshake, and then the first request, must each be done
+    /// within `first_request` (a client that connects and stalls is
+    /// closed); the other limits apply after.
+    timeouts: Timeouts,
     /// Shuts the connection down gracefully when the server does.
     watcher: Watcher,
 }
@@ -203,7 +249,7 @@ async fn tls_connection(
     certs: Arc<Certificates>,
     tcp: TcpStream,
 ) {
-    let (peer, limit) = (accepted.peer, accepted.first_request);
+    let (peer, limit) = (accepted.peer, accepted.timeouts.first_request);
     let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -221,10 +267,10 @@ async fn tls_connection(
     run(accepted, TokioIo::new(stream), true, None, served).await;
 }
 
-/// Serves a connection until it ends; closes it if no request has started
-/// within `first_request`, and shuts it down gracefully with the server.
-/// Requests on a TLS connection whose certificate is not their host's are
-/// answered 421 (see [`Served`]).
+/// Serves a connection until it ends; closes it when it outlives one of its
+/// timeouts, and shuts it down gracefully with the server. Requests on a TLS
+/// connection whose certificate is not their host's are answered 421 (see
+/// [`Served`]).
 async fn run<I>(
     accepted: Accepted,
     io: I,
@@ -238,53 +284,53 @@ async fn run<I>(
         app,
         http,
         peer,
-        first_request,
+        timeouts,
         watcher,
     } = accepted;
     let _open = stats::Connection::open();
-    let started = Arc::new(AtomicBool::new(false));
-    let service = {
-        let started = started.clone();
-        service_fn(move |req: Request<Incoming>| {
-            started.store(true, Ordering::Relaxed);
-            let (app, link) = (app.clone(), link.clone());
-            let misdirected = served
-                .as_ref()
-                .is_some_and(|s| s.misdirected(serve::request_host(&req).as_deref()));
-            async move {
-                if misdirected {
-                    // Answered by the host, before any site (nor its
-                    // counters) is involved.
-                    stats::add(&stats::get().requests, 1);
-                    tracing::debug!(%peer, host = ?serve::request_host(&req), "misdirected request");
-                    return Ok(serve::host_response(
-                        StatusCode::MISDIRECTED_REQUEST,
-                        "Misdirected Request: this connection's certificate is not this host's\n",
-                    ));
-                }
-                let conn = Conn {
-                    tls,
-                    channel: Channel::for_request(link.as_ref(), req.version()),
-                };
-                serve::handle(&app, conn, req).await
+    let activity = Activity::new();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let (app, link) = (app.clone(), link.clone());
+        let misdirected = served
+            .as_ref()
+            .is_some_and(|s| s.misdirected(serve::request_host(&req).as_deref()));
+        async move {
+            if misdirected {
+                // Answered by the host, before any site (nor its counters)
+                // is involved.
+                stats::add(&stats::get().requests, 1);
+                tracing::debug!(%peer, host = ?serve::request_host(&req), "misdirected request");
+                return Ok(serve::host_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "Misdirected Request: this connection's certificate is not this host's\n",
+                ));
             }
-        })
-    };
-    let connection = watcher.watch(http.serve_connection(io, service));
-    let watchdog = async {
-        tokio::time::sleep(first_request).await;
-        if started.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
+            let conn = Conn {
+                tls,
+                channel: Channel::for_request(link.as_ref(), req.version()),
+            };
+            serve::handle(&app, conn, req).await
         }
-    };
+    });
+    let service = Tracked::new(service, activity.clone());
+    let io = TimedIo::new(io, activity.clone(), timeouts.send);
+    let connection = watcher.watch(http.serve_connection(io, service));
     tokio::select! {
         result = connection => {
             if let Err(e) = result {
-                tracing::debug!(%peer, tls, error = %e, "connection ended with an error");
+                // hyper's errors name the step; the cause (a send timeout,
+                // say) is in their sources.
+                let mut error = e.to_string();
+                let mut cause = e.source();
+                while let Some(c) = cause {
+                    error = format!("{error}: {c}");
+                    cause = c.source();
+                }
+                tracing::debug!(%peer, tls, error, "connection ended with an error");
             }
         }
-        () = watchdog => {
-            tracing::debug!(%peer, tls, "no request in time; closing");
+        why = activity.expired(&timeouts) => {
+            tracing::debug!(%peer, tls, "{why}; closing");
         }
     }
 }

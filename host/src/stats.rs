@@ -21,6 +21,8 @@ macro_rules! counters {
             pub faults: [AtomicU64; FAULTS.len()],
             /// Client connections open now.
             pub connections: AtomicI64,
+            /// The cap on client connections (`max-connections`).
+            pub max_connections: AtomicU64,
         }
 
         impl Stats {
@@ -81,6 +83,9 @@ counters! {
     certificate_reloads,
     /// TLS certificates refused on reload (the old one kept serving).
     certificate_reload_failures,
+    /// Accepted clients that found every connection slot taken and waited
+    /// for one to close (`max-connections`).
+    connection_cap_waits,
 }
 
 /// The kinds of policy fault counted (`policy::CallError::kind`).
@@ -303,6 +308,28 @@ impl Stats {
             out,
             "sluice_open_connections {}",
             self.connections.load(Ordering::Relaxed)
+        );
+        family(
+            &mut out,
+            "sluice_max_connections",
+            "gauge",
+            "The cap on client connections (max-connections).",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_max_connections {}",
+            load(&self.max_connections)
+        );
+        family(
+            &mut out,
+            "sluice_connection_cap_waits_total",
+            "counter",
+            "Accepted clients that waited for a connection slot (max-connections), accepting paused meanwhile.",
+        );
+        let _ = writeln!(
+            out,
+            "sluice_connection_cap_waits_total {}",
+            load(&self.connection_cap_waits)
         );
         if let Some(fds) = open_fds {
             family(

@@ -19,8 +19,8 @@ What it measures
      one complete keep-alive GET for the 4 KiB file and reads the full response,
      then stays idle; server RSS before and with them all open gives KiB per idle
      connection (user-space memory only: kernel socket buffers are not in RSS).
-     Measured within seconds of opening them: sluice (hyper's header_read_timeout)
-     closes a keep-alive connection idle for 30 s, nginx after 75 s; the server's
+     Measured within seconds of opening them: sluice (keepalive-timeout-ms) and
+     nginx (keepalive_timeout) close a keep-alive connection idle for 75 s; the server's
      open fds are counted to confirm every connection is still held.
 
 Servers (all started at once, on 127.0.0.1 only)

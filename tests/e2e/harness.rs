@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -37,6 +38,57 @@ pub struct Options<'a> {
     pub workers: Option<usize>,
     /// PEM certificate and key: also listen for TLS (on a free port).
     pub tls: Option<(&'a Path, &'a Path)>,
+    /// Sockets handed over by socket activation, as descriptors 3, 4, …
+    pub activate: &'a [BorrowedFd<'a>],
+    /// `LISTEN_FDNAMES` for them.
+    pub fd_names: Option<&'a str>,
+}
+
+/// A command that runs `program` with `fds` handed over as systemd does:
+/// as descriptors 3, 4, … with `LISTEN_FDS`, `LISTEN_FDNAMES` and
+/// `LISTEN_PID` set to the program's own pid. A shell learns that pid (`$$`)
+/// and `exec`s the program, which keeps it; between fork and exec only
+/// `dup2` and `fcntl` run, which are safe there.
+pub fn activated(program: &Path, fds: &[BorrowedFd<'_>], names: Option<&str>) -> Command {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "export LISTEN_PID=$$; exec \"$0\" \"$@\""])
+        .arg(program)
+        .env("LISTEN_FDS", fds.len().to_string());
+    match names {
+        Some(n) => cmd.env("LISTEN_FDNAMES", n),
+        None => cmd.env_remove("LISTEN_FDNAMES"),
+    };
+    // Fixed-size, so nothing is allocated between fork and exec.
+    assert!(fds.len() <= 3, "at most three sockets");
+    let mut raw = [-1; 3];
+    for (r, f) in raw.iter_mut().zip(fds) {
+        *r = f.as_raw_fd();
+    }
+    let n = fds.len();
+    unsafe {
+        cmd.pre_exec(move || {
+            // Copied above the targets first, so no source is overwritten by
+            // an earlier target (the copies close on exec).
+            let mut copies = [const { None }; 3];
+            for (copy, &fd) in copies.iter_mut().zip(&raw[..n]) {
+                *copy = Some(rustix::io::fcntl_dupfd_cloexec(
+                    BorrowedFd::borrow_raw(fd),
+                    3 + n as i32,
+                )?);
+            }
+            for (i, copy) in copies.iter().flatten().enumerate() {
+                // dup2 leaves the new descriptor without close-on-exec.
+                let mut to = OwnedFd::from_raw_fd(3 + i as i32);
+                let r = rustix::io::dup2(copy, &mut to);
+                std::mem::forget(to);
+                r?;
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
 impl Server {
@@ -45,7 +97,15 @@ impl Server {
     }
 
     pub fn start_with(root: &Path, opts: Options<'_>) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut cmd = if opts.activate.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+        } else {
+            activated(
+                Path::new(env!("CARGO_BIN_EXE_sluice")),
+                opts.activate,
+                opts.fd_names,
+            )
+        };
         cmd.arg("serve")
             .arg(root)
             .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
@@ -147,6 +207,20 @@ impl Server {
 
     pub fn stat(&self, name: &str) -> u64 {
         self.stats()[name]
+    }
+
+    /// One unlabelled sample of `GET /metrics` (a gauge such as
+    /// `sluice_open_connections`).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = client()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
     }
 
     /// Open file descriptors of the server process.

@@ -1,8 +1,10 @@
-//! Lifecycle: graceful shutdown on SIGTERM and SIGINT, with a real process,
-//! real signals and real sockets.
+//! Lifecycle: graceful shutdown on SIGTERM and SIGINT, socket activation,
+//! the header, keep-alive and send timeouts and the connection cap, with a
+//! real process, real signals and real sockets.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -113,4 +115,393 @@ fn a_stalled_transfer_is_cut_at_the_grace_period() {
         "{}",
         server.logs()
     );
+}
+
+/// The descriptor's flags as the kernel reports them (`O_CLOEXEC` is 0o2000000).
+fn fd_flags(pid: u32, fd: i32) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap();
+    u32::from_str_radix(flags.trim(), 8).unwrap()
+}
+
+/// A started server answers on `addr`.
+fn answers(addr: SocketAddr) -> bool {
+    raw_status(&raw_get(addr, "/small.txt")) == 200
+}
+
+#[test]
+fn socket_activation_serves_on_the_sockets_handed_over() {
+    let dir = site();
+    // By position: fd 3 is the plain listener.
+    let http = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            activate: &[http.as_fd()],
+            ..Options::default()
+        },
+    );
+    assert_eq!(server.addr, http.local_addr().unwrap(), "{}", server.logs());
+    assert!(answers(server.addr));
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .contains("passed by socket activation")),
+        "{}",
+        server.logs()
+    );
+    // Taken over close-on-exec, as sd_listen_fds does.
+    assert_ne!(fd_flags(server.pid(), 3) & 0o2000000, 0);
+    drop(server);
+
+    // By name: the admin socket first, then the plain one.
+    let (admin, http) = (
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            activate: &[admin.as_fd(), http.as_fd()],
+            fd_names: Some("admin:http"),
+            ..Options::default()
+        },
+    );
+    assert_eq!(server.addr, http.local_addr().unwrap());
+    assert_eq!(server.admin, admin.local_addr().unwrap());
+    assert!(answers(server.addr));
+    assert!(server.stat("requests") >= 1);
+}
+
+#[test]
+fn socket_activation_refuses_what_is_not_a_listening_tcp_socket() {
+    let dir = site();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"));
+    let run = |fds: &[std::os::fd::BorrowedFd<'_>], names: Option<&str>| {
+        let out = activated(bin, fds, names)
+            .arg("serve")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let err = run(&[udp.as_fd()], None);
+    assert!(
+        err.contains("fd 3 (http) is not a listening TCP socket"),
+        "{err}"
+    );
+    // A connected (not listening) TCP socket.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let connected = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let err = run(&[connected.as_fd()], None);
+    assert!(err.contains("not listening"), "{err}");
+    // An https socket without a certificate.
+    let (a, b) = (
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let err = run(&[a.as_fd(), b.as_fd()], Some("http:https"));
+    assert!(err.contains("no tls-cert"), "{err}");
+}
+
+/// Waits for the server to close `s` (EOF or reset); how long it took.
+fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
+    let start = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return start.elapsed(),
+            Err(e) => panic!("not closed within {limit:?}: {e}"),
+        }
+    }
+}
+
+/// A keep-alive connection that has had one whole exchange.
+fn served_connection(addr: SocketAddr) -> TcpStream {
+    let (mut r, len) = start_get(addr, "/small.txt");
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    assert_eq!(body, b"small");
+    r.into_inner()
+}
+
+#[test]
+fn slowloris_connections_are_closed_at_the_header_timeout_without_starving_others() {
+    let dir = site();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            // The first request's own limit (handshake-timeout-ms) is long,
+            // so only the header timeout can close them.
+            config: Some("header-timeout-ms = 1000\nhandshake-timeout-ms = 60000\n"),
+            ..Options::default()
+        },
+    );
+    let baseline = server.open_fds();
+    // 2000 connections, each with half a header (the process' descriptor
+    // limit here is 20000).
+    const N: usize = 2000;
+    let mut loris: Vec<TcpStream> = (0..N)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"GET /small.txt HTTP/1.1\r\nHost: local")
+                .unwrap();
+            s
+        })
+        .collect();
+    // A normal client is still served while they are all held.
+    assert!(answers(server.addr));
+    // And each of them is closed at the header timeout.
+    for s in &mut loris {
+        closed_within(s, Duration::from_secs(20));
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .metric("sluice_open_connections")
+            == 0.0),
+        "connections still counted open"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || server.open_fds()
+            <= baseline + 2),
+        "descriptors leaked: {} -> {}",
+        baseline,
+        server.open_fds()
+    );
+    assert!(eventually(Duration::from_secs(10), || server
+        .logs()
+        .contains("header read timeout")));
+
+    // On a keep-alive connection too: after one exchange, a header trickled
+    // a byte at a time is cut at the header timeout after its first byte.
+    let mut s = served_connection(server.addr);
+    let start = Instant::now();
+    let trickle = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+    let mut cut = false;
+    for b in trickle.iter().cycle().take(200) {
+        if s.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = start.elapsed() + closed_within(&mut s, Duration::from_secs(20));
+    assert!(cut || elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "closed early: {elapsed:?}"
+    );
+}
+
+#[test]
+fn idle_keepalive_connections_are_closed_at_the_keepalive_timeout_not_the_header_one() {
+    let dir = site();
+    // Idle past the header timeout is fine: only keep-alive applies.
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("header-timeout-ms = 300\nkeepalive-timeout-ms = 3000\n"),
+            ..Options::default()
+        },
+    );
+    let mut s = served_connection(server.addr);
+    std::thread::sleep(Duration::from_millis(1000));
+    write!(s, "GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+    drop(r);
+
+    // Idle past the keep-alive timeout is not.
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("keepalive-timeout-ms = 1000\n"),
+            ..Options::default()
+        },
+    );
+    let mut s = served_connection(server.addr);
+    let idle = closed_within(&mut s, Duration::from_secs(20));
+    assert!(idle >= Duration::from_millis(900), "closed early: {idle:?}");
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .contains("idle keep-alive timeout")),
+        "{}",
+        server.logs()
+    );
+    assert!(eventually(Duration::from_secs(10), || server
+        .metric("sluice_open_connections")
+        == 0.0));
+}
+
+#[test]
+fn a_reader_that_stops_reading_is_closed_at_the_send_timeout() {
+    const LARGE: usize = 48 << 20;
+    let dir = site();
+    std::fs::write(dir.path().join("large.bin"), pseudo_random(LARGE, 9)).unwrap();
+    // The sendfile path, then the copying path.
+    for zero_copy in [true, false] {
+        let server = Server::start_with(
+            dir.path(),
+            Options {
+                config: Some(&format!(
+                    "send-timeout-ms = 1000\n[transfer]\nzero-copy = {zero_copy}\n"
+                )),
+                ..Options::default()
+            },
+        );
+        let path = if zero_copy { "sendfile" } else { "copy" };
+        let before = server.metric(&format!("sluice_body_bytes_total{{path=\"{path}\"}}"));
+        // After the first scrape: its keep-alive connection stays open.
+        let baseline = server.open_fds();
+        // Reads the head and a little of the body, then nothing.
+        let (mut r, len) = start_get(server.addr, "/large.bin");
+        assert_eq!(len, LARGE);
+        let mut first = vec![0; 64 << 10];
+        r.read_exact(&mut first).unwrap();
+        assert!(
+            eventually(Duration::from_secs(20), || server
+                .metric("sluice_open_connections")
+                == 0.0),
+            "zero-copy {zero_copy}: the stalled connection is still open\n{}",
+            server.logs()
+        );
+        assert!(
+            eventually(Duration::from_secs(10), || server
+                .logs()
+                .contains("send timeout")),
+            "{}",
+            server.logs()
+        );
+        // The body was on the expected path, and it was cut short.
+        let after = server.metric(&format!("sluice_body_bytes_total{{path=\"{path}\"}}"));
+        assert!(
+            after > before,
+            "zero-copy {zero_copy}: not on the {path} path"
+        );
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+        assert!(first.len() + rest.len() < LARGE);
+        assert!(
+            eventually(Duration::from_secs(10), || server.open_fds() <= baseline),
+            "zero-copy {zero_copy}: descriptors leaked: {} -> {}",
+            baseline,
+            server.open_fds()
+        );
+    }
+}
+
+#[test]
+fn at_the_connection_cap_new_clients_wait_until_one_closes() {
+    let dir = site();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("max-connections = 2\n"),
+            ..Options::default()
+        },
+    );
+    assert_eq!(server.metric("sluice_max_connections"), 2.0);
+    let first = served_connection(server.addr);
+    let second = served_connection(server.addr);
+    // The third is accepted but waits for a slot, unanswered.
+    let mut third = TcpStream::connect(server.addr).unwrap();
+    write!(third, "GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let mut buf = [0; 1];
+    let waited = third.read(&mut buf);
+    assert!(
+        waited
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "served past the cap: {waited:?}"
+    );
+    assert!(server.metric("sluice_connection_cap_waits_total") >= 1.0);
+    assert_eq!(server.metric("sluice_open_connections"), 2.0);
+    // One closes: the third is accepted and answered.
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut r = BufReader::new(third);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+    drop(second);
+}
+
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+#[test]
+fn an_http2_reader_that_stops_reading_is_closed_at_the_send_timeout() {
+    const LARGE: usize = 48 << 20;
+    let dir = site();
+    std::fs::write(dir.path().join("large.bin"), pseudo_random(LARGE, 9)).unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("send-timeout-ms = 1000\n"),
+            ..Options::default()
+        },
+    );
+    // h2c with prior knowledge, written by hand so that the client can stop
+    // reading: windows opened wide (flow control is not what stops the
+    // server), one GET, then nothing read.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 2^31 - 1.
+    out.extend(h2_frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    // The connection's window too (WINDOW_UPDATE on stream 0).
+    out.extend(h2_frame(
+        0x8,
+        0,
+        0,
+        &(0x7fff_ffffu32 - 65_535).to_be_bytes(),
+    ));
+    // HEADERS, END_STREAM | END_HEADERS: GET (static 2), http (6), then
+    // :authority (1) and :path (4) as literals (HPACK, RFC 7541).
+    let mut block = vec![0x82, 0x86, 0x41, 9];
+    block.extend(b"localhost");
+    block.extend([0x44, 10]);
+    block.extend(b"/large.bin");
+    out.extend(h2_frame(0x1, 0x5, 1, &block));
+    s.write_all(&out).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || server
+            .metric("sluice_open_connections")
+            == 0.0),
+        "the stalled h2 connection is still open\n{}",
+        server.logs()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .logs()
+            .contains("send timeout")),
+        "{}",
+        server.logs()
+    );
+    // It was served (over HTTP/2, so on the copying path) and cut short.
+    assert!(server.metric("sluice_body_bytes_total{path=\"copy\"}") > 0.0);
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    assert!(all.len() < LARGE);
 }

@@ -188,6 +188,56 @@ impl SandboxConfig {
     }
 }
 
+/// Where the access log is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    #[default]
+    Off,
+    Stderr,
+    Stdout,
+    /// A file, created if absent and appended to.
+    File(PathBuf),
+}
+
+impl Serialize for AccessLogTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AccessLogTarget::Off => s.serialize_str("off"),
+            AccessLogTarget::Stderr => s.serialize_str("stderr"),
+            AccessLogTarget::Stdout => s.serialize_str("stdout"),
+            AccessLogTarget::File(p) => p.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessLogTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match text.as_str() {
+            "off" => AccessLogTarget::Off,
+            "stderr" => AccessLogTarget::Stderr,
+            "stdout" => AccessLogTarget::Stdout,
+            "" => {
+                return Err(serde::de::Error::custom(
+                    "expected \"off\", \"stderr\", \"stdout\" or a file path",
+                ))
+            }
+            _ => AccessLogTarget::File(PathBuf::from(text)),
+        })
+    }
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessLogFormat {
+    /// nginx's `combined`, with `vhost`, `transfer` and `policy_us` appended.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
 /// One virtual host: its own root, policy component, settings and limits.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -250,6 +300,13 @@ pub struct Config {
     /// 30 s a container runtime usually waits before killing).
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Where the access log goes: `off`, `stderr`, `stdout` or a file path
+    /// (appended to).
+    #[serde(default)]
+    pub access_log: AccessLogTarget,
+    /// `combined` (nginx's, with sluice's fields appended) or `json`.
+    #[serde(default)]
+    pub access_log_format: AccessLogFormat,
     #[serde(default)]
     pub transfer: TransferConfig,
     #[serde(default)]
@@ -288,6 +345,8 @@ impl Default for Config {
             tls_listen: None,
             handshake_timeout_ms: default_handshake_timeout_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            access_log: AccessLogTarget::default(),
+            access_log_format: AccessLogFormat::default(),
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),

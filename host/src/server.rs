@@ -6,8 +6,9 @@
 //! preface), so both listeners serve both versions with one builder.
 //!
 //! Only a plain-TCP HTTP/1 request may take the zero-copy path: see
-//! [`Channel::for_request`], the one place that decides it.
+//! [`crate::transfer::Channel::for_request`], the one place that decides it.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +26,10 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TransferConfig;
-use crate::serve::{self, App, Conn};
+use crate::serve::App;
+use crate::service::{ConnectionInfo, Sluice};
 use crate::stats;
 use crate::transfer::zerocopy::{SendfileIo, ZeroCopyLink};
-use crate::transfer::Channel;
 
 /// Concurrent HTTP/2 streams per connection (nginx's
 /// `http2_max_concurrent_streams` default).
@@ -55,16 +56,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let sweeper = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                app.sweep();
-            }
-        })
-    };
+    let sweeper = tokio::spawn(Sluice::from_app(app.clone()).housekeeping());
     let http = Arc::new(builder(&app.transfer));
     let graceful = GracefulShutdown::new();
     {
@@ -230,16 +222,15 @@ where
     let started = Arc::new(AtomicBool::new(false));
     let service = {
         let started = started.clone();
+        let sluice = Sluice::from_app(app).with_connection(ConnectionInfo {
+            tls,
+            peer: Some(peer),
+            zero_copy: link,
+        });
         service_fn(move |req: Request<Incoming>| {
             started.store(true, Ordering::Relaxed);
-            let (app, link) = (app.clone(), link.clone());
-            async move {
-                let conn = Conn {
-                    tls,
-                    channel: Channel::for_request(link.as_ref(), req.version()),
-                };
-                serve::handle(&app, conn, req).await
-            }
+            let answer = sluice.handle(req);
+            async move { Ok::<_, Infallible>(answer.await) }
         })
     };
     let connection = watcher.watch(http.serve_connection(io, service));
@@ -269,6 +260,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::Channel;
     use http::Version;
 
     /// Zero-copy only for HTTP/1 on plain TCP: h2c shares the plain

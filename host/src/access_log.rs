@@ -7,8 +7,8 @@
 //! or was dropped (a client that went away mid-body logs what was sent), and
 //! on the zero-copy path when the connection's I/O has sent or dropped the
 //! file regions. A dedicated thread formats and writes the lines through a
-//! buffer, flushing whenever it has caught up; the workers only move a boxed
-//! record into a bounded channel. If the writer falls that far behind, lines
+//! buffer, every 100 ms while busy (see [`write_lines`]); the workers only
+//! move a boxed record into a bounded channel, waking nobody. If the writer falls that far behind, lines
 //! are dropped and counted (a full disk must not stall the server), and the
 //! count is reported in the server's log.
 //!
@@ -26,7 +26,7 @@ use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -35,8 +35,12 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use crate::config::{AccessLogFormat, AccessLogTarget};
 use crate::transfer::{Meter, TransferPath};
 
-/// Lines that may wait for the writer; past that they are dropped.
+/// Lines that may wait for the writer; past that they are dropped (at
+/// `TICK`, room for 640,000 responses a second).
 const QUEUE: usize = 64 * 1024;
+
+/// How often a busy writer writes out what queued up.
+const TICK: Duration = Duration::from_millis(100);
 
 /// Why the access log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -210,8 +214,11 @@ impl AccessLog {
     }
 }
 
-/// The writer thread: formats lines into a buffer and flushes whenever the
-/// queue is empty, so lines reach the file within one burst.
+/// The writer thread. Idle, it waits for a line; busy, it wakes every
+/// [`TICK`], writes what queued up and flushes. So a request costs the
+/// workers no wake-up of this thread and no write of its own, and the log
+/// trails the traffic by at most a tick; nginx's `access_log ... buffer=
+/// flush=` trades the same way.
 fn write_lines(
     rx: Receiver<Message>,
     out: Box<dyn Write + Send>,
@@ -220,6 +227,7 @@ fn write_lines(
 ) {
     let mut out = BufWriter::with_capacity(64 << 10, out);
     let mut line = Vec::with_capacity(512);
+    let mut stamps = Stamps::default();
     let mut failing = false;
     let mut report = |result: io::Result<()>| match result {
         Ok(()) => failing = false,
@@ -229,29 +237,49 @@ fn write_lines(
         }
         Err(_) => {}
     };
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Line(entry) => {
-                    line.clear();
-                    match format {
-                        AccessLogFormat::Combined => combined(&mut line, &entry),
-                        AccessLogFormat::Json => json(&mut line, &entry),
-                    }
-                    report(out.write_all(&line));
+    let mut write =
+        |message: Message, out: &mut BufWriter<_>, report: &mut dyn FnMut(_)| match message {
+            Message::Line(entry) => {
+                line.clear();
+                match format {
+                    AccessLogFormat::Combined => combined(&mut line, &entry, &mut stamps),
+                    AccessLogFormat::Json => json(&mut line, &entry, &mut stamps),
                 }
-                Message::Flush(ack) => {
-                    report(out.flush());
-                    let _ = ack.send(());
-                }
+                report(out.write_all(&line));
             }
-            next = rx.try_recv().ok();
-        }
-        report(out.flush());
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            tracing::warn!(lines = lost, "access log writer fell behind; lines dropped");
+            Message::Flush(ack) => {
+                report(out.flush());
+                let _ = ack.send(());
+            }
+        };
+    // Idle: block until a line comes.
+    while let Ok(first) = rx.recv() {
+        write(first, &mut out, &mut report);
+        // Busy: drain, flush, sleep a tick, until a tick finds nothing.
+        loop {
+            let mut any = false;
+            let disconnected = loop {
+                match rx.try_recv() {
+                    Ok(message) => {
+                        any = true;
+                        write(message, &mut out, &mut report);
+                    }
+                    Err(TryRecvError::Empty) => break false,
+                    Err(TryRecvError::Disconnected) => break true,
+                }
+            };
+            report(out.flush());
+            let lost = dropped.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                tracing::warn!(lines = lost, "access log writer fell behind; lines dropped");
+            }
+            if disconnected {
+                return;
+            }
+            if !any {
+                break;
+            }
+            std::thread::sleep(TICK);
         }
     }
     report(out.flush());
@@ -286,10 +314,39 @@ fn escape(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn combined(out: &mut Vec<u8>, e: &Entry) {
-    const TIME: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
-    );
+/// The time formatted both ways, redone only when the second changes
+/// (nginx caches its time strings the same way): formatting a date is most
+/// of what a line costs.
+#[derive(Default)]
+struct Stamps {
+    second: Option<u64>,
+    combined: Vec<u8>,
+    rfc3339: String,
+}
+
+impl Stamps {
+    fn at(&mut self, t: SystemTime) -> &Stamps {
+        const TIME: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+            "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+        );
+        let second = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.second != Some(second) {
+            let dt =
+                time::OffsetDateTime::from(SystemTime::UNIX_EPOCH + Duration::from_secs(second));
+            self.combined.clear();
+            let _ = dt.format_into(&mut self.combined, TIME);
+            self.rfc3339 = dt
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            self.second = Some(second);
+        }
+        self
+    }
+}
+
+fn combined(out: &mut Vec<u8>, e: &Entry, stamps: &mut Stamps) {
     match e.peer {
         Some(p) => {
             let _ = write!(out, "{}", p.ip());
@@ -297,7 +354,7 @@ fn combined(out: &mut Vec<u8>, e: &Entry) {
         None => out.push(b'-'),
     }
     out.extend_from_slice(b" - - [");
-    let _ = time::OffsetDateTime::from(e.time).format_into(out, TIME);
+    out.extend_from_slice(&stamps.at(e.time).combined);
     out.extend_from_slice(b"] \"");
     escape(out, e.method.as_str().as_bytes());
     out.push(b' ');
@@ -333,7 +390,7 @@ fn combined(out: &mut Vec<u8>, e: &Entry) {
 /// A `json` line. Header values that are not UTF-8 are written lossily.
 #[derive(serde::Serialize)]
 pub struct JsonLine<'a> {
-    /// RFC 3339, UTC.
+    /// RFC 3339, UTC, to the second.
     pub time: String,
     /// The client's address (IP only, as `$remote_addr`); null when the
     /// embedding server did not say.
@@ -356,15 +413,13 @@ pub struct JsonLine<'a> {
     pub policy_us: Option<u64>,
 }
 
-fn json(out: &mut Vec<u8>, e: &Entry) {
+fn json(out: &mut Vec<u8>, e: &Entry, stamps: &mut Stamps) {
     let text = |v: &'_ Option<HeaderValue>| {
         v.as_ref()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().into())
     };
     let line = JsonLine {
-        time: time::OffsetDateTime::from(e.time)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        time: stamps.at(e.time).rfc3339.clone(),
         remote_addr: e.peer.map(|p| p.ip().to_string()),
         method: e.method.as_str(),
         uri: target(&e.uri),
@@ -408,7 +463,7 @@ mod tests {
     #[test]
     fn combined_is_nginx_combined_with_sluice_fields_appended() {
         let mut out = Vec::new();
-        combined(&mut out, &entry());
+        combined(&mut out, &entry(), &mut Stamps::default());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a%20b.txt?x=1 HTTP/1.1\" \
@@ -417,7 +472,7 @@ mod tests {
         let mut e = entry();
         (e.peer, e.transfer, e.policy_time) = (None, None, None);
         let mut out = Vec::new();
-        combined(&mut out, &e);
+        combined(&mut out, &e, &mut Stamps::default());
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("- - - ["), "{text}");
         assert!(text.ends_with(" transfer=- policy_us=-\n"), "{text}");
@@ -426,7 +481,7 @@ mod tests {
     #[test]
     fn json_has_every_field() {
         let mut out = Vec::new();
-        json(&mut out, &entry());
+        json(&mut out, &entry(), &mut Stamps::default());
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["time"], "2000-10-10T13:55:36Z");

@@ -189,6 +189,56 @@ impl SandboxConfig {
     }
 }
 
+/// Where the access log is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    #[default]
+    Off,
+    Stderr,
+    Stdout,
+    /// A file, created if absent and appended to.
+    File(PathBuf),
+}
+
+impl Serialize for AccessLogTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AccessLogTarget::Off => s.serialize_str("off"),
+            AccessLogTarget::Stderr => s.serialize_str("stderr"),
+            AccessLogTarget::Stdout => s.serialize_str("stdout"),
+            AccessLogTarget::File(p) => p.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessLogTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match text.as_str() {
+            "off" => AccessLogTarget::Off,
+            "stderr" => AccessLogTarget::Stderr,
+            "stdout" => AccessLogTarget::Stdout,
+            "" => {
+                return Err(serde::de::Error::custom(
+                    "expected \"off\", \"stderr\", \"stdout\" or a file path",
+                ))
+            }
+            _ => AccessLogTarget::File(PathBuf::from(text)),
+        })
+    }
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessLogFormat {
+    /// nginx's `combined`, with `vhost`, `transfer` and `policy_us` appended.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
 /// One virtual host: its own root, policy component, settings and limits.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -282,6 +332,13 @@ pub struct Config {
     /// start-up, with a warning, if the descriptor limit cannot hold it.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Where the access log goes: `off`, `stderr`, `stdout` or a file path
+    /// (appended to).
+    #[serde(default)]
+    pub access_log: AccessLogTarget,
+    /// `combined` (nginx's, with sluice's fields appended) or `json`.
+    #[serde(default)]
+    pub access_log_format: AccessLogFormat,
     #[serde(default)]
     pub transfer: TransferConfig,
     #[serde(default)]
@@ -349,6 +406,8 @@ impl Default for Config {
             keepalive_timeout_ms: default_keepalive_timeout_ms(),
             send_timeout_ms: default_send_timeout_ms(),
             max_connections: default_max_connections(),
+            access_log: AccessLogTarget::default(),
+            access_log_format: AccessLogFormat::default(),
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),

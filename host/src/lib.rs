@@ -13,7 +13,12 @@
 //! 4. [`decision`] validates that untrusted decision into a [`decision::Plan`];
 //! 5. [`transfer`] executes the plan: zero-copy where the connection allows it,
 //!    otherwise overlapped large-chunk reads (optionally compressed).
+//!
+//! [`service::Sluice`] is the whole flow as a `tower`/`hyper` service, for a
+//! platform to mount in its own server; `sluice serve` runs it too. Each
+//! response's line goes to the [`access_log`] when it is on.
 
+pub mod access_log;
 pub mod activation;
 pub mod admin;
 pub mod check;
@@ -24,6 +29,7 @@ pub mod policy;
 pub mod resolve;
 pub mod serve;
 pub mod server;
+pub mod service;
 pub mod stats;
 pub mod timeouts;
 pub mod tls;

@@ -119,7 +119,14 @@ fn main() -> anyhow::Result<()> {
         runtime.worker_threads(cfg.workers);
     }
     let runtime = runtime.enable_all().thread_name("sluice-worker").build()?;
-    runtime.block_on(run(cfg, activated))
+    let access_log = runtime.block_on(run(cfg, activated))?;
+    // Connections cut at the grace period end with the runtime, and their
+    // responses' access-log lines are handed over as they go: then flush.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if let Some(log) = access_log {
+        log.flush(std::time::Duration::from_secs(5));
+    }
+    Ok(())
 }
 
 /// `sluice check`: prints what the policy declares and costs; an error (and
@@ -168,7 +175,11 @@ async fn listen_on(
     }
 }
 
-async fn run(cfg: Config, activated: sluice::activation::Activated) -> anyhow::Result<()> {
+/// Serves until a shutdown signal; returns the access log to flush.
+async fn run(
+    cfg: Config,
+    activated: sluice::activation::Activated,
+) -> anyhow::Result<Option<sluice::access_log::AccessLog>> {
     // Certificates first: a bad one is refused before anything listens.
     let tls = match cfg.tls() {
         Some((addr, default)) => Some((
@@ -249,8 +260,9 @@ async fn run(cfg: Config, activated: sluice::activation::Activated) -> anyhow::R
         };
         tracing::info!(signal, "shutdown requested");
     };
+    let access_log = app.access_log.clone();
     sluice::server::serve(app, listener, tls, limits, shutdown, grace).await?;
-    Ok(())
+    Ok(access_log)
 }
 
 /// Raises the soft descriptor limit to the hard one, as nginx's

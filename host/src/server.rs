@@ -7,8 +7,9 @@
 //! preface), so both listeners serve both versions with one builder.
 //!
 //! Only a plain-TCP HTTP/1 request may take the zero-copy path: see
-//! [`Channel::for_request`], the one place that decides it.
+//! [`crate::transfer::Channel::for_request`], the one place that decides it.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -26,12 +27,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TransferConfig;
-use crate::serve::{self, App, Conn};
+use crate::serve::{self, App};
+use crate::service::{self, ConnectionInfo, Sluice};
 use crate::stats;
 use crate::timeouts::{Activity, TimedIo, Timeouts, Tracked};
 use crate::tls::{self, Certificates, Served};
 use crate::transfer::zerocopy::{SendfileIo, ZeroCopyLink};
-use crate::transfer::Channel;
 
 /// Concurrent HTTP/2 streams per connection (nginx's
 /// `http2_max_concurrent_streams` default).
@@ -69,16 +70,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let sweeper = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                app.sweep();
-            }
-        })
-    };
+    let sweeper = tokio::spawn(Sluice::from_app(app.clone()).housekeeping());
     let http = Arc::new(builder(&app.transfer));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -289,27 +281,30 @@ async fn run<I>(
     } = accepted;
     let _open = stats::Connection::open();
     let activity = Activity::new();
+    let sluice = Sluice::from_app(app).with_connection(ConnectionInfo {
+        tls,
+        peer: Some(peer),
+        zero_copy: link,
+    });
     let service = service_fn(move |req: Request<Incoming>| {
-        let (app, link) = (app.clone(), link.clone());
         let misdirected = served
             .as_ref()
             .is_some_and(|s| s.misdirected(serve::request_host(&req).as_deref()));
+        if misdirected {
+            // Answered by the host, before any site (nor its counters) is
+            // involved.
+            stats::add(&stats::get().requests, 1);
+            tracing::debug!(%peer, host = ?serve::request_host(&req), "misdirected request");
+        }
+        let answer = (!misdirected).then(|| sluice.handle(req));
         async move {
-            if misdirected {
-                // Answered by the host, before any site (nor its counters)
-                // is involved.
-                stats::add(&stats::get().requests, 1);
-                tracing::debug!(%peer, host = ?serve::request_host(&req), "misdirected request");
-                return Ok(serve::host_response(
+            Ok::<_, Infallible>(match answer {
+                Some(answer) => answer.await,
+                None => service::host_answer(serve::host_response(
                     StatusCode::MISDIRECTED_REQUEST,
                     "Misdirected Request: this connection's certificate is not this host's\n",
-                ));
-            }
-            let conn = Conn {
-                tls,
-                channel: Channel::for_request(link.as_ref(), req.version()),
-            };
-            serve::handle(&app, conn, req).await
+                )),
+            })
         }
     });
     let service = Tracked::new(service, activity.clone());
@@ -343,6 +338,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transfer::Channel;
     use http::Version;
 
     /// Zero-copy only for HTTP/1 on plain TCP: h2c shares the plain

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::transfer::TransferPath;
+
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
         /// The counters.
@@ -200,9 +202,9 @@ impl Stats {
             "File body bytes sent, by transfer path.",
         );
         for (path, n) in [
-            ("sendfile", &self.sendfile_bytes),
-            ("copy", &self.copy_bytes),
-            ("inline", &self.inline_bytes),
+            (TransferPath::Sendfile.name(), &self.sendfile_bytes),
+            (TransferPath::Copy.name(), &self.copy_bytes),
+            (TransferPath::Inline.name(), &self.inline_bytes),
         ] {
             let _ = writeln!(
                 out,

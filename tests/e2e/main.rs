@@ -4,8 +4,10 @@
 
 mod harness;
 
+mod access_log;
 mod check;
 mod conformance;
+mod embed;
 mod lifecycle;
 mod metrics;
 mod paths;

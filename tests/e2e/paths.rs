@@ -7,11 +7,11 @@ use std::path::Path;
 
 use crate::harness::*;
 
-const SECRET: &str = "TOP-SECRET-7f3a9c";
+pub(crate) const SECRET: &str = "TOP-SECRET-7f3a9c";
 
 /// `outer/secret.txt` (the secret just outside the root) and `outer/www`,
 /// a root full of symlinks that try to leave it.
-fn hostile_site() -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn hostile_site() -> (tempfile::TempDir, std::path::PathBuf) {
     let outer = tempfile::tempdir().unwrap();
     let o = outer.path();
     let root = o.join("www");
@@ -59,7 +59,7 @@ fn hostile_site() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 /// The corpus: the data file plus generated variants.
-fn corpus() -> Vec<String> {
+pub(crate) fn corpus() -> Vec<String> {
     let file = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/hostile-paths.txt"),
     )

@@ -6,8 +6,8 @@ pub mod reuse;
 mod site;
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -47,6 +47,15 @@ pub fn host_response(status: StatusCode, text: &'static str) -> Response<Respons
     res
 }
 
+/// What the handler did besides the response, for the access log.
+pub struct Outcome<'a> {
+    /// The site (virtual host) that answered.
+    pub site: &'a Site,
+    /// Wall time of the policy call; `None` when the policy was not called
+    /// (a decision-cache hit, or a request refused before it).
+    pub policy_time: Option<Duration>,
+}
+
 thread_local! {
     /// The decision-cache key of the request being handled on this thread:
     /// built in place, so a hit allocates nothing for it.
@@ -57,24 +66,28 @@ thread_local! {
 ///
 /// It only waits (is `async`) for a turn to call the site's policy, when the
 /// site's calls already occupy their share of the workers.
-pub async fn handle<B>(
-    app: &App,
+pub async fn handle<'a, B>(
+    app: &'a App,
     conn: Conn<'_>,
     req: Request<B>,
-) -> Result<Response<ResponseBody>, Infallible> {
+) -> (Response<ResponseBody>, Outcome<'a>) {
     stats::add(&stats::get().requests, 1);
-    let site = app.site_for(&req);
-    let res = respond(app, site, conn, req).await;
-    site.counters.response(res.status().as_u16());
-    Ok(res)
+    let mut outcome = Outcome {
+        site: app.site_for(&req),
+        policy_time: None,
+    };
+    let res = respond(app, &mut outcome, conn, req).await;
+    outcome.site.counters.response(res.status().as_u16());
+    (res, outcome)
 }
 
 async fn respond<B>(
     app: &App,
-    site: &Site,
+    outcome: &mut Outcome<'_>,
     conn: Conn<'_>,
     req: Request<B>,
 ) -> Response<ResponseBody> {
+    let site = outcome.site;
     let path = match normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
@@ -84,7 +97,7 @@ async fn respond<B>(
     };
     let loaded = site.loaded();
     let found = loaded.lookup(&site.root, path.relative());
-    let verdict = match verdict(app, site, &loaded, &req, &path, conn.tls, &found).await {
+    let verdict = match verdict(app, outcome, &loaded, &req, &path, conn.tls, &found).await {
         Ok(v) => v,
         Err(response) => return *response,
     };
@@ -116,7 +129,7 @@ async fn respond<B>(
 /// not delayed by it.
 async fn verdict<B>(
     app: &App,
-    site: &Site,
+    outcome: &mut Outcome<'_>,
     loaded: &Loaded,
     req: &Request<B>,
     path: &NormalPath,
@@ -142,16 +155,19 @@ async fn verdict<B>(
 
     let wit_req = request::to_wit(req, path, tls, &caps.fields);
     let wit_entry = request::entry_to_wit(found);
+    let site = outcome.site;
     let _turn = match site.calls.try_acquire() {
         Ok(turn) => turn,
         Err(_) => site.calls.acquire().await.expect("never closed"),
     };
     let call = || policy.decide(&wit_req, &wit_entry);
+    let started = Instant::now();
     let answer = if policy.is_slow() {
         off_the_workers(call)
     } else {
         call()
     };
+    outcome.policy_time = Some(started.elapsed());
     let invalid = |rule: decision::DecisionError| {
         stats::add(&stats::get().invalid_decisions, 1);
         tracing::warn!(policy = policy.name(), path = %path.path, %rule, "policy returned an invalid decision");
@@ -223,7 +239,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let res = runtime.block_on(handle(app, conn, req)).unwrap();
+        let (res, _) = runtime.block_on(handle(app, conn, req));
         let (parts, body) = res.into_parts();
         let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
         (parts.status, parts.headers, bytes.to_vec())

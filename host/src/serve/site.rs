@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use http::Request;
 
 use super::reuse::DecisionCache;
+use crate::access_log::AccessLog;
 use crate::config::{
     policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits, TransferConfig,
 };
@@ -88,6 +89,9 @@ impl Loaded {
     }
 }
 
+/// The default site's name in metrics and the access log.
+pub const DEFAULT_SITE: &str = "(default)";
+
 /// One served root with its policy.
 pub struct Site {
     pub root: Root,
@@ -97,6 +101,8 @@ pub struct Site {
     pub(super) calls: tokio::sync::Semaphore,
     /// Responses by status class, for `/metrics`.
     pub counters: stats::SiteCounters,
+    /// `(default)` or the `[[vhost]]` host, for the access log.
+    name: Arc<str>,
     spec: SiteSpec,
     cache: CacheConfig,
 }
@@ -115,9 +121,15 @@ impl Site {
             loaded: ArcSwap::from_pointee(Loaded::new(policy, &cache)),
             calls: tokio::sync::Semaphore::new(spec.policy_workers.max(1)),
             counters: stats::SiteCounters::default(),
+            name: DEFAULT_SITE.into(),
             spec,
             cache,
         })
+    }
+
+    /// `(default)` or the `[[vhost]]` host.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// The current policy and its caches. In-flight requests keep the ones
@@ -149,6 +161,8 @@ pub struct App {
     pub transfer: TransferConfig,
     pub default: Arc<Site>,
     pub vhosts: HashMap<String, Arc<Site>>,
+    /// Where each response's line goes (`access-log`), if anywhere.
+    pub access_log: Option<AccessLog>,
 }
 
 impl App {
@@ -226,16 +240,19 @@ impl App {
         let default = Site::open(&mut loader, default, config.cache)?;
         let mut sites = HashMap::new();
         for (host, spec) in vhosts {
-            let site = Site::open(&mut loader, spec, config.cache)
+            let mut site = Site::open(&mut loader, spec, config.cache)
                 .map_err(|e| anyhow::anyhow!("vhost {host}: {e:#}"))?;
+            site.name = host.as_str().into();
             sites.insert(host, Arc::new(site));
         }
         drop(loader);
+        let access_log = AccessLog::open(&config.access_log, config.access_log_format)?;
         Ok(Arc::new(App {
             sandbox,
             transfer: config.transfer,
             default: Arc::new(default),
             vhosts: sites,
+            access_log,
         }))
     }
 
@@ -253,7 +270,7 @@ impl App {
     /// Every site with its name (`(default)` or its host), for reloads and
     /// metrics.
     pub fn sites(&self) -> impl Iterator<Item = (&str, &Arc<Site>)> {
-        std::iter::once(("(default)", &self.default))
+        std::iter::once((DEFAULT_SITE, &self.default))
             .chain(self.vhosts.iter().map(|(h, s)| (h.as_str(), s)))
     }
 

@@ -295,6 +295,11 @@ impl CopyBody {
         }
     }
 
+    /// Whether the body is compressed on the fly (its length is then unknown).
+    pub fn compressed(&self) -> bool {
+        self.remaining.is_none()
+    }
+
     /// A buffer for the next chunk, unless the reader compresses (it keeps
     /// its own input buffer).
     /// Sized for what the chunk will hold, so a small file costs a small

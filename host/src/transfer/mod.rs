@@ -46,6 +46,7 @@ pub(crate) mod test_support {
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -78,12 +79,74 @@ impl Segment {
     }
 }
 
+/// Which way a response's body leaves: the access log's `transfer` field and
+/// the `path` label of `sluice_body_bytes_total` in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferPath {
+    /// File regions by `sendfile(2)` (plain-TCP HTTP/1).
+    Sendfile,
+    /// Large-chunk reads through user space.
+    Copy,
+    /// Large-chunk reads, compressed on the fly.
+    Compressed,
+    /// Bytes in memory: a small cached file read whole, or a body the host
+    /// or the policy made.
+    Inline,
+}
+
+impl TransferPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferPath::Sendfile => "sendfile",
+            TransferPath::Copy => "copy",
+            TransferPath::Compressed => "compressed",
+            TransferPath::Inline => "inline",
+        }
+    }
+}
+
+/// Counts the body bytes a response actually hands to its connection. On the
+/// zero-copy path the file regions are sent by the connection's I/O after the
+/// body has ended, so the queued regions hold the meter too: whoever lets go
+/// of it last sees the final count (the access log writes its line then).
+pub trait Meter: Send + Sync {
+    fn add(&self, bytes: u64);
+}
+
 /// Every response body sluice sends.
 pub enum ResponseBody {
     Empty,
     Inline(Option<Bytes>),
     ZeroCopy(SendfileBody),
     Copy(Box<CopyBody>),
+}
+
+impl ResponseBody {
+    /// The path this body takes; `None` for an empty body (HEAD, 304, ...).
+    pub fn path(&self) -> Option<TransferPath> {
+        match self {
+            ResponseBody::Empty => None,
+            ResponseBody::Inline(_) => Some(TransferPath::Inline),
+            ResponseBody::ZeroCopy(_) => Some(TransferPath::Sendfile),
+            ResponseBody::Copy(b) if b.compressed() => Some(TransferPath::Compressed),
+            ResponseBody::Copy(_) => Some(TransferPath::Copy),
+        }
+    }
+
+    /// Has this body count what it sends into `meter`. The zero-copy body
+    /// counts what `sendfile(2)` sent, known only after its frames were
+    /// polled; every other body's count is its data frames, which the caller
+    /// counts as it polls them.
+    pub fn attach(&mut self, meter: &Arc<dyn Meter>) {
+        if let ResponseBody::ZeroCopy(b) = self {
+            b.attach(meter.clone());
+        }
+    }
+
+    /// Whether the body counts its bytes itself once attached (see [`attach`](Self::attach)).
+    pub fn counts_itself(&self) -> bool {
+        matches!(self, ResponseBody::ZeroCopy(_))
+    }
 }
 
 impl Body for ResponseBody {

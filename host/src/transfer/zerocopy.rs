@@ -101,7 +101,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::Segment;
+use super::{Meter, Segment};
 use crate::stats;
 
 /// Size of the placeholder reservation; file segments longer than this are
@@ -157,6 +157,8 @@ struct Pending {
     offset: u64,
     len: usize,
     sent: usize,
+    /// The response's byte meter (access log), told what `sendfile` sent.
+    meter: Option<Arc<dyn Meter>>,
 }
 
 #[derive(Default)]
@@ -169,7 +171,7 @@ struct LinkState {
 pub struct ZeroCopyLink(Arc<Mutex<LinkState>>);
 
 impl ZeroCopyLink {
-    fn push(&self, file: Arc<File>, offset: u64, len: usize) {
+    fn push(&self, file: Arc<File>, offset: u64, len: usize, meter: Option<Arc<dyn Meter>>) {
         self.0
             .lock()
             .expect("not poisoned")
@@ -179,6 +181,7 @@ impl ZeroCopyLink {
                 offset,
                 len,
                 sent: 0,
+                meter,
             });
     }
 }
@@ -271,6 +274,9 @@ impl SendfileIo {
             )));
         }
         front.sent += n;
+        if let Some(m) = &front.meter {
+            m.add(n as u64);
+        }
         if front.sent == front.len {
             state.pending.pop_front();
         } else if n == self.max_chunk {
@@ -351,9 +357,17 @@ pub struct SendfileBody {
     file: Arc<File>,
     segments: VecDeque<Segment>,
     remaining: u64,
+    meter: Option<Arc<dyn Meter>>,
 }
 
 impl SendfileBody {
+    /// Counts what this body sends into `meter`: its own bytes (multipart
+    /// boundaries) as they are yielded, its file regions as `sendfile`
+    /// sends them.
+    pub fn attach(&mut self, meter: Arc<dyn Meter>) {
+        self.meter = Some(meter);
+    }
+
     pub fn new(link: &ZeroCopyLink, file: Arc<File>, segments: VecDeque<Segment>) -> SendfileBody {
         let remaining = segments.iter().map(Segment::len).sum();
         SendfileBody {
@@ -361,6 +375,7 @@ impl SendfileBody {
             file,
             segments,
             remaining,
+            meter: None,
         }
     }
 }
@@ -376,7 +391,12 @@ impl Body for SendfileBody {
         let this = self.get_mut();
         let chunk = match this.segments.pop_front() {
             None => return Poll::Ready(None),
-            Some(Segment::Bytes(b)) => b,
+            Some(Segment::Bytes(b)) => {
+                if let Some(m) = &this.meter {
+                    m.add(b.len() as u64);
+                }
+                b
+            }
             Some(Segment::File { offset, len }) => {
                 let piece = len.min(REGION_LEN as u64);
                 if piece < len {
@@ -387,7 +407,12 @@ impl Body for SendfileBody {
                 }
                 // Registered now, when hyper takes the chunk, not when the
                 // response was built: HEAD and 304 never poll their bodies.
-                this.link.push(this.file.clone(), offset, piece as usize);
+                this.link.push(
+                    this.file.clone(),
+                    offset,
+                    piece as usize,
+                    this.meter.clone(),
+                );
                 placeholder(piece as usize)
             }
         };
@@ -646,7 +671,7 @@ mod tests {
         let (mut io, link, client) = pair(2 << 20, None, None).await;
         let reader = read_all(client, None, 64 << 10);
 
-        link.push(file, 1000, 50_000);
+        link.push(file, 1000, 50_000, None);
         let head: [&'static [u8]; 3] = [
             b"HTTP/1.1 200 OK\r\n",
             b"transfer-encoding: chunked\r\n\r\n",
@@ -701,15 +726,15 @@ mod tests {
         let cases: [(&str, Setup); 5] = [
             ("no registration", |_, _| VecDeque::from([placeholder(100)])),
             ("shorter than registered", |link, file| {
-                link.push(file, 0, 200);
+                link.push(file, 0, 200, None);
                 VecDeque::from([placeholder(100)])
             }),
             ("longer than registered", |link, file| {
-                link.push(file, 0, 200);
+                link.push(file, 0, 200, None);
                 VecDeque::from([placeholder(300)])
             }),
             ("ahead of what was sent", |link, file| {
-                link.push(file, 0, 200);
+                link.push(file, 0, 200, None);
                 VecDeque::from([placeholder(200).slice(50..)])
             }),
             ("after a head", |_, _| {
@@ -837,7 +862,7 @@ mod tests {
         let file = temp_file(&data);
         let (mut io, link, client) = pair(4096, None, None).await;
         let reader = read_all(client, None, 64 << 10);
-        link.push(file, 0, data.len());
+        link.push(file, 0, data.len(), None);
         let mut queue = VecDeque::from([placeholder(data.len())]);
         let mut log = Log::default();
         drive(&mut io, &mut queue, &mut log, |_| {}).await.unwrap();
@@ -861,7 +886,7 @@ mod tests {
         let (mut io, link, client) = pair(2 << 20, None, None).await;
         let reader = read_all(client, None, 64 << 10);
         let before = truncations();
-        link.push(file.clone(), 0, data.len());
+        link.push(file.clone(), 0, data.len(), None);
         file.set_len(300_001).unwrap();
         let mut queue = VecDeque::from([Bytes::from_static(HEAD), placeholder(data.len())]);
         let mut log = Log::default();
@@ -887,7 +912,7 @@ mod tests {
         let (mut io, link, client) = pair(REGION_LEN, Some(4096), Some(4096)).await;
         let (open, gate) = mpsc::channel();
         let reader = read_all(client, Some(gate), 4096);
-        link.push(file.clone(), 0, data.len());
+        link.push(file.clone(), 0, data.len(), None);
         let mut queue = VecDeque::from([placeholder(data.len())]);
         let mut log = Log::default();
         let mut cut = None;

@@ -1,0 +1,355 @@
+//! sluice as a library: a [`Sluice`] service, built from a root, a policy
+//! and limits, that a platform mounts in its own hyper or axum server.
+//!
+//! [`Sluice`] implements [`tower_service::Service`] (so axum's
+//! `Router::nest_service` and every tower layer take it) and
+//! [`hyper::service::Service`] (so `hyper::server::conn` takes it as is),
+//! over `http::Request<B>` for any body `B`: a static server ignores request
+//! bodies. Its responses' body is [`Body`]. `sluice serve` runs the same
+//! type on each connection it accepts.
+//!
+//! # Mounting it under axum
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use sluice::service::Sluice;
+//!
+//! let files = Sluice::builder()
+//!     .root("/srv/www")
+//!     // .policy_file("tenant.wasm")   // the built-in default policy if not set
+//!     // .limits(sluice::config::SandboxConfig { deadline_ms: 5, ..Default::default() })
+//!     .build()?;
+//! // Closes descriptors of open-file cache entries past their window.
+//! tokio::spawn(files.clone().housekeeping());
+//! let app = axum::Router::new()
+//!     .route("/health", axum::routing::get(|| async { "ok" }))
+//!     // axum strips `/static` before the service sees the path.
+//!     .nest_service("/static", files);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The transfer path
+//!
+//! Without more, bodies take the copying path (large-chunk reads; small
+//! cached files leave in one write), which works over any connection. The
+//! zero-copy path (`sendfile(2)`) needs the connection's I/O to be sluice's
+//! [`SendfileIo`], which returns the connection's [`ZeroCopyLink`]; a
+//! platform opts in by serving the connection with that I/O (and hyper's
+//! HTTP/1 `writev(true)`, which `SendfileIo` relies on) and handing the link
+//! in a [`ConnectionInfo`], either to [`Sluice::with_connection`] or as a
+//! request extension (which wins; it is how it crosses a router). The link
+//! is only used for HTTP/1 requests ([`Channel::for_request`]).
+//!
+//! ```no_run
+//! # async fn run(files: sluice::service::Sluice, tcp: tokio::net::TcpStream) {
+//! use sluice::service::ConnectionInfo;
+//! use sluice::transfer::zerocopy::SendfileIo;
+//!
+//! let peer = tcp.peer_addr().ok();
+//! let (io, link) = SendfileIo::new(tcp, 2 << 20);
+//! let service = files.with_connection(ConnectionInfo {
+//!     tls: false,
+//!     peer,
+//!     zero_copy: Some(link),
+//! });
+//! let _ = hyper::server::conn::http1::Builder::new()
+//!     .writev(true) // required: see sluice::transfer::zerocopy
+//!     .serve_connection(io, service)
+//!     .await;
+//! # }
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Frame, SizeHint};
+
+use crate::access_log::{Answer, RequestLine};
+use crate::config::{
+    AccessLogFormat, AccessLogTarget, CacheConfig, Config, ConfigError, SandboxConfig,
+    TransferConfig,
+};
+use crate::serve::{self, App, Conn};
+#[cfg(doc)]
+use crate::transfer::zerocopy::SendfileIo;
+use crate::transfer::zerocopy::ZeroCopyLink;
+use crate::transfer::{Channel, Meter, ResponseBody};
+
+/// Serves files from a root under a response policy: a `tower` and `hyper`
+/// service. Cloning is cheap (two reference counts); clones share
+/// everything (sites, policies, caches, access log).
+#[derive(Clone)]
+pub struct Sluice {
+    app: Arc<App>,
+    connection: ConnectionInfo,
+}
+
+/// What the connection a request arrived on tells the service.
+///
+/// Set it per connection with [`Sluice::with_connection`], or insert it as a
+/// request extension (which wins over the former). Without it: not TLS, no
+/// peer address in the access log, the copying path.
+#[derive(Clone, Default)]
+pub struct ConnectionInfo {
+    /// Whether the request arrived over TLS (the policy is told).
+    pub tls: bool,
+    /// The client's address, for the access log.
+    pub peer: Option<SocketAddr>,
+    /// The link of the [`SendfileIo`] serving *this* connection: enables the
+    /// zero-copy path for its HTTP/1 requests. A link of another connection,
+    /// or an I/O that is not a `SendfileIo`, would send the wrong bytes or
+    /// fault, so only hand in the one `SendfileIo::new` returned with it.
+    pub zero_copy: Option<ZeroCopyLink>,
+}
+
+/// Why a [`Sluice`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no root directory given (Builder::root)")]
+    NoRoot,
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Opening the root, or compiling, configuring or canary-testing a
+    /// policy, or opening the access log (the message names the step).
+    #[error("{0:#}")]
+    Start(anyhow::Error),
+}
+
+/// Builds a [`Sluice`]: a root, a policy, limits, and optionally everything
+/// else the configuration file can say.
+#[derive(Default)]
+pub struct Builder {
+    config: Config,
+}
+
+impl Builder {
+    /// Starts from a whole configuration (as `sluice serve --config` reads
+    /// it); the other methods change parts of it.
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
+        self
+    }
+
+    /// The directory served (required).
+    pub fn root(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.config.root = Some(dir.into());
+        self
+    }
+
+    /// A policy component (`.wasm`) instead of the built-in default policy.
+    pub fn policy_file(mut self, path: impl Into<PathBuf>) -> Builder {
+        self.config.policy_file = Some(path.into());
+        self
+    }
+
+    /// A setting handed to the policy's `configure`, typed as given.
+    pub fn policy_setting(mut self, name: &str, value: impl Into<toml::Value>) -> Builder {
+        self.config.policy.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The policy's sandbox limits (CPU deadline, memory, stack, ...).
+    pub fn limits(mut self, sandbox: SandboxConfig) -> Builder {
+        self.config.sandbox = sandbox;
+        self
+    }
+
+    /// Transfer-engine settings (chunk sizes, inline and sendfile bounds).
+    pub fn transfer(mut self, transfer: TransferConfig) -> Builder {
+        self.config.transfer = transfer;
+        self
+    }
+
+    /// The open-file and decision caches.
+    pub fn cache(mut self, cache: CacheConfig) -> Builder {
+        self.config.cache = cache;
+        self
+    }
+
+    /// The access log (off by default).
+    pub fn access_log(mut self, target: AccessLogTarget, format: AccessLogFormat) -> Builder {
+        self.config.access_log = target;
+        self.config.access_log_format = format;
+        self
+    }
+
+    /// Opens the root, compiles, configures and canary-tests the policy.
+    pub fn build(self) -> Result<Sluice, BuildError> {
+        if self.config.root.is_none() {
+            return Err(BuildError::NoRoot);
+        }
+        self.config.check()?;
+        let app = App::from_config(&self.config).map_err(BuildError::Start)?;
+        Ok(Sluice::from_app(app))
+    }
+}
+
+impl Sluice {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The service of an application built by [`App::from_config`].
+    pub fn from_app(app: Arc<App>) -> Sluice {
+        Sluice {
+            app,
+            connection: ConnectionInfo::default(),
+        }
+    }
+
+    /// The application: its sites, for reloading policies (`App::reload`)
+    /// and reading metrics.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// This service for the requests of one connection.
+    pub fn with_connection(&self, connection: ConnectionInfo) -> Sluice {
+        Sluice {
+            app: self.app.clone(),
+            connection,
+        }
+    }
+
+    /// Runs forever, closing the descriptors of open-file cache entries past
+    /// their window once a second; spawn it next to the server
+    /// (`sluice serve` does).
+    pub async fn housekeeping(self) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            self.app.sweep();
+        }
+    }
+
+    /// Answers one request. Never fails: every problem is a status code.
+    pub fn handle<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        // The body is dropped here: a static server reads none, and the
+        // request then needs to be neither `Send` nor `Sync` over awaits.
+        let (mut parts, _body) = req.into_parts();
+        let connection = parts
+            .extensions
+            .remove::<ConnectionInfo>()
+            .unwrap_or_else(|| self.connection.clone());
+        let req = Request::from_parts(parts, ());
+        let app = self.app.clone();
+        async move {
+            let line = app
+                .access_log
+                .as_ref()
+                .map(|_| RequestLine::new(&req, connection.peer));
+            let conn = Conn {
+                tls: connection.tls,
+                channel: Channel::for_request(connection.zero_copy.as_ref(), req.version()),
+            };
+            let (res, outcome) = serve::handle(&app, conn, req).await;
+            let (parts, mut inner) = res.into_parts();
+            let meter = match (&app.access_log, line) {
+                (Some(log), Some(line)) => {
+                    let record: Arc<dyn Meter> = log.record(
+                        line,
+                        Answer {
+                            status: parts.status.as_u16(),
+                            vhost: outcome.site.name().clone(),
+                            transfer: inner.path(),
+                            policy_time: outcome.policy_time,
+                        },
+                    );
+                    inner.attach(&record);
+                    Some(record)
+                }
+                _ => None,
+            };
+            Response::from_parts(parts, Body { inner, meter })
+        }
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for Sluice {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    /// Always ready: requests wait for a policy turn inside the call, not
+    /// here (a static server has no back-pressure to signal).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let answer = self.handle(req);
+        Box::pin(async move { Ok(answer.await) })
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for Sluice {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let answer = self.handle(req);
+        Box::pin(async move { Ok(answer.await) })
+    }
+}
+
+/// A response the host makes itself, outside any site (so with no access-log
+/// record), in [`Sluice`]'s body type.
+pub(crate) fn host_answer(res: Response<ResponseBody>) -> Response<Body> {
+    res.map(|inner| Body { inner, meter: None })
+}
+
+/// The body of every response [`Sluice`] gives: `Bytes` frames, or an
+/// `io::Error` when the file cannot be read (or shrank) mid-body, after
+/// which the connection should be closed. On the zero-copy path its frames
+/// are placeholders only [`SendfileIo`] can send (see
+/// [`crate::transfer::zerocopy`]); elsewhere they are the bytes.
+pub struct Body {
+    inner: ResponseBody,
+    /// The access log's record: counts the bytes, written when dropped.
+    meter: Option<Arc<dyn Meter>>,
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Some(meter), Poll::Ready(Some(Ok(frame)))) = (&this.meter, &frame) {
+            if let Some(data) = frame.data_ref() {
+                if !this.inner.counts_itself() {
+                    meter.add(data.len() as u64);
+                }
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

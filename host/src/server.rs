@@ -255,7 +255,16 @@ async fn tls_connection(
             return;
         }
     };
-    let served = certs.served(stream.get_ref().1.server_name());
+    let session = stream.get_ref().1;
+    let served = certs.served(session.server_name());
+    // kTLS is not used (see `tls`): every TLS connection encrypts in user
+    // space and takes the copying path; the access log names it per response.
+    tracing::debug!(
+        %peer,
+        sni = session.server_name().unwrap_or("-"),
+        alpn = ?session.alpn_protocol().map(String::from_utf8_lossy),
+        "TLS established; copying path (no kTLS)"
+    );
     run(accepted, TokioIo::new(stream), true, None, served).await;
 }
 

@@ -2,15 +2,17 @@
 //!
 //! A response's line is a [`Record`]: it is made when the handler has
 //! answered (status, virtual host, transfer path, policy time known), counts
-//! the body bytes as they leave (it is the body's [`Meter`]), and is handed
-//! to the writer when the last holder lets go of it: when the body ended
-//! or was dropped (a client that went away mid-body logs what was sent), and
-//! on the zero-copy path when the connection's I/O has sent or dropped the
-//! file regions. A dedicated thread formats and writes the lines through a
-//! buffer, every 100 ms while busy (see [`write_lines`]); the workers only
-//! move a boxed record into a bounded channel, waking nobody. If the writer falls that far behind, lines
-//! are dropped and counted (a full disk must not stall the server), and the
-//! count is reported in the server's log.
+//! the body bytes as they leave (it is the body's [`Meter`]), and its line
+//! is formatted when the last holder lets go of it: when the body ended or
+//! was dropped (a client that went away mid-body logs what was sent), and on
+//! the zero-copy path when the connection's I/O has sent or dropped the file
+//! regions. The worker formats the line (with a per-thread scratch buffer
+//! and time stamps) and appends it to one shared buffer; a dedicated thread
+//! takes the whole buffer every 100 ms while busy and writes it (see
+//! [`write_lines`]). So a line costs a worker no allocation that another
+//! thread frees, no wake-up and no system call. If the writer falls behind
+//! by [`MAX_PENDING`] bytes, lines are dropped and counted (a full disk must
+//! not stall the server), and the count is reported in the server's log.
 //!
 //! Formats (`access-log-format`):
 //! - `combined`: exactly nginx's `combined` —
@@ -21,13 +23,14 @@
 //!   does: `"`, `\`, control and non-ASCII bytes become `\xHH`.
 //! - `json`: one object per line with the same fields (see [`JsonLine`]).
 
+use std::cell::RefCell;
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
@@ -35,9 +38,9 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use crate::config::{AccessLogFormat, AccessLogTarget};
 use crate::transfer::{Meter, TransferPath};
 
-/// Lines that may wait for the writer; past that they are dropped (at
-/// `TICK`, room for 640,000 responses a second).
-const QUEUE: usize = 64 * 1024;
+/// Formatted lines that may wait for the writer, bytes; past that they are
+/// dropped (at `TICK`, room for about 300,000 responses a second).
+const MAX_PENDING: usize = 8 << 20;
 
 /// How often a busy writer writes out what queued up.
 const TICK: Duration = Duration::from_millis(100);
@@ -54,14 +57,32 @@ pub enum AccessLogError {
 /// The handle requests log through (cheap to clone).
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
-enum Message {
-    Line(Box<Entry>),
-    /// Flush what came before, then answer.
-    Flush(SyncSender<()>),
+/// What the workers and the writer share.
+struct Shared {
+    format: AccessLogFormat,
+    pending: Mutex<Pending>,
+    /// Wakes an idle writer (a first line, or a flush).
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Formatted lines, in the order their responses ended.
+    lines: Vec<u8>,
+    /// Lines dropped because `lines` was full.
+    dropped: u64,
+    /// The writer is blocked waiting for work (not merely between ticks).
+    idle: bool,
+    /// Answer these once what came before them is written and flushed.
+    flushes: Vec<SyncSender<()>>,
+}
+
+thread_local! {
+    /// Each worker's line being formatted, and its cached time stamps.
+    static SCRATCH: RefCell<(Vec<u8>, Stamps)> = RefCell::new((Vec::with_capacity(512), Stamps::default()));
 }
 
 /// What one line says.
@@ -93,9 +114,8 @@ pub struct RequestLine {
 impl RequestLine {
     /// Copies what the line needs. Copies, not clones: the URI and header
     /// values are slices of the connection's read buffer, and a clone kept
-    /// until the writer's next tick would keep that buffer from being reused,
-    /// so hyper would allocate a new one for every request (and the writer
-    /// thread free it): measured at over a third of the log's cost.
+    /// until the line is written would keep that buffer from being reused,
+    /// so hyper would allocate a new one for every request.
     pub fn new<B>(req: &http::Request<B>, peer: Option<SocketAddr>) -> RequestLine {
         let header = |h: &HeaderMap, name| h.get(name).map(|v: &HeaderValue| v.as_bytes().into());
         RequestLine {
@@ -120,7 +140,7 @@ pub struct Answer {
 /// One response's line in the making: counts the body bytes sent, and is
 /// written when dropped.
 pub struct Record {
-    entry: Option<Box<Entry>>,
+    entry: Entry,
     sent: AtomicU64,
     log: AccessLog,
 }
@@ -133,19 +153,27 @@ impl Meter for Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        if let Some(mut entry) = self.entry.take() {
-            entry.bytes = *self.sent.get_mut();
-            entry.time = SystemTime::now();
-            match self.log.tx.try_send(Message::Line(entry)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    self.log.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                // The writer is gone (it failed to start writing, or the
-                // server is exiting): nothing to do.
-                Err(TrySendError::Disconnected(_)) => {}
+        let entry = &mut self.entry;
+        entry.bytes = *self.sent.get_mut();
+        entry.time = SystemTime::now();
+        let shared = &self.log.shared;
+        SCRATCH.with_borrow_mut(|(line, stamps)| {
+            line.clear();
+            match shared.format {
+                AccessLogFormat::Combined => combined(line, entry, stamps),
+                AccessLogFormat::Json => json(line, entry, stamps),
             }
-        }
+            let mut pending = shared.pending.lock().expect("not poisoned");
+            if pending.lines.len() + line.len() > MAX_PENDING {
+                pending.dropped += 1;
+                return;
+            }
+            pending.lines.extend_from_slice(line);
+            if pending.idle {
+                pending.idle = false;
+                shared.wake.notify_one();
+            }
+        });
     }
 }
 
@@ -171,22 +199,27 @@ impl AccessLog {
                     })?,
             ),
         };
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            format,
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+        });
         {
-            let dropped = dropped.clone();
+            // The writer holds only a weak reference, so it ends when the
+            // last handle is gone.
+            let shared = Arc::downgrade(&shared);
             std::thread::Builder::new()
                 .name("sluice-access-log".into())
-                .spawn(move || write_lines(rx, out, format, &dropped))
+                .spawn(move || write_lines(&shared, out))
                 .map_err(AccessLogError::Thread)?;
         }
-        Ok(Some(AccessLog { tx, dropped }))
+        Ok(Some(AccessLog { shared }))
     }
 
     /// The record for one response; attach it to the body as its meter.
     pub fn record(&self, request: RequestLine, answer: Answer) -> Arc<Record> {
         Arc::new(Record {
-            entry: Some(Box::new(Entry {
+            entry: Entry {
                 time: SystemTime::UNIX_EPOCH,
                 peer: request.peer,
                 method: request.method,
@@ -199,7 +232,7 @@ impl AccessLog {
                 transfer: answer.transfer,
                 policy_time: answer.policy_time,
                 bytes: 0,
-            })),
+            },
             sent: AtomicU64::new(0),
             log: self.clone(),
         })
@@ -209,83 +242,77 @@ impl AccessLog {
     /// and flushed: call it at shutdown, after the connections are closed.
     pub fn flush(&self, limit: Duration) -> bool {
         let (ack, done) = mpsc::sync_channel(1);
-        // A blocking send: at shutdown, waiting behind queued lines is the point.
-        if self.tx.send(Message::Flush(ack)).is_err() {
-            return false;
+        {
+            let mut pending = self.shared.pending.lock().expect("not poisoned");
+            pending.flushes.push(ack);
+            pending.idle = false;
+            self.shared.wake.notify_one();
         }
         done.recv_timeout(limit).is_ok()
     }
 }
 
-/// The writer thread. Idle, it waits for a line; busy, it wakes every
-/// [`TICK`], writes what queued up and flushes. So a request costs the
-/// workers no wake-up of this thread and no write of its own, and the log
-/// trails the traffic by at most a tick; nginx's `access_log ... buffer=
-/// flush=` trades the same way.
-fn write_lines(
-    rx: Receiver<Message>,
-    out: Box<dyn Write + Send>,
-    format: AccessLogFormat,
-    dropped: &AtomicU64,
-) {
-    let mut out = BufWriter::with_capacity(64 << 10, out);
-    let mut line = Vec::with_capacity(512);
-    let mut stamps = Stamps::default();
+/// The writer thread. Idle, it waits to be woken by a line or a flush;
+/// busy, it takes every line formatted since its last look, writes them
+/// with one `write`, flushes, and sleeps a tick. So a request costs the
+/// workers no wake-up of this thread (only the first after a quiet spell
+/// wakes it) and no write of its own, and the log trails the traffic by at
+/// most a tick; nginx's `access_log ... buffer= flush=` trades the same way.
+fn write_lines(shared: &std::sync::Weak<Shared>, mut out: Box<dyn Write + Send>) {
+    let mut batch = Vec::with_capacity(64 << 10);
     let mut failing = false;
-    let mut report = |result: io::Result<()>| match result {
-        Ok(()) => failing = false,
-        Err(e) if !failing => {
-            failing = true;
-            tracing::error!(error = %e, "cannot write the access log");
-        }
-        Err(_) => {}
-    };
-    let mut write =
-        |message: Message, out: &mut BufWriter<_>, report: &mut dyn FnMut(_)| match message {
-            Message::Line(entry) => {
-                line.clear();
-                match format {
-                    AccessLogFormat::Combined => combined(&mut line, &entry, &mut stamps),
-                    AccessLogFormat::Json => json(&mut line, &entry, &mut stamps),
-                }
-                report(out.write_all(&line));
-            }
-            Message::Flush(ack) => {
-                report(out.flush());
-                let _ = ack.send(());
-            }
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
         };
-    // Idle: block until a line comes.
-    while let Ok(first) = rx.recv() {
-        write(first, &mut out, &mut report);
-        // Busy: drain, flush, sleep a tick, until a tick finds nothing.
-        loop {
-            let mut any = false;
-            let disconnected = loop {
-                match rx.try_recv() {
-                    Ok(message) => {
-                        any = true;
-                        write(message, &mut out, &mut report);
-                    }
-                    Err(TryRecvError::Empty) => break false,
-                    Err(TryRecvError::Disconnected) => break true,
+        let (flushes, dropped) = {
+            let mut pending = shared.pending.lock().expect("not poisoned");
+            while pending.lines.is_empty() && pending.flushes.is_empty() {
+                pending.idle = true;
+                // Wake now and then to notice that the server is gone.
+                pending = shared
+                    .wake
+                    .wait_timeout(pending, Duration::from_secs(1))
+                    .expect("not poisoned")
+                    .0;
+                if Arc::strong_count(&shared) == 1 {
+                    return;
                 }
-            };
-            report(out.flush());
-            let lost = dropped.swap(0, Ordering::Relaxed);
-            if lost > 0 {
-                tracing::warn!(lines = lost, "access log writer fell behind; lines dropped");
             }
-            if disconnected {
-                return;
+            pending.idle = false;
+            // Swap buffers: the workers keep appending to the one this
+            // thread has just emptied, so neither side allocates.
+            std::mem::swap(&mut pending.lines, &mut batch);
+            (
+                std::mem::take(&mut pending.flushes),
+                std::mem::take(&mut pending.dropped),
+            )
+        };
+        drop(shared);
+        let result = out.write_all(&batch).and_then(|()| out.flush());
+        batch.clear();
+        match result {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "cannot write the access log");
             }
-            if !any {
-                break;
-            }
+            Err(_) => {}
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                lines = dropped,
+                "access log writer fell behind; lines dropped"
+            );
+        }
+        let idle_flush = !flushes.is_empty();
+        for ack in flushes {
+            let _ = ack.send(());
+        }
+        if !idle_flush {
             std::thread::sleep(TICK);
         }
     }
-    report(out.flush());
 }
 
 fn protocol(v: Version) -> &'static str {

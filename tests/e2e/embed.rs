@@ -22,14 +22,6 @@ struct Mounted {
     _runtime: tokio::runtime::Runtime,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// `root` served by sluice at `/static`, next to `/health`.
 fn mount_under_axum(root: &Path) -> Mounted {
     let files = Sluice::builder().root(root).build().unwrap();

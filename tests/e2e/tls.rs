@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-use crate::harness::{eventually, pseudo_random, sha256, Options, Server};
+use crate::harness::{eventually, pseudo_random, runtime, sha256, Options, Server};
 
 const BIG: usize = 8 << 20;
 const STREAM_FILE: usize = 4 << 20;
@@ -288,14 +288,6 @@ async fn h2_connect_to(
 fn get(path: &str) -> hyper::Request<Empty<Bytes>> {
     hyper::Request::get(format!("https://localhost{path}"))
         .body(Empty::new())
-        .unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
         .unwrap()
 }
 

@@ -184,6 +184,16 @@ impl Server {
         self.child.id()
     }
 
+    /// Waits (up to 10 s) for the server to log a line containing
+    /// `needle`; fails the test with the whole log if it does not.
+    pub fn expect_log(&self, needle: &str) {
+        assert!(
+            eventually(Duration::from_secs(10), || self.logs().contains(needle)),
+            "no log line containing {needle:?}:\n{}",
+            self.logs()
+        );
+    }
+
     /// Everything the server logged so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()

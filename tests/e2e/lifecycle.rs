@@ -143,13 +143,7 @@ fn socket_activation_serves_on_the_sockets_handed_over() {
     );
     assert_eq!(server.addr, http.local_addr().unwrap(), "{}", server.logs());
     assert!(answers(server.addr));
-    assert!(
-        eventually(Duration::from_secs(10), || server
-            .logs()
-            .contains("passed by socket activation")),
-        "{}",
-        server.logs()
-    );
+    server.expect_log("passed by socket activation");
     // Taken over close-on-exec, as sd_listen_fds does.
     assert_ne!(fd_flags(server.pid(), 3) & 0o2000000, 0);
     drop(server);
@@ -275,9 +269,7 @@ fn slowloris_connections_are_closed_at_the_header_timeout_without_starving_other
         baseline,
         server.open_fds()
     );
-    assert!(eventually(Duration::from_secs(10), || server
-        .logs()
-        .contains("header read timeout")));
+    server.expect_log("header read timeout");
 
     // On a keep-alive connection too: after one exchange, a header trickled
     // a byte at a time is cut at the header timeout after its first byte.
@@ -331,13 +323,7 @@ fn idle_keepalive_connections_are_closed_at_the_keepalive_timeout_not_the_header
     let mut s = served_connection(server.addr);
     let idle = closed_within(&mut s, Duration::from_secs(20));
     assert!(idle >= Duration::from_millis(900), "closed early: {idle:?}");
-    assert!(
-        eventually(Duration::from_secs(10), || server
-            .logs()
-            .contains("idle keep-alive timeout")),
-        "{}",
-        server.logs()
-    );
+    server.expect_log("idle keep-alive timeout");
     assert!(eventually(Duration::from_secs(10), || server
         .metric("sluice_open_connections")
         == 0.0));
@@ -375,13 +361,7 @@ fn a_reader_that_stops_reading_is_closed_at_the_send_timeout() {
             "zero-copy {zero_copy}: the stalled connection is still open\n{}",
             server.logs()
         );
-        assert!(
-            eventually(Duration::from_secs(10), || server
-                .logs()
-                .contains("send timeout")),
-            "{}",
-            server.logs()
-        );
+        server.expect_log("send timeout");
         // The body was on the expected path, and it was cut short.
         let after = server.metric(&format!("sluice_body_bytes_total{{path=\"{path}\"}}"));
         assert!(
@@ -492,13 +472,7 @@ fn an_http2_reader_that_stops_reading_is_closed_at_the_send_timeout() {
         "the stalled h2 connection is still open\n{}",
         server.logs()
     );
-    assert!(
-        eventually(Duration::from_secs(10), || server
-            .logs()
-            .contains("send timeout")),
-        "{}",
-        server.logs()
-    );
+    server.expect_log("send timeout");
     // It was served (over HTTP/2, so on the copying path) and cut short.
     assert!(server.metric("sluice_body_bytes_total{path=\"copy\"}") > 0.0);
     let mut all = Vec::new();

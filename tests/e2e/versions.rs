@@ -3,7 +3,6 @@
 //! against a version it does not support, naming it.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::harness::*;
 
@@ -23,13 +22,7 @@ fn a_0_1_policy_still_serves() {
             ..Options::default()
         },
     );
-    assert!(
-        eventually(Duration::from_secs(10), || server
-            .logs()
-            .contains("sluice:policy@0.1.0")),
-        "{}",
-        server.logs()
-    );
+    server.expect_log("sluice:policy@0.1.0");
     let c = client();
     let res = c.get(server.url("/a.txt")).send().unwrap();
     assert_eq!(res.status(), 200);

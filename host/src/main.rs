@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use sluice::config::Config;
 
 #[derive(Parser)]
@@ -20,34 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a directory.
-    Serve {
-        /// Directory to serve (overrides `root` in the config file).
-        dir: Option<PathBuf>,
-        /// Address to listen on [default: 127.0.0.1:8080].
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Policy component (.wasm); the built-in default policy if absent.
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// TOML configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Runtime worker threads [default: one per core].
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Admin listener for /stats and /reload (keep it on loopback).
-        #[arg(long)]
-        admin: Option<SocketAddr>,
-        /// PEM certificate chain: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// PEM private key of --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Address of the TLS listener [default: 127.0.0.1:8443].
-        #[arg(long)]
-        tls_listen: Option<SocketAddr>,
-    },
+    Serve(ServeArgs),
     /// Check that a policy component loads as the server would load it, and
     /// measure what a call costs.
     Check {
@@ -62,6 +35,62 @@ enum Command {
     },
 }
 
+/// `sluice serve`'s flags: each overrides its key in the config file.
+#[derive(Args)]
+struct ServeArgs {
+    /// Directory to serve (overrides `root` in the config file).
+    dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Policy component (.wasm); the built-in default policy if absent.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Runtime worker threads [default: one per core].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Admin listener for /stats and /reload (keep it on loopback).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// PEM certificate chain: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Address of the TLS listener [default: 127.0.0.1:8443].
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    /// The config file (or the defaults) with the flags given on top.
+    fn config(self) -> anyhow::Result<Config> {
+        let mut cfg = load_config(self.config.as_deref())?;
+        cfg.root = self.dir.or(cfg.root);
+        cfg.listen = self.listen.unwrap_or(cfg.listen);
+        cfg.policy_file = self.policy.or(cfg.policy_file);
+        cfg.workers = self.workers.unwrap_or(cfg.workers);
+        cfg.admin = self.admin.or(cfg.admin);
+        cfg.tls_cert = self.tls_cert.or(cfg.tls_cert);
+        cfg.tls_key = self.tls_key.or(cfg.tls_key);
+        cfg.tls_listen = self.tls_listen.or(cfg.tls_listen);
+        cfg.check()?;
+        Ok(cfg)
+    }
+}
+
+/// The configuration file, or the defaults when none is given.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -70,40 +99,14 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let (dir, listen, policy, config, workers, admin, tls_cert, tls_key, tls_listen) =
-        match Cli::parse().command {
-            Command::Serve {
-                dir,
-                listen,
-                policy,
-                config,
-                workers,
-                admin,
-                tls_cert,
-                tls_key,
-                tls_listen,
-            } => (
-                dir, listen, policy, config, workers, admin, tls_cert, tls_key, tls_listen,
-            ),
-            Command::Check {
-                policy,
-                config,
-                calls,
-            } => return check(&policy, config.as_deref(), calls),
-        };
-    let mut cfg = match config {
-        Some(path) => Config::load(&path)?,
-        None => Config::default(),
+    let mut cfg = match Cli::parse().command {
+        Command::Serve(args) => args.config()?,
+        Command::Check {
+            policy,
+            config,
+            calls,
+        } => return check(&policy, config.as_deref(), calls),
     };
-    cfg.root = dir.or(cfg.root);
-    cfg.listen = listen.unwrap_or(cfg.listen);
-    cfg.policy_file = policy.or(cfg.policy_file);
-    cfg.workers = workers.unwrap_or(cfg.workers);
-    cfg.admin = admin.or(cfg.admin);
-    cfg.tls_cert = tls_cert.or(cfg.tls_cert);
-    cfg.tls_key = tls_key.or(cfg.tls_key);
-    cfg.tls_listen = tls_listen.or(cfg.tls_listen);
-    cfg.check()?;
     // Before any thread exists: it takes the sockets and clears LISTEN_*.
     let activated = sluice::activation::from_env()?;
     if activated.https.is_some() && cfg.tls().is_none() {
@@ -136,10 +139,7 @@ fn check(
     config: Option<&std::path::Path>,
     calls: usize,
 ) -> anyhow::Result<()> {
-    let cfg = match config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let cfg = load_config(config)?;
     let report = sluice::check::check(policy, &cfg, calls)?;
     println!("{}: sluice:policy@{}", policy.display(), report.version);
     println!("{}", report.capabilities);

@@ -55,6 +55,7 @@ async fn handle(
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/stats") => {
             let mut body = stats::get().render();
+            body.push_str(&app.stores.usage().render());
             if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
                 body.push_str(&format!("open_fds {}\n", fds.count()));
             }
@@ -62,8 +63,11 @@ async fn handle(
         }
         (&Method::GET, "/metrics") => {
             let fds = std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count);
-            let body = stats::get()
-                .render_prometheus(app.sites().map(|(name, site)| (name, &site.counters)), fds);
+            let body = stats::get().render_prometheus(
+                app.sites().map(|(name, site)| (name, &site.counters)),
+                &app.stores.usage(),
+                fds,
+            );
             let mut res = text(StatusCode::OK, body);
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -84,10 +88,17 @@ async fn handle(
 
 /// Serves the admin endpoints forever.
 pub async fn serve(app: Arc<App>, certs: Option<Arc<Certificates>>, listener: TcpListener) {
+    let mut pause = crate::server::AcceptPause::default();
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors, say: wait rather than spin.
+                pause.failed(&e, 0).await;
+                continue;
+            }
         };
+        pause.accepted();
         let (app, certs) = (app.clone(), certs.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(app.clone(), certs.clone(), req));

@@ -119,27 +119,37 @@ impl Default for TransferConfig {
     }
 }
 
-/// The host's caches (see `resolve::cache` and `serve::reuse`).
+/// The host's caches (see `resolve::cache` and `serve::reuse`): each site
+/// has a share of one host-wide cache of each kind (`shared_cache`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Request paths whose lookup (open descriptors, siblings, index) is kept,
     /// per site (nginx: `open_file_cache max=`).
     pub open_files: usize,
+    /// Descriptors the open-file caches of all sites hold together; 0 (the
+    /// default) is a quarter of the descriptor limit, at most 65,536 (see
+    /// `descriptors`). A cached absence counts as one.
+    pub descriptors: u64,
     /// How long a cached lookup is trusted before the path is walked again
     /// (nginx: `open_file_cache_valid`); 0 turns the open-file cache off.
     pub valid_ms: u64,
-    /// Bytes of reusable decisions kept per policy; 0 turns the decision
-    /// cache off.
+    /// Bytes of reusable decisions kept per site (per loaded policy); 0
+    /// turns the decision cache off.
     pub decisions: ByteSize,
+    /// Bytes of reusable decisions kept for all sites together, whatever
+    /// their number; 0 turns the decision cache off.
+    pub decisions_total: ByteSize,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             open_files: 1024,
+            descriptors: 0,
             valid_ms: 1000,
             decisions: ByteSize(4 << 20),
+            decisions_total: ByteSize(64 << 20),
         }
     }
 }

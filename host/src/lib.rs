@@ -24,12 +24,16 @@ pub mod admin;
 pub mod check;
 pub mod coding;
 pub mod config;
+#[cfg(test)]
+mod counting_alloc;
 pub mod decision;
+pub mod descriptors;
 pub mod policy;
 pub mod resolve;
 pub mod serve;
 pub mod server;
 pub mod service;
+pub mod shared_cache;
 pub mod stats;
 pub mod timeouts;
 pub mod tls;

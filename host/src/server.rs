@@ -85,14 +85,15 @@ pub async fn serve(
             timeouts: limits.timeouts,
             watcher: graceful.watcher(),
         };
-        let plain = accept_loop(listener, &slots, |tcp, peer| {
+        let release = || app.release_descriptors();
+        let plain = accept_loop(listener, &slots, release, |tcp, peer| {
             plain_connection(accepted(peer), tcp)
         });
         let secure = async {
             match tls {
                 Some((tls_listener, certs)) => {
                     let acceptor = TlsAcceptor::from(tls::server_config(certs.clone()));
-                    accept_loop(tls_listener, &slots, |tcp, peer| {
+                    accept_loop(tls_listener, &slots, release, |tcp, peer| {
                         tls_connection(accepted(peer), acceptor.clone(), certs.clone(), tcp)
                     })
                     .await
@@ -132,21 +133,36 @@ pub async fn serve(
 /// busiest. The slot is taken after `accept`, not before, so that with two
 /// listeners a freed slot goes to a client that is waiting, not to a loop
 /// blocked in `accept` on a quiet listener.
-async fn accept_loop<F, Fut>(listener: TcpListener, slots: &Arc<Semaphore>, mut spawn: F)
-where
+///
+/// When `accept` fails for want of a descriptor (the connection cap leaves
+/// room for two per connection, but HTTP/2 streams each hold their file),
+/// `release` makes the open-file caches give back theirs, and the listener
+/// pauses (see [`AcceptPause`]): the pending client stays queued and is
+/// accepted once a descriptor is free, and the loop does not spin meanwhile.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    slots: &Arc<Semaphore>,
+    release: impl Fn() -> u64,
+    mut spawn: F,
+) where
     F: FnMut(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let mut pause = AcceptPause::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let released = if AcceptPause::out_of_descriptors(&e) {
+                    release()
+                } else {
+                    0
+                };
+                pause.failed(&e, released).await;
                 continue;
             }
         };
+        pause.accepted();
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
@@ -161,6 +177,57 @@ where
             connection.await;
             drop(slot);
         });
+    }
+}
+
+/// A listener's run of failed `accept`s and the pause it earns: 10 ms after
+/// the first, doubling to at most 0.5 s (nginx disables accepting for
+/// 0.5 s), so a process out of descriptors retries a few times a second
+/// rather than spinning on a listener that stays readable. Logged once per
+/// run (a warning), and again when accepting resumes.
+#[derive(Default)]
+pub(crate) struct AcceptPause {
+    failures: u32,
+}
+
+impl AcceptPause {
+    const FIRST: Duration = Duration::from_millis(10);
+    const MOST: Duration = Duration::from_millis(500);
+
+    /// EMFILE or ENFILE.
+    pub(crate) fn out_of_descriptors(e: &std::io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(code) if code == rustix::io::Errno::MFILE.raw_os_error()
+                || code == rustix::io::Errno::NFILE.raw_os_error()
+        )
+    }
+
+    /// Counts and logs a failure, then waits.
+    pub(crate) async fn failed(&mut self, e: &std::io::Error, released: u64) {
+        stats::add(&stats::get().accept_errors, 1);
+        if self.failures == 0 {
+            tracing::warn!(
+                error = %e,
+                released_cached_descriptors = released,
+                "accept failed: pausing the listener until it succeeds (logged once)"
+            );
+        } else {
+            tracing::debug!(error = %e, failures = self.failures, "accept failed again");
+        }
+        let wait = Self::FIRST
+            .saturating_mul(1 << self.failures.min(16))
+            .min(Self::MOST);
+        self.failures = self.failures.saturating_add(1);
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Ends a run of failures.
+    pub(crate) fn accepted(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "accepting again");
+            self.failures = 0;
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Options<'a> {
     pub activate: &'a [BorrowedFd<'a>],
     /// `LISTEN_FDNAMES` for them.
     pub fd_names: Option<&'a str>,
+    /// Start the server with this descriptor limit (`RLIMIT_NOFILE`, soft
+    /// and hard), as `prlimit --nofile=N:N` would.
+    pub nofile: Option<u64>,
 }
 
 /// A command that runs `program` with `fds` handed over as systemd does:
@@ -125,6 +128,20 @@ impl Server {
             cmd.args(["--tls-listen", "127.0.0.1:0"]);
         }
         cmd.args(["--workers", &opts.workers.unwrap_or(2).to_string()]);
+        if let Some(n) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            // setrlimit is a plain system call: safe between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+                    Ok(())
+                });
+            }
+        }
         cmd.env("SLUICE_LOG", "sluice=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

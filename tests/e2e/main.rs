@@ -5,6 +5,7 @@
 mod harness;
 
 mod access_log;
+mod caches;
 mod check;
 mod conformance;
 mod embed;

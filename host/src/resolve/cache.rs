@@ -25,9 +25,12 @@
 //! ([`crate::shared_cache`]) weighed in descriptors: all sites together hold
 //! at most `[cache] descriptors` (a share of the descriptor limit, see
 //! [`crate::descriptors`]; a cached absence counts as one), evicting across
-//! sites (S3-FIFO), and one site at most `open-files` paths. Entries older
-//! than the window are dropped by [`sweep`], so a deleted file's space is
-//! not held for long.
+//! sites (S3-FIFO), and one site at most `open-files` paths (so with many
+//! tenants, set `open-files` well below `descriptors` for each to keep a
+//! share even of hot paths). An entry also costs a few hundred bytes of
+//! memory (its path, its `Found`, its slots), so the budget bounds that too.
+//! Entries older than the window are dropped by [`sweep`], so a deleted
+//! file's space is not held for long.
 //!
 //! Running short. A lookup that finds no descriptor left (EMFILE, ENFILE)
 //! first makes every site's cache give back half of what it holds, then

@@ -161,6 +161,7 @@ impl FileCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn cache(valid_ms: u64) -> FileCache {
         FileCache::new(
@@ -283,5 +284,50 @@ mod tests {
             }
         )
         .is_none());
+    }
+
+    /// One budget for every site: a site reading many files evicts across
+    /// sites (closing what it evicts) but not another site's file in use.
+    #[test]
+    fn all_sites_together_hold_at_most_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            std::fs::write(dir.path().join(format!("f{i}")), "x").unwrap();
+        }
+        let root = Root::open(dir.path()).unwrap();
+        let store = open_files(8);
+        let config = CacheConfig {
+            valid_ms: 60_000,
+            ..CacheConfig::default()
+        };
+        let (a, b) = (
+            FileCache::new(&store, &config).unwrap(),
+            FileCache::new(&store, &config).unwrap(),
+        );
+        let file = |found: Found| match found {
+            Found::File(f) => f.file.file,
+            other => panic!("{other:?}"),
+        };
+        let hot = file(lookup(&b, &root, "f0", &[]));
+        assert!(Arc::ptr_eq(&hot, &file(lookup(&b, &root, "f0", &[]))));
+        let mut flooded = Vec::new();
+        for i in 1..40 {
+            flooded.push(Arc::downgrade(&file(lookup(
+                &a,
+                &root,
+                &format!("f{i}"),
+                &[],
+            ))));
+            assert!(store.weight() <= 8, "{}", store.weight());
+            // b's file, in use, stays cached: the same descriptor.
+            assert!(Arc::ptr_eq(&hot, &file(lookup(&b, &root, "f0", &[]))));
+        }
+        // What was evicted was closed (no reference left to its File).
+        let open = flooded.iter().filter(|w| w.upgrade().is_some()).count();
+        assert!(open <= 7, "{open} of a's descriptors still open");
+        assert_eq!(a.descriptors() + b.descriptors(), store.weight());
+        // A site going (a reload) closes its entries at once.
+        drop(a);
+        assert_eq!(store.weight(), 1);
     }
 }

@@ -116,6 +116,11 @@ fn main() -> anyhow::Result<()> {
     }
     let descriptors = raise_fd_limit();
     cfg.max_connections = fit_connections(cfg.max_connections, descriptors);
+    // Before the admin endpoint can be asked for it.
+    sluice::stats::get().max_connections.store(
+        cfg.max_connections as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if cfg.workers > 0 {

@@ -2,12 +2,14 @@
 //! (reqwest, raw TCP, curl), real files. One test binary (each links
 //! wasmtime), one module per area.
 
+mod h2raw;
 mod harness;
 
 mod access_log;
 mod check;
 mod conformance;
 mod embed;
+mod h2_attacks;
 mod lifecycle;
 mod metrics;
 mod paths;

@@ -122,6 +122,10 @@ fn streams_granted_no_window_hold_no_body_and_are_reset_at_the_send_timeout() {
     std::thread::sleep(Duration::from_millis(1000));
     if started.elapsed() < Duration::from_millis(2500) {
         let grew = grown(&server, baseline);
+        eprintln!(
+            "{CONNS} connections x {STREAMS} zero-window streams: RSS +{} MiB",
+            grew >> 10
+        );
         assert!(
             grew < 32 << 10,
             "RSS grew by {grew} KiB for {} streams granted no window",
@@ -203,6 +207,7 @@ fn clients_that_stop_reading_hold_at_most_their_share_and_the_budget() {
         .stat("body_memory_in_use")
         == BUDGET));
     let grew = grown(&server, baseline);
+    eprintln!("12 connections that stopped reading: RSS +{} MiB", grew >> 10);
     assert!(
         grew < (BUDGET >> 10) + (32 << 10),
         "RSS grew by {grew} KiB with a {} KiB body budget",

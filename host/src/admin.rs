@@ -59,15 +59,30 @@ async fn handle(
             if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
                 body.push_str(&format!("open_fds {}\n", fds.count()));
             }
+            body.push_str(&format!(
+                "body_memory_in_use {}\nbody_memory_limit {}\n",
+                app.body_budget.in_use(),
+                app.body_budget.bytes()
+            ));
             text(StatusCode::OK, body)
         }
         (&Method::GET, "/metrics") => {
             let fds = std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count);
-            let body = stats::get().render_prometheus(
+            let mut body = stats::get().render_prometheus(
                 app.sites().map(|(name, site)| (name, &site.counters)),
                 &app.stores.usage(),
                 fds,
             );
+            body.push_str(&format!(
+                "# HELP sluice_body_memory_bytes Response-body bytes held in memory now ([limits] body-memory).\n\
+                 # TYPE sluice_body_memory_bytes gauge\n\
+                 sluice_body_memory_bytes {}\n\
+                 # HELP sluice_body_memory_limit_bytes The host-wide body budget.\n\
+                 # TYPE sluice_body_memory_limit_bytes gauge\n\
+                 sluice_body_memory_limit_bytes {}\n",
+                app.body_budget.in_use(),
+                app.body_budget.bytes()
+            ));
             let mut res = text(StatusCode::OK, body);
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,

@@ -154,6 +154,31 @@ impl Default for CacheConfig {
     }
 }
 
+/// Bounds that hold for the whole process, whatever the number of
+/// connections, streams and tenants.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Response-body bytes the process may hold in its own memory at once:
+    /// chunks on the copying path (TLS, HTTP/2, compression), small files
+    /// read whole, on-the-fly encoders' state. A body that finds it spent
+    /// waits for its turn (see `transfer::budget`).
+    pub body_memory: ByteSize,
+    /// The most of `body-memory` one client connection may hold (at least
+    /// one chunk is always let through, in turn): a few connections cannot
+    /// take it all.
+    pub body_memory_per_connection: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            body_memory: ByteSize(256 << 20),
+            body_memory_per_connection: ByteSize(4 << 20),
+        }
+    }
+}
+
 /// Wasmtime settings shared by every policy.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
@@ -355,6 +380,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Where compiled policies are kept between starts, so a restart loads
     /// them instead of compiling again: `"auto"` (`$XDG_CACHE_HOME/sluice`,
     /// else `$HOME/.cache/sluice`, else none), `"off"`, or a directory.
@@ -421,6 +448,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),
+            limits: LimitsConfig::default(),
             compile_cache: default_compile_cache(),
             policy: BTreeMap::new(),
             vhost: Vec::new(),

@@ -26,9 +26,12 @@ pub mod coding;
 pub mod config;
 #[cfg(test)]
 mod counting_alloc;
+pub mod date;
 pub mod decision;
 pub mod descriptors;
+pub mod http2;
 pub mod policy;
+pub mod preface;
 pub mod resolve;
 pub mod serve;
 pub mod server;

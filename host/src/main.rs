@@ -120,6 +120,11 @@ fn main() -> anyhow::Result<()> {
     let cache = sluice::descriptors::cache_budget(cfg.cache.descriptors, descriptors);
     cfg.max_connections =
         sluice::descriptors::fit_connections(cfg.max_connections, descriptors, cache);
+    // Before the admin endpoint can be asked for it.
+    sluice::stats::get().max_connections.store(
+        cfg.max_connections as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if cfg.workers > 0 {

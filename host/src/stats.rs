@@ -97,6 +97,12 @@ counters! {
     /// Accepted clients that found every connection slot taken and waited
     /// for one to close (`max-connections`).
     connection_cap_waits,
+    /// Times a response body found the host-wide body budget spent and
+    /// waited for its turn (`[limits] body-memory`).
+    body_budget_waits,
+    /// HTTP/2 streams reset because the client granted them no window for
+    /// the send timeout.
+    h2_streams_stalled,
 }
 
 /// The kinds of policy fault counted (`policy::CallError::kind`).

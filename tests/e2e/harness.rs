@@ -19,6 +19,15 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
+/// The server binary the tests start: this build's, unless
+/// `SLUICE_E2E_BIN` names another (to measure an older build with the same
+/// test, for a before/after figure).
+pub fn sluice_bin() -> PathBuf {
+    std::env::var_os("SLUICE_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluice")))
+}
+
 /// A running `sluice serve`, killed on drop.
 pub struct Server {
     child: Child,
@@ -101,13 +110,9 @@ impl Server {
 
     pub fn start_with(root: &Path, opts: Options<'_>) -> Server {
         let mut cmd = if opts.activate.is_empty() {
-            Command::new(env!("CARGO_BIN_EXE_sluice"))
+            Command::new(sluice_bin())
         } else {
-            activated(
-                Path::new(env!("CARGO_BIN_EXE_sluice")),
-                opts.activate,
-                opts.fd_names,
-            )
+            activated(&sluice_bin(), opts.activate, opts.fd_names)
         };
         cmd.arg("serve")
             .arg(root)

@@ -2,6 +2,7 @@
 //! (reqwest, raw TCP, curl), real files. One test binary (each links
 //! wasmtime), one module per area.
 
+mod h2raw;
 mod harness;
 
 mod access_log;
@@ -9,6 +10,7 @@ mod caches;
 mod check;
 mod conformance;
 mod embed;
+mod h2_attacks;
 mod lifecycle;
 mod metrics;
 mod paths;

@@ -6,6 +6,7 @@ pub mod reuse;
 mod site;
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use crate::policy::CallError;
 use crate::resolve::{normalize, Found, NormalPath};
 use crate::shared_cache::Held;
 use crate::stats;
+use crate::transfer::budget::BodyBudget;
 use crate::transfer::{self, Channel, ResponseBody};
 
 /// What the connection tells the handler about itself.
@@ -28,6 +30,9 @@ pub struct Conn<'a> {
     /// Whether the request arrived over TLS (given to the policy).
     pub tls: bool,
     pub channel: Channel<'a>,
+    /// What the body's bytes are charged to: the connection's share of the
+    /// host-wide body budget.
+    pub budget: &'a Arc<BodyBudget>,
 }
 
 /// A short plain-text response made by the host itself (errors the policy
@@ -116,7 +121,7 @@ async fn respond<B>(
         return host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
     };
     let head_only = req.method() == Method::HEAD;
-    match transfer::respond(plan, head_only, conn.channel, &app.transfer) {
+    match transfer::respond(plan, head_only, conn.channel, &app.transfer, conn.budget) {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(path = %path.path, error = %e, "cannot start the body");
@@ -287,6 +292,7 @@ mod tests {
             tls: false,
             // No zero-copy link: bodies take the copying (or inline) path.
             channel: Channel { zero_copy: None },
+            budget: &app.body_budget,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

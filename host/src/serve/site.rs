@@ -17,6 +17,7 @@ use crate::config::{
 use crate::policy::{self, wit, LoadError, Loader, Policy, Sandbox};
 use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root};
 use crate::stats;
+use crate::transfer::budget::BodyBudget;
 
 /// Where a site's policy comes from, kept for reloads.
 #[derive(Debug, Clone)]
@@ -197,6 +198,12 @@ impl Site {
 pub struct App {
     pub sandbox: Sandbox,
     pub transfer: TransferConfig,
+    /// The host-wide budget of response-body bytes in memory
+    /// (`[limits] body-memory`).
+    pub body_budget: Arc<BodyBudget>,
+    /// Each client connection's share of it
+    /// (`[limits] body-memory-per-connection`).
+    pub body_memory_per_connection: u64,
     pub default: Arc<Site>,
     pub vhosts: HashMap<String, Arc<Site>>,
     /// Where each response's line goes (`access-log`), if anywhere.
@@ -291,6 +298,8 @@ impl App {
         Ok(Arc::new(App {
             sandbox,
             transfer: config.transfer,
+            body_budget: BodyBudget::new(config.limits.body_memory.0),
+            body_memory_per_connection: config.limits.body_memory_per_connection.0,
             default: Arc::new(default),
             vhosts: sites,
             access_log,

@@ -211,6 +211,7 @@ fn a_low_descriptor_limit_serves_many_tenants_many_files_without_a_failure() {
     const NOFILE: u64 = 512;
     const SITES: usize = 12;
     const FILES: usize = 1500;
+    const CONNECTIONS: usize = 32;
     let dir = tempfile::tempdir().unwrap();
     let default_root = tenant_root(dir.path(), "default");
     std::fs::write(default_root.join("control.txt"), "control\n").unwrap();
@@ -279,7 +280,7 @@ fn a_low_descriptor_limit_serves_many_tenants_many_files_without_a_failure() {
     let failed = Arc::new(AtomicU64::new(0));
     let total = 2 * SITES * FILES;
     let deadline = Instant::now() + Duration::from_secs(120);
-    let workers: Vec<_> = (0..32)
+    let workers: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
             let (next, failed, addr) = (next.clone(), failed.clone(), server.addr);
             std::thread::spawn(move || {
@@ -318,7 +319,14 @@ fn a_low_descriptor_limit_serves_many_tenants_many_files_without_a_failure() {
     done.store(true, Relaxed);
     sampler.join().unwrap();
     let (served, control_failures, slowest) = control.join().unwrap();
-    let stats = server.stats();
+    // A response's last bytes can reach the client a moment before the
+    // server drops what it sent them from: wait (bounded) for quiet.
+    let quiet = Instant::now() + Duration::from_secs(5);
+    let mut stats = server.stats();
+    while stats["open_file_cache_descriptors"] > budget && Instant::now() < quiet {
+        std::thread::sleep(Duration::from_millis(20));
+        stats = server.stats();
+    }
     eprintln!(
         "{} requests; most descriptors {} (limit {NOFILE}); cache held at most {most_cached} of \
          {budget}; control served {served}, slowest {slowest:?}",
@@ -333,7 +341,14 @@ fn a_low_descriptor_limit_serves_many_tenants_many_files_without_a_failure() {
     );
     assert!(served > 0);
     assert!(most_fds.load(Relaxed) as u64 <= NOFILE);
-    assert!(most_cached <= budget, "{most_cached} > {budget}");
+    // The gauge counts what the caches hold *and* entries evicted while a
+    // request still sends them (their descriptor closes when that request
+    // ends): up to one per connection over the budget, within the
+    // connections' share. Once the load has ended, the budget itself.
+    assert!(
+        most_cached <= budget + CONNECTIONS as u64,
+        "{most_cached} > {budget} + {CONNECTIONS}"
+    );
     assert!(stats["open_file_cache_descriptors"] <= budget);
     // The budget kept the process from running short at all.
     assert_eq!(stats["no_descriptors"], 0);

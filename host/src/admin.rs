@@ -58,12 +58,17 @@ async fn handle(
             if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
                 body.push_str(&format!("open_fds {}\n", fds.count()));
             }
+            let (idle, bytes) = app.sandbox.idle_instances();
+            body.push_str(&format!(
+                "idle_instances {idle}\nidle_instance_bytes {bytes}\n"
+            ));
             text(StatusCode::OK, body)
         }
         (&Method::GET, "/metrics") => {
             let fds = std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count);
-            let body = stats::get()
+            let mut body = stats::get()
                 .render_prometheus(app.sites().map(|(name, site)| (name, &site.counters)), fds);
+            idle_gauges(&mut body, &app);
             let mut res = text(StatusCode::OK, body);
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -80,6 +85,19 @@ async fn handle(
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     })
+}
+
+/// The idle policy instances held host-wide (see `policy::idle`), as
+/// Prometheus gauges.
+fn idle_gauges(out: &mut String, app: &App) {
+    let (idle, bytes) = app.sandbox.idle_instances();
+    out.push_str(&format!(
+        "# HELP sluice_idle_instances Idle policy instances held, all sites together.\n\
+         # TYPE sluice_idle_instances gauge\nsluice_idle_instances {idle}\n\
+         # HELP sluice_idle_instance_bytes Linear memory of the idle policy instances \
+         (bounded by `idle-memory`).\n\
+         # TYPE sluice_idle_instance_bytes gauge\nsluice_idle_instance_bytes {bytes}\n"
+    ));
 }
 
 /// Serves the admin endpoints forever.

@@ -26,6 +26,7 @@ pub mod coding;
 pub mod config;
 pub mod decision;
 pub mod policy;
+pub mod policy_text;
 pub mod resolve;
 pub mod serve;
 pub mod server;

@@ -29,25 +29,14 @@ cache-default = "max-age=600"
 "#;
 
 fn python_policy() -> PathBuf {
-    let path = std::env::var_os("SLUICE_PYTHON_POLICY")
-        .or_else(|| option_env!("SLUICE_PYTHON_POLICY").map(Into::into))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "SLUICE_PYTHON_POLICY is not set: run tests/policies/python/build.sh \
-                 (it writes target/python-policy/policy.wasm) and set \
-                 SLUICE_PYTHON_POLICY to the component's path"
-            )
-        });
-    assert!(
-        path.is_file(),
-        "SLUICE_PYTHON_POLICY={} is not a file: run tests/policies/python/build.sh",
-        path.display()
-    );
-    path
+    example_policy(
+        "SLUICE_PYTHON_POLICY",
+        option_env!("SLUICE_PYTHON_POLICY"),
+        "tests/policies/python/build.sh",
+    )
 }
 
-fn site() -> tempfile::TempDir {
+pub(crate) fn site() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::write(root.join("style.css"), "body { color: teal }\n").unwrap();
@@ -81,7 +70,7 @@ fn python_policy_serves_files_with_cache_control_by_extension() {
     repeated_requests_come_from_the_decision_cache(&server);
 }
 
-fn whole_files_with_headers_by_extension(server: &Server, root: &Path) {
+pub(crate) fn whole_files_with_headers_by_extension(server: &Server, root: &Path) {
     for (path, content_type, cache_control) in [
         ("/style.css", "text/css; charset=utf-8", "max-age=86400"),
         ("/app.js", "text/javascript; charset=utf-8", "max-age=86400"),
@@ -117,7 +106,7 @@ fn whole_files_with_headers_by_extension(server: &Server, root: &Path) {
     }
 }
 
-fn if_none_match_gives_304(server: &Server) {
+pub(crate) fn if_none_match_gives_304(server: &Server) {
     let first = client().get(server.url("/style.css")).send().unwrap();
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     for value in [
@@ -144,7 +133,7 @@ fn if_none_match_gives_304(server: &Server) {
     assert_eq!(res.status(), 200);
 }
 
-fn missing_and_directories(server: &Server) {
+pub(crate) fn missing_and_directories(server: &Server) {
     for path in ["/nope.css", "/empty/", "/empty", "/docs/nope.html"] {
         let res = client().get(server.url(path)).send().unwrap();
         assert_eq!(res.status(), 404, "{path}");
@@ -154,7 +143,7 @@ fn missing_and_directories(server: &Server) {
     assert_eq!(res.headers()["location"], "/docs/");
 }
 
-fn other_methods_get_405(server: &Server) {
+pub(crate) fn other_methods_get_405(server: &Server) {
     for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
         let res = client()
             .request(method.parse().unwrap(), server.url("/style.css"))
@@ -167,7 +156,7 @@ fn other_methods_get_405(server: &Server) {
     }
 }
 
-fn head_is_get_without_body(server: &Server, root: &Path) {
+pub(crate) fn head_is_get_without_body(server: &Server, root: &Path) {
     let get = client().get(server.url("/page.html")).send().unwrap();
     let head = client().head(server.url("/page.html")).send().unwrap();
     assert_eq!(head.status(), 200);
@@ -197,7 +186,7 @@ fn head_is_get_without_body(server: &Server, root: &Path) {
     );
 }
 
-fn repeated_requests_come_from_the_decision_cache(server: &Server) {
+pub(crate) fn repeated_requests_come_from_the_decision_cache(server: &Server) {
     const N: u64 = 40;
     // The first request may be the one that fills the cache.
     assert_eq!(raw_status(&raw_get(server.addr, "/app.js")), 200);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// The evil policy component, built once per test run.
-fn evil() -> PathBuf {
+pub(crate) fn evil() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| build_component("sluice-evil-policy"))
         .clone()
@@ -495,13 +495,13 @@ fn a_policy_that_fails_to_configure_is_refused_at_start() {
 }
 
 /// Replaces the policy file atomically (a reload never reads half a file).
-fn install(src: &Path, dst: &Path) {
+pub(crate) fn install(src: &Path, dst: &Path) {
     let tmp = dst.with_extension("tmp");
     std::fs::copy(src, &tmp).unwrap();
     std::fs::rename(&tmp, dst).unwrap();
 }
 
-fn install_bytes(bytes: &[u8], dst: &Path) {
+pub(crate) fn install_bytes(bytes: &[u8], dst: &Path) {
     let tmp = dst.with_extension("tmp");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, dst).unwrap();
@@ -904,6 +904,75 @@ fn deadlines_count_cpu_time_not_a_busy_machine() {
         );
     }
     server.expect_log("CPU-time deadline");
+}
+
+/// The first allowed CPU of this process (`Cpus_allowed_list`).
+fn first_cpu() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap();
+    list.trim().split([',', '-']).next().unwrap().to_owned()
+}
+
+/// A process that keeps one CPU busy until dropped.
+struct PinnedHog(std::process::Child);
+
+impl PinnedHog {
+    fn start(cpu: &str) -> PinnedHog {
+        PinnedHog(
+            std::process::Command::new("taskset")
+                .args(["-c", cpu, "sh", "-c", "while :; do :; done"])
+                .spawn()
+                .expect("taskset (util-linux)"),
+        )
+    }
+}
+
+impl Drop for PinnedHog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Why `deadlines_count_cpu_time_not_a_busy_machine` failed 1 call in 800
+/// on a busy machine: the call was stopped by the wall-clock ceiling
+/// (`wall-ms`, 100 ms), which counted the time the thread spent waiting for
+/// a CPU, as a loaded machine or a container's CPU quota makes it wait. Here
+/// the server runs at the lowest priority (nice 19) on one CPU beside a busy
+/// loop at normal priority, so it gets about 1.5% of that CPU: a call that
+/// spins 150 ms of wall time uses ~2 ms of CPU, and spends the rest waiting
+/// for the CPU. Such a call is served; one that loops is still stopped, by
+/// its CPU-time deadline.
+#[test]
+fn a_call_kept_waiting_for_a_cpu_is_not_a_slow_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cpu = first_cpu();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            policy: Some(&evil()),
+            workers: Some(1),
+            under: &["nice", "-n", "19", "taskset", "-c", &cpu],
+            ..Options::default()
+        },
+    );
+    let _hog = PinnedHog::start(&cpu);
+    for _ in 0..5 {
+        let (status, text, _) = timed_get(&server, "/spin/150");
+        assert_eq!(status, 200, "{text}\n{}", server.logs());
+        assert!(text.ends_with("spun"), "{text}");
+    }
+    let (status, text, _) = timed_get(&server, "/loop");
+    assert_eq!(status, 503, "{text}");
+    server.expect_log("CPU-time deadline");
+    assert!(
+        !server.logs().contains("wall-clock ceiling"),
+        "{}",
+        server.logs()
+    );
 }
 
 /// Fair sharing: one tenant's slow (legal) policy, loaded by many clients,

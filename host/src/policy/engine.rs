@@ -49,9 +49,14 @@ pub fn wasmtime_config(settings: &SandboxConfig) -> Config {
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(4))
         .max_memory_size(usize::try_from(settings.memory.0).unwrap_or(usize::MAX))
-        // Keep the first pages resident between uses of a slot: measured
-        // here, it roughly halves instantiation after a retire.
-        .linear_memory_keep_resident(1 << 20);
+        // Give a retired instance's memory back to the system at once. A
+        // slot could keep its first pages resident for the next instance
+        // (memset instead of madvise), and once did, 1 MiB: it made a fresh
+        // instance a little cheaper, but every slot ever used then held
+        // ~900 KiB for good, however idle its tenant, up to 2 GiB over the
+        // 2,048 slots; the first request to a cold tenant measured no
+        // slower without it (tests/bench/tenants.py, BENCHMARKS.md).
+        .linear_memory_keep_resident(0);
 
     let mut config = Config::new();
     config

@@ -35,8 +35,8 @@ fn thread_cpu() -> Duration {
 /// scheduler's run-queue delay: the second field of
 /// `/proc/thread-self/schedstat`), or `None` where the kernel does not say
 /// (built without `CONFIG_SCHED_INFO`). The file is opened once per thread
-/// and read with `pread`; it is only read when a call has run for a whole
-/// CPU budget's worth of wall time.
+/// and read with `pread`, by the looks at a call that runs past a tick or
+/// two (see [`Budget`]), never on a short call's path.
 fn run_queue_wait() -> Option<Duration> {
     use std::cell::OnceCell;
     use std::os::unix::fs::FileExt;
@@ -65,10 +65,9 @@ enum Overrun {
 /// One call's time budget. Deadlines count the CPU time the call itself
 /// used, read from the calling thread's CPU clock: a worker descheduled by
 /// other work on a busy machine has not spent the policy's budget. The
-/// epoch clock only says *when to look*: the first look is due when the
-/// budget's worth of wall time has passed (CPU time cannot be ahead of it),
-/// and each look that finds budget left sets the next one for when the rest
-/// could be used up.
+/// epoch clock only says *when to look*: every other tick at most
+/// ([`LOOK_EVERY`]), sooner when the rest of the budget could be used up
+/// before that.
 ///
 /// The wall-clock ceiling (`wall-ms`) stops a call that holds its thread
 /// long while using little CPU: one *blocked* off the CPU (a page fault
@@ -80,7 +79,7 @@ enum Overrun {
 /// 1 call in 800 under load). So what the ceiling bounds is the CPU time
 /// used plus the time blocked, the latter measured from the first look on
 /// as wall time less CPU time less run-queue wait (`run_queue_wait`); the
-/// wall time before the first look (one CPU budget of it) is not counted as
+/// wall time before the first look (a tick or two) is not counted as
 /// blocked. Where the kernel does not report run-queue wait, all off-CPU
 /// time counts, from the start of the call.
 struct Budget {
@@ -158,9 +157,21 @@ impl Budget {
             self.hit = Some(Overrun::Wall(self.wall));
             return UpdateDeadline::Interrupt;
         }
-        UpdateDeadline::Continue(self.ticks((self.cpu - cpu).min(self.wall - held)))
+        UpdateDeadline::Continue(
+            self.ticks((self.cpu - cpu).min(self.wall - held))
+                .min(LOOK_EVERY),
+        )
     }
 }
+
+/// Most epoch ticks between two looks at a running call's clocks. Looking
+/// only when the rest of the budget could be used up would be enough if
+/// ticks came on time; on a loaded machine the clock thread is itself kept
+/// waiting, ticks come late, and a loop would overrun its budget by the
+/// delay of every tick it waited for. A look costs a clock read (and, from
+/// the first on, a `pread` of the schedstat file): every other tick of a
+/// call that runs that long is nothing next to the call.
+const LOOK_EVERY: u64 = 2;
 
 impl HostState {
     /// The WASI resource table (streams, pollables), for the shadowed imports.
@@ -352,7 +363,7 @@ impl Warm {
             .data_mut()
             .budget
             .start(limits.warmup, limits.warmup_wall(), true);
-        store.set_epoch_deadline(sandbox.ticks(limits.warmup));
+        store.set_epoch_deadline(sandbox.ticks(limits.warmup).min(LOOK_EVERY));
         // What the host may copy out of the guest in one call (results,
         // and the arguments of WASI calls it makes): the policy's own memory
         // cap, not wasmtime's 128 MiB default, so aliasing one buffer many
@@ -411,7 +422,8 @@ impl Warm {
         }
         let (cpu, wall) = (self.limits.deadline, self.limits.wall);
         self.store.data_mut().budget.start(cpu, wall, false);
-        self.store.set_epoch_deadline(sandbox.ticks(cpu));
+        self.store
+            .set_epoch_deadline(sandbox.ticks(cpu).min(LOOK_EVERY));
     }
 
     /// Calls `configure`, within the warm-up budget (it is called once per

@@ -30,8 +30,10 @@ pub struct Report {
 }
 
 /// Loads `path` exactly as `sluice serve` would with `config` (its
-/// `[sandbox]` limits and `[policy]` settings), then times `calls` calls of
-/// `decide` for a `GET` of a small file.
+/// `[sandbox]` limits and `[policy]` settings), validates its decisions for
+/// a real file, a directory and a missing path as the server does (an
+/// invalid one is an error naming the rule), then times `calls` calls of
+/// `decide` for the `GET` of the file.
 pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Report> {
     let pool = crate::policy::pool_for(&config.sandbox, 1, config.sandbox.memory.0);
     let sandbox =

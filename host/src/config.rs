@@ -87,18 +87,25 @@ pub struct SandboxLimits {
     /// Ceiling of one call's time on the CPU or blocked off it (time spent
     /// waiting for a CPU is not counted).
     pub wall: Duration,
-    /// CPU time a new instance's warm-up may use: instantiation,
-    /// `configure` and its first `decide`, together.
+    /// CPU time a new instance may use, on top of its first `decide`'s
+    /// deadline, for its warm-up: instantiation, `configure`, and what the
+    /// first call costs more than later ones.
     pub warmup: Duration,
     /// Maximum linear memory of one instance.
     pub memory: u64,
 }
 
 impl SandboxLimits {
-    /// The ceiling during a new instance's warm-up: the call ceiling, or
-    /// ten times the warm-up budget if that is more.
+    /// A new instance's budget for instantiation, `configure` and its first
+    /// `decide` together: the call's deadline and the warm-up allowance, so
+    /// a call that fits its deadline fits as an instance's first call too.
+    pub fn warmup_budget(&self) -> Duration {
+        self.deadline.saturating_add(self.warmup)
+    }
+
+    /// The ceiling over the same: the call's, and ten times the allowance.
     pub fn warmup_wall(&self) -> Duration {
-        self.wall.max(self.warmup.saturating_mul(10))
+        self.wall.saturating_add(self.warmup.saturating_mul(10))
     }
 }
 
@@ -166,10 +173,11 @@ pub struct SandboxConfig {
     /// (not waiting for a CPU: a busy machine does not count against it),
     /// milliseconds; 0 for ten times `deadline-ms`.
     pub wall_ms: u64,
-    /// CPU time a new instance may use for instantiation, `configure` and
-    /// its first `decide`, together, milliseconds: an interpreter's
-    /// warm-up (lazy compilation, first allocations) is paid there, not
-    /// out of a request's `deadline-ms`.
+    /// CPU time a new instance may use for its warm-up (instantiation,
+    /// `configure`, and what its first `decide` costs more than later ones),
+    /// on top of that call's `deadline-ms`, milliseconds: an interpreter's
+    /// lazy compilation and first allocations are paid there, not out of a
+    /// request's deadline.
     pub warmup_ms: u64,
     /// Calls of one site's policy that may run at once; 0 for half the
     /// runtime's workers (at least one). Further calls wait their turn
@@ -614,9 +622,9 @@ impl Config {
             ));
         }
         let s = &self.sandbox;
-        if s.deadline_ms == 0 || s.warmup_ms == 0 || s.tick_ms == 0 || s.instances == 0 {
+        if s.deadline_ms == 0 || s.tick_ms == 0 || s.instances == 0 {
             return Err(ConfigError::Invalid(
-                "sandbox: deadline-ms, warmup-ms, tick-ms and instances must be positive".into(),
+                "sandbox: deadline-ms, tick-ms and instances must be positive".into(),
             ));
         }
         check_memory("sandbox: memory", s.memory)?;
@@ -624,9 +632,9 @@ impl Config {
             if let Some(m) = v.memory {
                 check_memory(&format!("vhost {}: memory", v.host), m)?;
             }
-            if v.deadline_ms == Some(0) || v.warmup_ms == Some(0) {
+            if v.deadline_ms == Some(0) {
                 return Err(ConfigError::Invalid(format!(
-                    "vhost {}: deadline-ms and warmup-ms must be positive",
+                    "vhost {}: deadline-ms must be positive",
                     v.host
                 )));
             }

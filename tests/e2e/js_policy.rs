@@ -10,11 +10,7 @@
 use std::path::PathBuf;
 
 use crate::harness::*;
-use crate::python_policy::{
-    head_is_get_without_body, if_none_match_gives_304, missing_and_directories,
-    other_methods_get_405, repeated_requests_come_from_the_decision_cache, site,
-    whole_files_with_headers_by_extension,
-};
+use crate::python_policy::{behaves_as_the_example, site};
 
 fn js_policy() -> PathBuf {
     example_policy(
@@ -63,11 +59,6 @@ fn js_policy_serves_its_first_request_and_files_like_the_python_one() {
     assert_eq!(server.stat("policy_traps"), 0, "{}", server.logs());
     server.expect_log("new instance warmed up");
 
-    whole_files_with_headers_by_extension(&server, dir.path());
-    if_none_match_gives_304(&server);
-    missing_and_directories(&server);
-    other_methods_get_405(&server);
-    head_is_get_without_body(&server, dir.path());
-    repeated_requests_come_from_the_decision_cache(&server);
+    behaves_as_the_example(&server, dir.path());
     assert_eq!(server.stat("policy_traps"), 0, "{}", server.logs());
 }

@@ -62,15 +62,21 @@ fn python_policy_serves_files_with_cache_control_by_extension() {
             ..Options::default()
         },
     );
-    whole_files_with_headers_by_extension(&server, dir.path());
-    if_none_match_gives_304(&server);
-    missing_and_directories(&server);
-    other_methods_get_405(&server);
-    head_is_get_without_body(&server, dir.path());
-    repeated_requests_come_from_the_decision_cache(&server);
+    behaves_as_the_example(&server, dir.path());
 }
 
-pub(crate) fn whole_files_with_headers_by_extension(server: &Server, root: &Path) {
+/// What the example policy does (`tests/policies/python/README.md`), for
+/// this one and its JavaScript twin (`js_policy.rs`), served from `site()`.
+pub(crate) fn behaves_as_the_example(server: &Server, root: &Path) {
+    whole_files_with_headers_by_extension(server, root);
+    if_none_match_gives_304(server);
+    missing_and_directories(server);
+    other_methods_get_405(server);
+    head_is_get_without_body(server, root);
+    repeated_requests_come_from_the_decision_cache(server);
+}
+
+fn whole_files_with_headers_by_extension(server: &Server, root: &Path) {
     for (path, content_type, cache_control) in [
         ("/style.css", "text/css; charset=utf-8", "max-age=86400"),
         ("/app.js", "text/javascript; charset=utf-8", "max-age=86400"),
@@ -106,7 +112,7 @@ pub(crate) fn whole_files_with_headers_by_extension(server: &Server, root: &Path
     }
 }
 
-pub(crate) fn if_none_match_gives_304(server: &Server) {
+fn if_none_match_gives_304(server: &Server) {
     let first = client().get(server.url("/style.css")).send().unwrap();
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     for value in [
@@ -133,7 +139,7 @@ pub(crate) fn if_none_match_gives_304(server: &Server) {
     assert_eq!(res.status(), 200);
 }
 
-pub(crate) fn missing_and_directories(server: &Server) {
+fn missing_and_directories(server: &Server) {
     for path in ["/nope.css", "/empty/", "/empty", "/docs/nope.html"] {
         let res = client().get(server.url(path)).send().unwrap();
         assert_eq!(res.status(), 404, "{path}");
@@ -143,7 +149,7 @@ pub(crate) fn missing_and_directories(server: &Server) {
     assert_eq!(res.headers()["location"], "/docs/");
 }
 
-pub(crate) fn other_methods_get_405(server: &Server) {
+fn other_methods_get_405(server: &Server) {
     for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
         let res = client()
             .request(method.parse().unwrap(), server.url("/style.css"))
@@ -156,7 +162,7 @@ pub(crate) fn other_methods_get_405(server: &Server) {
     }
 }
 
-pub(crate) fn head_is_get_without_body(server: &Server, root: &Path) {
+fn head_is_get_without_body(server: &Server, root: &Path) {
     let get = client().get(server.url("/page.html")).send().unwrap();
     let head = client().head(server.url("/page.html")).send().unwrap();
     assert_eq!(head.status(), 200);
@@ -186,7 +192,7 @@ pub(crate) fn head_is_get_without_body(server: &Server, root: &Path) {
     );
 }
 
-pub(crate) fn repeated_requests_come_from_the_decision_cache(server: &Server) {
+fn repeated_requests_come_from_the_decision_cache(server: &Server) {
     const N: u64 = 40;
     // The first request may be the one that fills the cache.
     assert_eq!(raw_status(&raw_get(server.addr, "/app.js")), 200);

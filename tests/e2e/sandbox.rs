@@ -453,12 +453,13 @@ fn a_policy_that_fails_to_configure_is_refused_at_start() {
         "{stderr}"
     );
 
-    // One whose configure loops is stopped by the warm-up budget (a new
-    // instance's instantiation, configure and first decide), not hung.
+    // One whose configure loops is stopped by a new instance's budget (its
+    // instantiation, configure and first decide: the deadline and the
+    // warm-up allowance), not hung.
     let (stderr, took) = refused_at_start("[policy]\nconfigure-loop = \"1\"\n");
     assert!(took < Duration::from_secs(30));
     assert!(
-        stderr.contains("`configure` failed") && stderr.contains("warm-up budget (`warmup-ms`"),
+        stderr.contains("`configure` failed") && stderr.contains("warm-up allowance `warmup-ms`"),
         "{stderr}"
     );
 
@@ -897,14 +898,20 @@ fn deadlines_count_cpu_time_not_a_busy_machine() {
         .collect();
     assert!(
         failures.is_empty(),
-        "{} of 800 calls failed: {failures:?}",
-        failures.len()
+        "{} of 800 calls failed: {failures:?}; the server said:\n{}",
+        failures.len(),
+        server
+            .logs()
+            .lines()
+            .filter(|l| l.contains("policy failed"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // The loop is stopped once it has used its budget: the server spends
     // about 10 ms of CPU on it (a 1 ms tick, and the request's own work,
     // besides), however long the hogs make it take. The loop's trap retires
-    // its instance, and a new instance's first call has the warm-up budget
+    // its instance, and a new instance's first call has the warm-up allowance
     // (below), so each loop follows a call that makes the instance.
     let loop_cpu = || {
         let before = server_cpu_ns(&server);
@@ -924,16 +931,18 @@ fn deadlines_count_cpu_time_not_a_busy_machine() {
         );
     }
     server.expect_log("CPU-time deadline");
-    // As a new instance's first call, the loop has the warm-up budget
-    // (instantiation and `configure` included): 30 ms here.
+    // As a new instance's first call, the loop has the deadline and the
+    // warm-up allowance, 10 + 30 ms (instantiation and `configure`
+    // included); the margin is wider than above for the instance's making
+    // (the pool slot, linking) and, with a machine this busy, late ticks.
     for _ in 0..2 {
         let used = loop_cpu();
         assert!(
-            used >= Duration::from_millis(30) && used < Duration::from_millis(30 + 1 + 8),
+            used >= Duration::from_millis(40) && used < Duration::from_millis(40 + 20),
             "the loop used {used:?} of CPU as a new instance's first call"
         );
     }
-    server.expect_log("warm-up budget");
+    server.expect_log("warm-up allowance");
 }
 
 /// The first allowed CPU of this process (`Cpus_allowed_list`).

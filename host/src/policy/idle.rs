@@ -62,10 +62,20 @@ struct Entry {
     warm: Warm,
 }
 
+/// Which of an owner's idle instances to take.
+#[derive(Clone, Copy)]
+enum Which {
+    LeastRecent,
+    MostRecent,
+}
+
 impl Inner {
-    fn remove_front(&mut self, owner: Owner) -> Option<Warm> {
+    fn remove(&mut self, owner: Owner, which: Which) -> Option<Warm> {
         let queue = self.owners.get_mut(&owner)?;
-        let entry = queue.pop_front()?;
+        let entry = match which {
+            Which::LeastRecent => queue.pop_front(),
+            Which::MostRecent => queue.pop_back(),
+        }?;
         if queue.is_empty() {
             self.owners.remove(&owner);
         }
@@ -79,7 +89,7 @@ impl Inner {
         let (_, &owner) = self.lru.first_key_value()?;
         // An owner's queue is in stamp order, so the globally oldest stamp
         // is at the front of its owner's queue.
-        self.remove_front(owner)
+        self.remove(owner, Which::LeastRecent)
     }
 }
 
@@ -103,15 +113,7 @@ impl Idle {
 
     /// `owner`'s most recently used idle instance, if it has one.
     pub(crate) fn take(&self, owner: Owner) -> Option<Warm> {
-        let mut inner = self.lock();
-        let queue = inner.owners.get_mut(&owner)?;
-        let entry = queue.pop_back()?;
-        if queue.is_empty() {
-            inner.owners.remove(&owner);
-        }
-        inner.lru.remove(&entry.stamp);
-        inner.bytes -= entry.warm.memory_bytes();
-        Some(entry.warm)
+        self.lock().remove(owner, Which::MostRecent)
     }
 
     /// Keeps `warm` for `owner`'s next call, unless `owner` already holds
@@ -173,7 +175,7 @@ impl Idle {
                 if !old {
                     break;
                 }
-                dropped.extend(inner.remove_front(owner));
+                dropped.extend(inner.remove(owner, Which::LeastRecent));
             }
         }
         if !dropped.is_empty() {

@@ -1,10 +1,12 @@
 //! Loading, limiting and calling policy components.
 //!
-//! A [`Policy`] is one compiled component with its settings and limits. Calls
-//! run on *warm* instances kept in a small pool and reused across requests
-//! (measured with `host/benches/policy.rs`; see `host/benches/RESULTS.md`). An
-//! instance that traps, overruns its deadline or hits a limit is dropped, never
-//! reused: its state is suspect.
+//! A [`Prepared`] policy is one compiled component with its settings and
+//! limits, configured and canary-tested: immutable, and shared by the sites
+//! that load the same. A [`Policy`] is one site's use of it: its calls run on
+//! *warm* instances of that site's own, kept idle between requests in a
+//! host-wide set (`idle`) and reused (measured with `host/benches/policy.rs`;
+//! see `host/benches/RESULTS.md`). An instance that traps, overruns its
+//! deadline or hits a limit is dropped, never reused: its state is suspect.
 //!
 //! Calls are synchronous on the async worker: wasm cannot block on I/O here
 //! (the WASI context is empty and every WASI import that could wait is
@@ -96,8 +98,8 @@ pub enum CallError {
     #[error("policy used up its {0:?} CPU-time deadline (`deadline-ms`)")]
     Deadline(Duration),
     #[error(
-        "a new policy instance used up its {0:?} CPU-time warm-up budget (`warmup-ms`: \
-         instantiation, `configure` and its first `decide`)"
+        "a new policy instance used up its {0:?} CPU-time budget for instantiation, `configure` \
+         and its first `decide` (`deadline-ms` plus the warm-up allowance `warmup-ms`)"
     )]
     Warmup(Duration),
     #[error("policy ran past its {0:?} wall-clock ceiling (`wall-ms`)")]
@@ -588,7 +590,7 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// Whether the call should run off the async workers: the site's calls
     /// are typically slow, or this one first makes and warms up a new
-    /// instance (up to `warmup-ms` of CPU time).
+    /// instance (up to `warmup-ms` of CPU time more than a call).
     pub fn is_slow(&self) -> bool {
         self.warm.is_none() || self.policy.is_slow()
     }
@@ -621,7 +623,7 @@ impl Call<'_> {
             tracing::debug!(
                 policy = prepared.name,
                 cpu_us = warm.cpu_used().as_micros() as u64,
-                budget_ms = prepared.limits.warmup.as_millis() as u64,
+                budget_ms = prepared.limits.warmup_budget().as_millis() as u64,
                 "new instance warmed up (instantiate, configure, first decide; `warmup-ms`)"
             );
         } else {

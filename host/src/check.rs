@@ -157,7 +157,8 @@ impl Samples {
         let path = normalize(target).map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
         let found = self
             .root
-            .lookup(path.relative(), &caps.index_names, &caps.siblings);
+            .lookup(path.relative(), &caps.index_names, &caps.siblings)
+            .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
         let req = request::to_wit(&http, &path, false, &caps.fields);
         Ok((req, found))
     }

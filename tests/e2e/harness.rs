@@ -19,6 +19,15 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
+/// The server binary the tests start: this build's, unless
+/// `SLUICE_E2E_BIN` names another (to measure an older build with the same
+/// test, for a before/after figure).
+pub fn sluice_bin() -> PathBuf {
+    std::env::var_os("SLUICE_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluice")))
+}
+
 /// A running `sluice serve`, killed on drop.
 pub struct Server {
     child: Child,
@@ -44,6 +53,9 @@ pub struct Options<'a> {
     pub fd_names: Option<&'a str>,
     /// A command the server is run under (`["nice", "-n", "19"]`), if any.
     pub under: &'a [&'a str],
+    /// Start the server with this descriptor limit (`RLIMIT_NOFILE`, soft
+    /// and hard), as `prlimit --nofile=N:N` would.
+    pub nofile: Option<u64>,
 }
 
 /// A command that runs `program` with `fds` handed over as systemd does:
@@ -102,16 +114,12 @@ impl Server {
         let mut cmd = if let [program, args @ ..] = opts.under {
             assert!(opts.activate.is_empty(), "not both");
             let mut cmd = Command::new(program);
-            cmd.args(args).arg(env!("CARGO_BIN_EXE_sluice"));
+            cmd.args(args).arg(sluice_bin());
             cmd
         } else if opts.activate.is_empty() {
-            Command::new(env!("CARGO_BIN_EXE_sluice"))
+            Command::new(sluice_bin())
         } else {
-            activated(
-                Path::new(env!("CARGO_BIN_EXE_sluice")),
-                opts.activate,
-                opts.fd_names,
-            )
+            activated(&sluice_bin(), opts.activate, opts.fd_names)
         };
         cmd.arg("serve")
             .arg(root)
@@ -132,6 +140,20 @@ impl Server {
             cmd.args(["--tls-listen", "127.0.0.1:0"]);
         }
         cmd.args(["--workers", &opts.workers.unwrap_or(2).to_string()]);
+        if let Some(n) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            // setrlimit is a plain system call: safe between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+                    Ok(())
+                });
+            }
+        }
         cmd.env("SLUICE_LOG", "sluice=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -59,6 +59,10 @@ async fn handle(
             if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
                 body.push_str(&format!("open_fds {}\n", fds.count()));
             }
+            let (idle, bytes) = app.sandbox.idle_instances();
+            body.push_str(&format!(
+                "idle_instances {idle}\nidle_instance_bytes {bytes}\n"
+            ));
             body.push_str(&format!(
                 "body_memory_in_use {}\nbody_memory_limit {}\n",
                 app.body_budget.in_use(),
@@ -73,6 +77,7 @@ async fn handle(
                 &app.stores.usage(),
                 fds,
             );
+            idle_gauges(&mut body, &app);
             body.push_str(&format!(
                 "# HELP sluice_body_memory_bytes Response-body bytes held in memory now ([limits] body-memory).\n\
                  # TYPE sluice_body_memory_bytes gauge\n\
@@ -99,6 +104,19 @@ async fn handle(
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     })
+}
+
+/// The idle policy instances held host-wide (see `policy::idle`), as
+/// Prometheus gauges.
+fn idle_gauges(out: &mut String, app: &App) {
+    let (idle, bytes) = app.sandbox.idle_instances();
+    out.push_str(&format!(
+        "# HELP sluice_idle_instances Idle policy instances held, all sites together.\n\
+         # TYPE sluice_idle_instances gauge\nsluice_idle_instances {idle}\n\
+         # HELP sluice_idle_instance_bytes Linear memory of the idle policy instances \
+         (bounded by `idle-memory`).\n\
+         # TYPE sluice_idle_instance_bytes gauge\nsluice_idle_instance_bytes {bytes}\n"
+    ));
 }
 
 /// Serves the admin endpoints forever.

@@ -31,6 +31,7 @@ pub mod decision;
 pub mod descriptors;
 pub mod http2;
 pub mod policy;
+pub mod policy_text;
 pub mod preface;
 pub mod resolve;
 pub mod serve;

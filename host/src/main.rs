@@ -98,6 +98,10 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "sluice=info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or pipe gets no escape
+        // sequences but those a policy's text might carry, and those are
+        // escaped (`policy_text`).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut cfg = match Cli::parse().command {
         Command::Serve(args) => args.config()?,

@@ -88,8 +88,11 @@ counters! {
     compiled_cache_rejects,
     /// Policy loads that reused a policy already configured with the same component, settings and limits.
     policies_shared,
-    /// Idle policy instances dropped because their policy went unused.
+    /// Idle policy instances dropped after going unused for 10 s.
     instances_reclaimed,
+    /// Idle policy instances dropped, least recently used first, to free a
+    /// pool slot for another site or keep idle instances within `idle-memory`.
+    instances_evicted,
     /// TLS certificates (with their keys) read again on reload and swapped in.
     certificate_reloads,
     /// TLS certificates refused on reload (the old one kept serving).
@@ -106,8 +109,9 @@ counters! {
 }
 
 /// The kinds of policy fault counted (`policy::CallError::kind`).
-pub const FAULTS: [&str; 8] = [
+pub const FAULTS: [&str; 9] = [
     "deadline",
+    "warmup",
     "wall_clock",
     "memory",
     "table",

@@ -51,6 +51,8 @@ pub struct Options<'a> {
     pub activate: &'a [BorrowedFd<'a>],
     /// `LISTEN_FDNAMES` for them.
     pub fd_names: Option<&'a str>,
+    /// A command the server is run under (`["nice", "-n", "19"]`), if any.
+    pub under: &'a [&'a str],
     /// Start the server with this descriptor limit (`RLIMIT_NOFILE`, soft
     /// and hard), as `prlimit --nofile=N:N` would.
     pub nofile: Option<u64>,
@@ -109,7 +111,12 @@ impl Server {
     }
 
     pub fn start_with(root: &Path, opts: Options<'_>) -> Server {
-        let mut cmd = if opts.activate.is_empty() {
+        let mut cmd = if let [program, args @ ..] = opts.under {
+            assert!(opts.activate.is_empty(), "not both");
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(sluice_bin());
+            cmd
+        } else if opts.activate.is_empty() {
             Command::new(sluice_bin())
         } else {
             activated(&sluice_bin(), opts.activate, opts.fd_names)
@@ -428,6 +435,29 @@ pub fn build_component(package: &str) -> PathBuf {
         .join("wasm32-wasip2")
         .join("release")
         .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// An example policy built outside cargo by `tests/run` (its build script
+/// needs python3 and pip, or Node and npm), whose path is in the variable
+/// `var` at run time (or was at build time, `compiled`):
+/// `SLUICE_PYTHON_POLICY` (tests/policies/python/build.sh) or
+/// `SLUICE_JS_POLICY` (tests/policies/js/build.sh).
+pub fn example_policy(var: &str, compiled: Option<&str>, build: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .or_else(|| compiled.map(Into::into))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "{var} is not set: run {build} (it writes the component under target/) and set \
+                 {var} to the component's path, or run ./tests/run"
+            )
+        });
+    assert!(
+        path.is_file(),
+        "{var}={} is not a file: run {build}",
+        path.display()
+    );
+    path
 }
 
 /// Polls `cond` every 20 ms for up to `limit`.

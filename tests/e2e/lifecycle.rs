@@ -390,7 +390,11 @@ fn at_the_connection_cap_new_clients_wait_until_one_closes() {
             ..Options::default()
         },
     );
-    assert_eq!(server.metric("sluice_max_connections"), 2.0);
+    // Set when the server starts serving, just after it prints its
+    // listeners: eventually, not at once.
+    assert!(eventually(Duration::from_secs(10), || server
+        .metric("sluice_max_connections")
+        == 2.0));
     let first = served_connection(server.addr);
     let second = served_connection(server.addr);
     // The third is accepted but waits for a slot, unanswered.

@@ -16,6 +16,7 @@ use http::StatusCode;
 use crate::coding::Coding;
 use crate::config::TransferConfig;
 use crate::policy::{wit, Transport};
+use crate::policy_text::PolicyText;
 use crate::resolve::{Found, FoundFile, OpenedFile};
 use crate::shared_cache::heap;
 
@@ -47,11 +48,11 @@ pub enum DecisionError {
     #[error("more than {MAX_HEADERS} header fields or {MAX_HEADER_BYTES} bytes of them")]
     TooManyHeaders,
     #[error("header name {0:?} is not a valid field name")]
-    HeaderName(String),
+    HeaderName(PolicyText),
     #[error("value of header {0:?} is not a valid field value")]
-    HeaderValue(String),
+    HeaderValue(PolicyText),
     #[error("header {0:?} is computed by the host")]
-    HostOwnedHeader(String),
+    HostOwnedHeader(PolicyText),
     #[error("content-range is only allowed on a 416 with an empty body, as `bytes */SIZE`")]
     ContentRange,
     #[error("inline body larger than {MAX_INLINE} bytes")]
@@ -316,11 +317,11 @@ pub fn validate(
     let mut content_range = None;
     for h in decision.headers {
         let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| DecisionError::HeaderName(h.name.clone()))?;
+            .map_err(|_| DecisionError::HeaderName(h.name.as_str().into()))?;
         let value = HeaderValue::from_str(&h.value)
-            .map_err(|_| DecisionError::HeaderValue(h.name.clone()))?;
+            .map_err(|_| DecisionError::HeaderValue(h.name.as_str().into()))?;
         if HOST_OWNED.contains(&name) || is_hop_by_hop(&name) {
-            return Err(DecisionError::HostOwnedHeader(h.name));
+            return Err(DecisionError::HostOwnedHeader(h.name.as_str().into()));
         }
         if name == header::CONTENT_RANGE {
             // One field: with two, which one the client believes is anyone's guess.
@@ -577,7 +578,7 @@ mod tests {
                 "empty name",
                 d(200, vec![h("", "x")], empty()),
                 &missing,
-                DecisionError::HeaderName(String::new()),
+                DecisionError::HeaderName("".into()),
             ),
             (
                 "name with colon",

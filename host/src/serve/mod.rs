@@ -161,10 +161,10 @@ fn no_descriptors(path: &NormalPath, e: crate::resolve::NoDescriptors) {
 /// Fair sharing between tenants: a call first takes one of the site's turns
 /// (`policy-workers`, by default half the workers), waiting for one without
 /// holding a worker; so however loaded one tenant's policy is, its calls
-/// occupy at most that many workers. A policy whose calls are typically slow
-/// is called under `block_in_place`, which hands this worker's other tasks
-/// to another thread for the duration: requests queued behind the call are
-/// not delayed by it.
+/// occupy at most that many workers. A call that is typically slow, or that
+/// first makes and warms up a new instance, runs under `block_in_place`,
+/// which hands this worker's other tasks to another thread for the
+/// duration: requests queued behind the call are not delayed by it.
 async fn verdict<B>(
     app: &App,
     outcome: &mut Outcome<'_>,
@@ -201,12 +201,13 @@ async fn verdict<B>(
         Ok(turn) => turn,
         Err(_) => site.calls.acquire().await.expect("never closed"),
     };
-    let call = || policy.decide(&wit_req, &wit_entry);
+    // After the turn: the call takes one of the site's idle instances.
+    let call = policy.call();
     let started = Instant::now();
-    let answer = if policy.is_slow() {
-        off_the_workers(call)
+    let answer = if call.is_slow() {
+        off_the_workers(|| call.decide(&wit_req, &wit_entry))
     } else {
-        call()
+        call.decide(&wit_req, &wit_entry)
     };
     outcome.policy_time = Some(started.elapsed());
     let invalid = |rule: decision::DecisionError| {

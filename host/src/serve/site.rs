@@ -1,7 +1,7 @@
 //! Sites (virtual hosts): a root and a policy each, chosen by `Host`, and
 //! the application they make up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,41 +32,33 @@ pub struct SiteSpec {
 
 impl SiteSpec {
     /// Compiles, configures and canary-tests this site's policy, or shares
-    /// the one `loader` already made from the same bytes, settings and limits.
-    fn load_policy(&self, loader: &mut Loader<'_>) -> Result<Arc<Policy>, Arc<LoadError>> {
-        loader.load(self.policy_file.as_deref(), &self.settings, self.limits)
-    }
-
-    /// What makes two sites' policies the same before any file is read (an
-    /// upper bound on the distinct policies: identical bytes under two
-    /// paths count twice).
-    fn policy_identity(&self) -> (Option<&PathBuf>, String, SandboxLimits) {
-        (
-            self.policy_file.as_ref(),
-            format!("{:?}", self.settings),
-            self.limits,
-        )
+    /// the one `loader` already made from the same bytes, settings and
+    /// limits; the site calls it on instances of its own.
+    fn load_policy(&self, loader: &mut Loader<'_>) -> Result<Policy, Arc<LoadError>> {
+        loader
+            .load(self.policy_file.as_deref(), &self.settings, self.limits)
+            .map(Policy::new)
     }
 }
 
-/// How long a policy may go without a call before its idle instances are
-/// dropped (its next request then makes a fresh one: well under a
+/// How long an idle instance is kept without a call before it is dropped
+/// (its site's next request then makes a fresh one: well under a
 /// millisecond for a typical policy, see BENCHMARKS.md).
 const RECLAIM_AFTER: Duration = Duration::from_secs(10);
 
 /// A loaded policy with the caches that depend on it: lookups follow its
 /// capabilities (index names, siblings) and decisions are its own, so both
-/// are replaced with it on reload. The policy may be shared with other sites
-/// (see `policy::Loader`); the caches are this site's, and take no memory
-/// until its first request.
+/// are replaced with it on reload. What the policy shares with other sites
+/// is immutable (see `policy::Loader`); its instances and the caches are
+/// this site's, and take no memory until its first request.
 pub struct Loaded {
-    pub policy: Arc<Policy>,
+    pub policy: Policy,
     pub(super) decisions: Option<DecisionCache>,
     files: Option<FileCache>,
 }
 
 impl Loaded {
-    fn new(policy: Arc<Policy>, cache: &CacheConfig, stores: &Stores) -> Loaded {
+    fn new(policy: Policy, cache: &CacheConfig, stores: &Stores) -> Loaded {
         let decisions = if policy.capabilities().reusable {
             DecisionCache::new(&stores.decisions, cache.decisions.0)
         } else {
@@ -245,6 +237,7 @@ impl App {
                                 v.wall_ms.unwrap_or(config.sandbox.wall_ms),
                                 deadline_ms,
                             ),
+                            warmup: v.warmup_ms.map_or(limits.warmup, Duration::from_millis),
                             memory: v.memory.map_or(limits.memory, |m| m.0),
                         }
                     },
@@ -258,16 +251,11 @@ impl App {
             .iter()
             .map(|(_, s)| s.limits.memory)
             .fold(limits.memory, u64::max);
-        // Sites with the same policy file, settings and limits share one
-        // policy and its instances, so the pool is sized by those.
-        let distinct = std::iter::once(&default)
-            .chain(vhosts.iter().map(|(_, s)| s))
-            .map(SiteSpec::policy_identity)
-            .collect::<HashSet<_>>()
-            .len();
+        // Every site has instances of its own, so the pool is sized by the
+        // sites.
         let pool = policy::pool_for(
             &config.sandbox,
-            u32::try_from(distinct).unwrap_or(u32::MAX),
+            u32::try_from(1 + vhosts.len()).unwrap_or(u32::MAX),
             largest,
         );
         let mut sandbox =
@@ -345,13 +333,11 @@ impl App {
     }
 
     /// Closes the descriptors of open-file cache entries past their window,
-    /// and drops the idle instances of policies that went quiet. Call it
-    /// about once per window (`serve` does, every second).
+    /// and drops the idle instances unused for 10 s. Call it about once per
+    /// window (`serve` does, every second).
     pub fn sweep(&self) {
         resolve::sweep(&self.stores.open_files);
-        for (_, site) in self.sites() {
-            site.loaded().policy.reclaim(RECLAIM_AFTER);
-        }
+        self.sandbox.reclaim_idle(RECLAIM_AFTER);
     }
 
     /// Closes about half the descriptors the open-file caches hold, when the

@@ -561,7 +561,11 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        config.check_values()?;
+        // A refused value names the file it came from.
+        config.check_values().map_err(|e| match e {
+            ConfigError::Invalid(m) => ConfigError::Invalid(format!("{}: {m}", path.display())),
+            e => e,
+        })?;
         Ok(config)
     }
 

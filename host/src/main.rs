@@ -166,25 +166,27 @@ fn check(
 
 /// A listener handed over by socket activation, for tokio.
 fn adopt(listener: std::net::TcpListener, role: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    tracing::info!(
-        role,
-        addr = %listener.local_addr()?,
-        "listening on a socket passed by socket activation"
-    );
-    Ok(listener)
+    let adopted = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener));
+    adopted.map_err(|e| anyhow::anyhow!("the {role} socket passed by socket activation: {e}"))
 }
 
-/// The listener handed over for `role`, or else one bound to `addr`.
+/// The listener handed over for `role`, or else one bound to `addr`; a
+/// failure names the configuration key (`listen`, `tls-listen`, `admin`)
+/// and the address, as in `listen 127.0.0.1:8080: Address already in use`.
 async fn listen_on(
     activated: Option<std::net::TcpListener>,
     role: &str,
+    key: &str,
     addr: SocketAddr,
-) -> anyhow::Result<tokio::net::TcpListener> {
+) -> anyhow::Result<(tokio::net::TcpListener, bool)> {
     match activated {
-        Some(l) => adopt(l, role),
-        None => Ok(sluice::server::bind(addr).await?),
+        Some(l) => Ok((adopt(l, role)?, true)),
+        None => match sluice::server::bind(addr).await {
+            Ok(l) => Ok((l, false)),
+            Err(e) => Err(anyhow::anyhow!("{key} {addr}: {e}")),
+        },
     }
 }
 
@@ -203,38 +205,50 @@ async fn run(
     };
     let certs = tls.as_ref().map(|(_, certs)| certs.clone());
     let app = sluice::serve::App::from_config(&cfg)?;
-    let listener = listen_on(activated.http, "http", cfg.listen).await?;
-    // Tests and scripts read these lines to find the ports.
-    println!("sluice: listening on http://{}", listener.local_addr()?);
+    // Every listener is bound before any is announced: a start that fails
+    // says which one, and nothing claimed to be listening.
+    let listener = listen_on(activated.http, "http", "listen", cfg.listen).await?;
     let tls = match tls {
-        Some((addr, certs)) => {
-            let tls_listener = listen_on(activated.https, "https", addr).await?;
-            println!(
-                "sluice: listening on https://{}",
-                tls_listener.local_addr()?
-            );
-            if sluice::tls::kernel_offers_ktls() {
-                tracing::info!(
-                    "the kernel offers kTLS, but sluice does not hand sessions to it yet: \
-                     TLS connections take the copying path"
-                );
-            } else {
-                tracing::info!(
-                    "no kTLS in this kernel ({} lacks `tls`): TLS connections take the copying path",
-                    sluice::tls::AVAILABLE_ULP
-                );
-            }
-            Some((tls_listener, certs))
-        }
+        Some((addr, certs)) => Some((
+            listen_on(activated.https, "https", "tls-listen", addr).await?,
+            certs,
+        )),
         None => None,
     };
     let admin = match (activated.admin, cfg.admin) {
-        (Some(l), _) => Some(adopt(l, "admin")?),
-        (None, Some(addr)) => Some(sluice::server::bind(addr).await?),
+        (Some(l), _) => Some((adopt(l, "admin")?, true)),
+        (None, Some(addr)) => Some(listen_on(None, "admin", "admin", addr).await?),
         (None, None) => None,
     };
-    if let Some(admin) = admin {
-        println!("sluice: admin on http://{}", admin.local_addr()?);
+    // Tests and scripts read these lines to find the ports.
+    let announce = |role: &str, (l, activated): &(tokio::net::TcpListener, bool), line: &str| {
+        let addr = l.local_addr()?;
+        println!("sluice: {line}://{addr}");
+        if *activated {
+            tracing::info!(role, %addr, "listening on a socket passed by socket activation");
+        }
+        anyhow::Ok(())
+    };
+    announce("http", &listener, "listening on http")?;
+    if let Some((tls_listener, _)) = &tls {
+        announce("https", tls_listener, "listening on https")?;
+        if sluice::tls::kernel_offers_ktls() {
+            tracing::info!(
+                "the kernel offers kTLS, but sluice does not hand sessions to it yet: \
+                 TLS connections take the copying path"
+            );
+        } else {
+            tracing::info!(
+                "no kTLS in this kernel ({} lacks `tls`): TLS connections take the copying path",
+                sluice::tls::AVAILABLE_ULP
+            );
+        }
+    }
+    if let Some(admin) = &admin {
+        announce("admin", admin, "admin on http")?;
+    }
+    let (listener, tls) = (listener.0, tls.map(|((l, _), certs)| (l, certs)));
+    if let Some((admin, _)) = admin {
         tokio::spawn(sluice::admin::serve(app.clone(), certs.clone(), admin));
     }
     {

@@ -333,12 +333,12 @@ struct CacheHit {
     path: sluice::resolve::NormalPath,
     found: sluice::resolve::Found,
     fields: sluice::policy::Fields,
-    cache: sluice::serve::DecisionCache,
+    cache: sluice::handler::DecisionCache,
 }
 
 impl CacheHit {
     fn new(policy: &Policy) -> CacheHit {
-        use sluice::serve::request::{entry_to_wit, to_wit, write_key};
+        use sluice::handler::request::{entry_to_wit, to_wit, write_key};
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("assets")).unwrap();
         std::fs::write(dir.path().join("assets/app.js"), vec![b'x'; 4096]).unwrap();
@@ -368,8 +368,8 @@ impl CacheHit {
             &sluice::config::TransferConfig::default(),
         )
         .unwrap();
-        let store = sluice::serve::reuse::decisions(64 << 20);
-        let cache = sluice::serve::DecisionCache::new(&store, 4 << 20).unwrap();
+        let store = sluice::handler::reuse::decisions(64 << 20);
+        let cache = sluice::handler::DecisionCache::new(&store, 4 << 20).unwrap();
         let mut key = Vec::new();
         write_key(&mut key, &request, &path, false, &fields, &found);
         let hash = cache.hash(&key);
@@ -389,7 +389,7 @@ impl CacheHit {
             static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         KEY.with_borrow_mut(|key| {
-            sluice::serve::request::write_key(
+            sluice::handler::request::write_key(
                 key,
                 &self.request,
                 &self.path,

@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::serve::App;
+use crate::app::App;
 use crate::stats;
 use crate::tls::Certificates;
 
@@ -121,7 +121,7 @@ fn idle_gauges(out: &mut String, app: &App) {
 
 /// Serves the admin endpoints forever.
 pub async fn serve(app: Arc<App>, certs: Option<Arc<Certificates>>, listener: TcpListener) {
-    let mut pause = crate::server::AcceptPause::default();
+    let mut pause = crate::listener::AcceptPause::default();
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,

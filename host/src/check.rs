@@ -18,7 +18,7 @@ use crate::decision;
 use crate::policy::{wit, Capabilities, Fields, LoadError, Policy, Sandbox};
 use crate::policy_text::PolicyText;
 use crate::resolve::{normalize, Found, Root};
-use crate::serve::request;
+use crate::handler::request;
 
 /// What `check` found out about a policy that loads.
 #[derive(Debug)]

@@ -23,7 +23,7 @@
 //! timeout), and all connections together at most `[limits] body-memory`.
 //!
 //! Everything else hyper's server did for sluice is here too: requests go to
-//! the same service as HTTP/1 ([`crate::server`]), a client's `RST_STREAM`
+//! the same service as HTTP/1 ([`crate::connection`]), a client's `RST_STREAM`
 //! cancels the stream's work, responses get a `Date`, the connection sends
 //! keep-alive pings while streams are open (a peer that vanished is noticed
 //! within about 50 s), `GOAWAY` on graceful shutdown, and the h2 crate's

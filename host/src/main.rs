@@ -183,7 +183,7 @@ async fn listen_on(
 ) -> anyhow::Result<(tokio::net::TcpListener, bool)> {
     match activated {
         Some(l) => Ok((adopt(l, role)?, true)),
-        None => match sluice::server::bind(addr).await {
+        None => match sluice::listener::bind(addr).await {
             Ok(l) => Ok((l, false)),
             Err(e) => Err(anyhow::anyhow!("{key} {addr}: {e}")),
         },
@@ -204,7 +204,7 @@ async fn run(
         None => None,
     };
     let certs = tls.as_ref().map(|(_, certs)| certs.clone());
-    let app = sluice::serve::App::from_config(&cfg)?;
+    let app = sluice::app::App::from_config(&cfg)?;
     // Every listener is bound before any is announced: a start that fails
     // says which one, and nothing claimed to be listening.
     let listener = listen_on(activated.http, "http", "listen", cfg.listen).await?;
@@ -274,7 +274,7 @@ async fn run(
             "serving"
         );
     }
-    let limits = sluice::server::ConnectionLimits {
+    let limits = sluice::listener::ConnectionLimits {
         timeouts: cfg.timeouts(),
         max_connections: cfg.max_connections,
     };
@@ -288,6 +288,6 @@ async fn run(
         tracing::info!(signal, "shutdown requested");
     };
     let access_log = app.access_log.clone();
-    sluice::server::serve(app, listener, tls, limits, shutdown, grace).await?;
+    sluice::listener::run(app, listener, tls, limits, shutdown, grace).await?;
     Ok(access_log)
 }

@@ -81,7 +81,8 @@ use crate::config::{
     AccessLogFormat, AccessLogTarget, CacheConfig, Config, ConfigError, SandboxConfig,
     TransferConfig,
 };
-use crate::serve::{self, App, Conn};
+use crate::app::App;
+use crate::handler::{self, Conn};
 use crate::transfer::budget::BodyBudget;
 #[cfg(doc)]
 use crate::transfer::zerocopy::SendfileIo;
@@ -274,7 +275,7 @@ impl Sluice {
                 channel: Channel::for_request(connection.zero_copy.as_ref(), req.version()),
                 budget: &budget,
             };
-            let (res, outcome) = serve::handle(&app, conn, req).await;
+            let (res, outcome) = handler::handle(&app, conn, req).await;
             let (parts, mut inner) = res.into_parts();
             let meter = match (&app.access_log, line) {
                 (Some(log), Some(line)) => {

@@ -245,7 +245,7 @@ impl<'a> Channel<'a> {
 /// `Content-Range`, multipart `Content-Type`) and the body on the path the
 /// connection and the plan allow. For `HEAD` the head is the same, but nothing
 /// is read or registered.
-pub fn respond(
+pub fn execute(
     plan: Plan,
     head_only: bool,
     channel: Channel<'_>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::Request;
 
-use super::reuse::{self, DecisionCache, Decisions};
+use crate::handler::reuse::{self, DecisionCache, Decisions};
 use crate::access_log::AccessLog;
 use crate::config::{
     policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits, TransferConfig,
@@ -53,7 +53,7 @@ const RECLAIM_AFTER: Duration = Duration::from_secs(10);
 /// this site's, and take no memory until its first request.
 pub struct Loaded {
     pub policy: Policy,
-    pub(super) decisions: Option<DecisionCache>,
+    pub(crate) decisions: Option<DecisionCache>,
     files: Option<FileCache>,
 }
 
@@ -124,8 +124,8 @@ pub struct Site {
     pub root: Root,
     loaded: ArcSwap<Loaded>,
     /// Turns to call this site's policy: a tenant's calls can occupy at most
-    /// this many workers, whatever its load (see `serve::verdict`).
-    pub(super) calls: tokio::sync::Semaphore,
+    /// this many workers, whatever its load (see `handler::verdict`).
+    pub(crate) calls: tokio::sync::Semaphore,
     /// Responses by status class, for `/metrics`.
     pub counters: stats::SiteCounters,
     /// `(default)` or the `[[vhost]]` host, for the access log.

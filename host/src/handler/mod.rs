@@ -3,7 +3,6 @@
 
 pub mod request;
 pub mod reuse;
-mod site;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -14,8 +13,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 pub use reuse::DecisionCache;
-pub use site::{request_host, App, Loaded, Site, SiteSpec, Stores};
 
+use crate::app::{App, Loaded, Site};
 use crate::decision::{self, Verdict};
 use crate::policy::CallError;
 use crate::resolve::{normalize, Found, NormalPath};
@@ -121,7 +120,7 @@ async fn respond<B>(
         return host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
     };
     let head_only = req.method() == Method::HEAD;
-    match transfer::respond(plan, head_only, conn.channel, &app.transfer, conn.budget) {
+    match transfer::execute(plan, head_only, conn.channel, &app.transfer, conn.budget) {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(path = %path.path, error = %e, "cannot start the body");

@@ -31,7 +31,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::http2;
 use crate::preface::{self, Rewind};
-use crate::serve::{self, App};
+use crate::app::{self, App};
+use crate::handler;
 use crate::service::{self, Body, ConnectionInfo, Sluice};
 use crate::stats;
 use crate::timeouts::{Activity, TimedIo, Timeouts, Tracked};
@@ -65,7 +66,7 @@ pub struct ConnectionLimits {
 /// refused), idle keep-alive connections are closed, HTTP/2 connections get
 /// `GOAWAY`, and responses in flight may finish for up to `grace`; whatever
 /// is left then is closed when this returns.
-pub async fn serve(
+pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<TlsListener>,
@@ -386,18 +387,18 @@ impl Answer {
         let misdirected = self
             .served
             .as_ref()
-            .is_some_and(|s| s.misdirected(serve::request_host(&req).as_deref()));
+            .is_some_and(|s| s.misdirected(app::request_host(&req).as_deref()));
         if misdirected {
             // Answered by the host, before any site (nor its counters) is
             // involved.
             stats::add(&stats::get().requests, 1);
-            tracing::debug!(peer = %self.peer, host = ?serve::request_host(&req), "misdirected request");
+            tracing::debug!(peer = %self.peer, host = ?app::request_host(&req), "misdirected request");
         }
         let answer = (!misdirected).then(|| self.sluice.handle(req));
         async move {
             match answer {
                 Some(answer) => answer.await,
-                None => service::host_answer(serve::host_response(
+                None => service::host_answer(handler::host_response(
                     StatusCode::MISDIRECTED_REQUEST,
                     "Misdirected Request: this connection's certificate is not this host's\n",
                 )),

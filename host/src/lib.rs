@@ -25,6 +25,7 @@ pub mod app;
 pub mod check;
 pub mod coding;
 pub mod config;
+pub mod connection;
 #[cfg(test)]
 mod counting_alloc;
 pub mod date;

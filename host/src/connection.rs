@@ -16,18 +16,16 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, App};
-use crate::handler;
+use crate::app::App;
 use crate::http2;
 use crate::preface::{self, Rewind};
-use crate::service::{self, Body, ConnectionInfo, Sluice};
+use crate::service::{Body, ConnectionInfo, Sluice};
 use crate::stats;
 use crate::timeouts::{Activity, TimedIo, Timeouts, Tracked};
 use crate::tls::{Certificates, Served};
@@ -161,44 +159,12 @@ enum Protocol<H1, H2> {
     Http2(H2),
 }
 
-/// What every request on a connection is answered by: the service, except
-/// that a request on a TLS connection whose certificate is not its host's
-/// is answered 421 (see [`Served`]).
-#[derive(Clone)]
-struct Answer {
-    sluice: Sluice,
-    served: Option<Arc<Served>>,
-    peer: SocketAddr,
-}
-
-impl Answer {
-    fn answer<B>(&self, req: Request<B>) -> impl Future<Output = Response<Body>> + Send + 'static {
-        let misdirected = self
-            .served
-            .as_ref()
-            .is_some_and(|s| s.misdirected(app::request_host(&req).as_deref()));
-        if misdirected {
-            // Answered by the host, before any site (nor its counters) is
-            // involved.
-            stats::add(&stats::get().requests, 1);
-            tracing::debug!(peer = %self.peer, host = ?app::request_host(&req), "misdirected request");
-        }
-        let answer = (!misdirected).then(|| self.sluice.handle(req));
-        async move {
-            match answer {
-                Some(answer) => answer.await,
-                None => service::host_answer(handler::host_response(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "Misdirected Request: this connection's certificate is not this host's\n",
-                )),
-            }
-        }
-    }
-}
-
-impl http2::Service for Answer {
+/// Every request on a connection is answered by the service; on a TLS
+/// connection it also checks the request's host against the connection's
+/// certificate (421, see [`Served`] and `Sluice::with_certificate`).
+impl http2::Service for Sluice {
     fn call(&self, req: Request<()>) -> impl Future<Output = Response<Body>> + Send + 'static {
-        self.answer(req)
+        self.handle(req)
     }
 }
 
@@ -228,22 +194,19 @@ async fn run<H1, H2>(
         Protocol::Http2(_) => None,
     };
     let share = app.body_budget.share(app.body_memory_per_connection);
-    let answer = Answer {
-        sluice: Sluice::from_app(app)
-            .with_connection(ConnectionInfo {
-                tls,
-                peer: Some(peer),
-                zero_copy: link,
-            })
-            .with_budget(share),
-        served: served.map(Arc::new),
-        peer,
-    };
+    let answer = Sluice::from_app(app)
+        .with_connection(ConnectionInfo {
+            tls,
+            peer: Some(peer),
+            zero_copy: link,
+        })
+        .with_budget(share)
+        .with_certificate(served.map(Arc::new));
     let connection = async {
         match protocol {
             Protocol::Http1(io, _) => {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let answer = answer.answer(req);
+                    let answer = answer.handle(req);
                     async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let service = Tracked::new(service, activity.clone());

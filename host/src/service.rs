@@ -73,7 +73,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 
 use crate::access_log::{Answer, RequestLine};
@@ -81,8 +81,10 @@ use crate::config::{
     AccessLogFormat, AccessLogTarget, CacheConfig, Config, ConfigError, SandboxConfig,
     TransferConfig,
 };
-use crate::app::App;
-use crate::handler::{self, Conn};
+use crate::app::{request_host, App};
+use crate::handler::{self, host_response, Conn};
+use crate::stats;
+use crate::tls::Served;
 use crate::transfer::budget::BodyBudget;
 #[cfg(doc)]
 use crate::transfer::zerocopy::SendfileIo;
@@ -100,6 +102,9 @@ pub struct Sluice {
     /// server set one (`[limits] body-memory-per-connection`); else the
     /// whole budget.
     budget: Option<Arc<BodyBudget>>,
+    /// On a TLS connection served by `sluice serve`: the certificate the
+    /// connection was served, which a request's host must match (421).
+    served: Option<Arc<Served>>,
 }
 
 /// What the connection a request arrived on tells the service.
@@ -213,6 +218,7 @@ impl Sluice {
             app,
             connection: ConnectionInfo::default(),
             budget: None,
+            served: None,
         }
     }
 
@@ -228,6 +234,7 @@ impl Sluice {
             app: self.app.clone(),
             connection,
             budget: self.budget.clone(),
+            served: self.served.clone(),
         }
     }
 
@@ -235,6 +242,15 @@ impl Sluice {
     /// app's body budget: one connection's).
     pub(crate) fn with_budget(mut self, share: Arc<BodyBudget>) -> Sluice {
         self.budget = Some(share);
+        self
+    }
+
+    /// This service checking each request's host against the certificate
+    /// its TLS connection was served (`None`: no check): a host served
+    /// another certificate is answered 421 Misdirected Request, by the
+    /// host, before any site (or its counters) is involved.
+    pub(crate) fn with_certificate(mut self, served: Option<Arc<Served>>) -> Sluice {
+        self.served = served;
         self
     }
 
@@ -262,9 +278,27 @@ impl Sluice {
             .remove::<ConnectionInfo>()
             .unwrap_or_else(|| self.connection.clone());
         let req = Request::from_parts(parts, ());
+        // The host is parsed once, for the certificate check and routing,
+        // and only when one of them needs it.
+        let host = (self.served.is_some() || self.app.has_vhosts())
+            .then(|| request_host(&req))
+            .flatten();
+        let misdirected = self
+            .served
+            .as_ref()
+            .is_some_and(|s| s.misdirected(host.as_deref()));
         let app = self.app.clone();
         let budget = self.budget.clone();
         async move {
+            if misdirected {
+                stats::add(&stats::get().requests, 1);
+                tracing::debug!(peer = ?connection.peer, ?host, "misdirected request");
+                return host_answer(host_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "Misdirected Request: this connection's certificate is not this host's\n",
+                ));
+            }
+            let site = app.site_for(host.as_deref());
             let budget = budget.unwrap_or_else(|| app.body_budget.clone());
             let line = app
                 .access_log
@@ -275,7 +309,7 @@ impl Sluice {
                 channel: Channel::for_request(connection.zero_copy.as_ref(), req.version()),
                 budget: &budget,
             };
-            let (res, outcome) = handler::handle(&app, conn, req).await;
+            let (res, outcome) = handler::handle(&app, site, conn, req).await;
             let (parts, mut inner) = res.into_parts();
             let meter = match (&app.access_log, line) {
                 (Some(log), Some(line)) => {

@@ -66,18 +66,20 @@ thread_local! {
     static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Answers one request. Never fails: every problem becomes a status code.
+/// Answers one request for `site` (chosen by the caller from the request's
+/// host). Never fails: every problem becomes a status code.
 ///
 /// It only waits (is `async`) for a turn to call the site's policy, when the
 /// site's calls already occupy their share of the workers.
 pub async fn handle<'a, B>(
     app: &'a App,
+    site: &'a Site,
     conn: Conn<'_>,
     req: Request<B>,
 ) -> (Response<ResponseBody>, Outcome<'a>) {
     stats::add(&stats::get().requests, 1);
     let mut outcome = Outcome {
-        site: app.site_for(&req),
+        site,
         policy_time: None,
     };
     let res = respond(app, &mut outcome, conn, req).await;
@@ -298,7 +300,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (res, _) = runtime.block_on(handle(app, conn, req));
+        let (res, _) = runtime.block_on(handle(app, &app.default, conn, req));
         let (parts, body) = res.into_parts();
         let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
         (parts.status, parts.headers, bytes.to_vec())

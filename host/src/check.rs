@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crate::app::SiteSpecs;
 use crate::config::{Config, TransferConfig};
 use crate::decision;
+use crate::handler::request;
 use crate::policy::{wit, Capabilities, Fields, LoadError, Policy, Sandbox};
 use crate::policy_text::PolicyText;
 use crate::resolve::{normalize, Found, Root};
-use crate::handler::request;
 
 /// What `check` found out about a policy that loads.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
     // The settings and limits the default site would have.
     let spec = SiteSpecs::from_config(config).default;
     let policy: Policy = Policy::load(&sandbox, Some(path), &spec.settings, spec.limits)
-    .map_err(|e: LoadError| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e: LoadError| anyhow::anyhow!("{}: {e}", path.display()))?;
 
     let caps = policy.capabilities();
     let mut text = String::new();

@@ -257,6 +257,7 @@ mod tests {
     use super::*;
     use crate::transfer::Channel;
     use http::Version;
+    use tokio::net::TcpListener;
 
     /// Zero-copy only for HTTP/1 on plain TCP: h2c shares the plain
     /// connection (and its link) but must never get it, nor may TLS (no link).

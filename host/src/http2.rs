@@ -18,7 +18,7 @@
 //! 3. it hands the chunk to h2, which frames it out as the socket takes it.
 //!
 //! So a stream holds body bytes only while they can leave; per connection at
-//! most `H2_MAX_STREAMS` x one chunk is queued in h2 (a client that grants
+//! most `MAX_STREAMS` x one chunk is queued in h2 (a client that grants
 //! windows but stops reading the socket is cut by the connection's send
 //! timeout), and all connections together at most `[limits] body-memory`.
 //!

@@ -29,9 +29,6 @@ use crate::stats;
 use crate::timeouts::Timeouts;
 use crate::tls::{self, Certificates};
 
-/// Concurrent HTTP/2 streams per connection (see [`http2::MAX_STREAMS`]).
-pub const H2_MAX_STREAMS: u32 = http2::MAX_STREAMS;
-
 /// The TLS listener and the certificates it serves (which a reload may
 /// replace while it runs).
 pub type TlsListener = (TcpListener, Arc<Certificates>);
@@ -238,4 +235,3 @@ impl AcceptPause {
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
-

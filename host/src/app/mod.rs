@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use host::request_host;
-pub use site::{Loaded, Site, SiteError, SiteSpec, SiteSpecs, Stores, DEFAULT_SITE};
+pub use site::{Loaded, Site, SiteError, SiteSpecs, Stores, DEFAULT_SITE};
 
 use crate::access_log::{AccessLog, AccessLogError};
 use crate::config::{Config, TransferConfig};
@@ -88,8 +88,7 @@ impl App {
             u32::try_from(1 + vhosts.len()).unwrap_or(u32::MAX),
             largest,
         );
-        let mut sandbox =
-            Sandbox::new(&pool).map_err(|e| StartError::Sandbox(format!("{e:#}")))?;
+        let mut sandbox = Sandbox::new(&pool).map_err(|e| StartError::Sandbox(format!("{e:#}")))?;
         match config.compile_cache_dir() {
             None => {}
             Some((dir, explicit)) => match sandbox.set_compile_cache(&dir) {
@@ -107,10 +106,12 @@ impl App {
             .map_err(StartError::Site)?;
         let mut sites = HashMap::new();
         for (host, spec) in vhosts {
-            let site = Site::open(&mut loader, &host, spec, config.cache, &stores)
-                .map_err(|source| StartError::Vhost {
-                    host: host.clone(),
-                    source,
+            let site =
+                Site::open(&mut loader, &host, spec, config.cache, &stores).map_err(|source| {
+                    StartError::Vhost {
+                        host: host.clone(),
+                        source,
+                    }
                 })?;
             sites.insert(host, Arc::new(site));
         }

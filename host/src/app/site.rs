@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{
-    policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits,
-};
+use crate::config::{policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits};
 use crate::handler::reuse::{self, DecisionCache, Decisions};
 use crate::policy::{wit, LoadError, Loader, Policy};
 use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root, RootError};
@@ -60,7 +58,10 @@ impl SiteSpecs {
                     settings: policy_settings(&v.policy),
                     limits: SandboxLimits {
                         deadline: Duration::from_millis(deadline_ms),
-                        wall: wall_ceiling(v.wall_ms.unwrap_or(config.sandbox.wall_ms), deadline_ms),
+                        wall: wall_ceiling(
+                            v.wall_ms.unwrap_or(config.sandbox.wall_ms),
+                            deadline_ms,
+                        ),
                         warmup: v.warmup_ms.map_or(limits.warmup, Duration::from_millis),
                         memory: v.memory.map_or(limits.memory, |m| m.0),
                     },

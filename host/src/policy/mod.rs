@@ -37,7 +37,7 @@ use http::HeaderName;
 
 pub use compiled::CacheDirError;
 use compiled::Compiled;
-pub use engine::{pool_for, wasmtime_config, Sandbox, MAX_WASM_STACK};
+pub use engine::{pool_for, wasmtime_config, Sandbox};
 pub use instance::Exceeded;
 use instance::{ConfigureResult, Configured, Warm};
 pub use shared::Loader;

@@ -75,10 +75,6 @@ impl Segment {
             Segment::File { len, .. } => *len,
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Which way a response's body leaves: the access log's `transfer` field and

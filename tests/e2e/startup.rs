@@ -38,56 +38,68 @@ fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (cert, key)
 }
 
-/// `sluice serve` with all three listeners, one of them (`key`) on a port
-/// another socket holds: it exits non-zero, its error names the key and
-/// the address, and it never announced a listener.
-#[test]
-fn a_busy_port_names_its_listener_and_nothing_says_listening() {
+/// `sluice serve` with all three listeners, one of them (`busy_key`) on a
+/// port another socket holds: it exits non-zero, its error names the key
+/// and the address, and it never announced a listener.
+fn a_busy_port_is_named(busy_key: &str) {
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("a.txt"), "a").unwrap();
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(certs.path());
-    for busy_key in ["listen", "tls-listen", "admin"] {
-        let busy = TcpListener::bind("127.0.0.1:0").unwrap();
-        let busy_addr: SocketAddr = busy.local_addr().unwrap();
-        let addr = |k: &str| {
-            if k == busy_key {
-                busy_addr.to_string()
-            } else {
-                "127.0.0.1:0".to_string()
-            }
-        };
-        let mut cmd = Command::new(sluice_bin());
-        cmd.arg("serve")
-            .arg(site.path())
-            .args(["--listen", &addr("listen")])
-            .args(["--admin", &addr("admin")])
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .args(["--tls-listen", &addr("tls-listen")]);
-        let out = run_to_exit(cmd);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success(),
-            "{busy_key}: exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
-        );
-        let named = format!("{busy_key} {busy_addr}: ");
-        assert!(
-            stderr.contains(&named) && stderr.to_ascii_lowercase().contains("in use"),
-            "{busy_key}: stderr should name `{named}` and say the address is in use:\n{stderr}"
-        );
-        for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
-            assert!(
-                !text.contains("listening") && !text.contains("admin on"),
-                "{busy_key}: {what} announces a listener although one could not be bound:\n{text}"
-            );
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr: SocketAddr = busy.local_addr().unwrap();
+    let addr = |k: &str| {
+        if k == busy_key {
+            busy_addr.to_string()
+        } else {
+            "127.0.0.1:0".to_string()
         }
-        drop(busy);
+    };
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("serve")
+        .arg(site.path())
+        .args(["--listen", &addr("listen")])
+        .args(["--admin", &addr("admin")])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .args(["--tls-listen", &addr("tls-listen")]);
+    let out = run_to_exit(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let named = format!("{busy_key} {busy_addr}: ");
+    assert!(
+        stderr.contains(&named) && stderr.to_ascii_lowercase().contains("in use"),
+        "stderr should name `{named}` and say the address is in use:\n{stderr}"
+    );
+    for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !text.contains("listening") && !text.contains("admin on"),
+            "{what} announces a listener although `{busy_key}` could not be bound:\n{text}"
+        );
     }
+    drop(busy);
+}
+
+#[test]
+fn a_busy_listen_port_is_named_and_nothing_says_listening() {
+    a_busy_port_is_named("listen");
+}
+
+#[test]
+fn a_busy_tls_listen_port_is_named_and_nothing_says_listening() {
+    a_busy_port_is_named("tls-listen");
+}
+
+#[test]
+fn a_busy_admin_port_is_named_and_nothing_says_listening() {
+    a_busy_port_is_named("admin");
 }
 
 /// A configuration file whose value is refused: the error names the file

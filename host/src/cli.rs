@@ -54,7 +54,7 @@ struct ServeArgs {
     /// Runtime worker threads [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
-    /// Admin listener for /stats and /reload (keep it on loopback).
+    /// Admin listener: GET /stats, GET /metrics, POST /reload (keep it on loopback).
     #[arg(long)]
     admin: Option<SocketAddr>,
     /// PEM certificate chain: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN).

@@ -340,7 +340,7 @@ struct CacheHit {
 
 impl CacheHit {
     fn new(policy: &Policy) -> CacheHit {
-        use sluice::internals::handler::request::{entry_to_wit, to_wit, write_key};
+        use sluice::internals::handler::{entry_to_wit, to_wit, write_key};
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("assets")).unwrap();
         std::fs::write(dir.path().join("assets/app.js"), vec![b'x'; 4096]).unwrap();
@@ -370,7 +370,7 @@ impl CacheHit {
             &sluice::TransferConfig::default(),
         )
         .unwrap();
-        let store = sluice::internals::handler::reuse::decisions(64 << 20);
+        let store = sluice::internals::handler::decisions(64 << 20);
         let cache = sluice::internals::handler::DecisionCache::new(&store, 4 << 20).unwrap();
         let mut key = Vec::new();
         write_key(&mut key, &request, &path, false, &fields, &found);
@@ -391,7 +391,7 @@ impl CacheHit {
             static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         KEY.with_borrow_mut(|key| {
-            sluice::internals::handler::request::write_key(
+            sluice::internals::handler::write_key(
                 key,
                 &self.request,
                 &self.path,

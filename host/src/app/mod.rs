@@ -26,7 +26,8 @@ use crate::transfer::budget::BodyBudget;
 /// millisecond for a typical policy, see BENCHMARKS.md).
 const RECLAIM_AFTER: Duration = Duration::from_secs(10);
 
-/// Why an [`App`] could not be built; each names what failed.
+/// Why the application (every site, the sandbox, the access log) could not
+/// be built; each names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("no root directory given (`root` in the configuration, or `sluice serve DIR`)")]

@@ -448,7 +448,7 @@ impl Prepared {
     }
 }
 
-/// One site's policy: a [`Prepared`] policy (perhaps shared with other
+/// One site's policy: a `Prepared` policy (perhaps shared with other
 /// sites) and this site's own instances, kept in the host-wide idle set
 /// under this site's name (`idle`). An instance, its memory and anything a
 /// call can write belong to one site; so does the moving average that says

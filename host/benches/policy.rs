@@ -1,7 +1,7 @@
 //! Per-request cost of the policy call: a warm, reused instance against a
 //! fresh store + instance per request, each with and without the epoch
 //! deadline and `StoreLimits`; the production path
-//! (`sluice::policy::Policy::decide`, the *uncached* call), and the
+//! (`sluice::internals::policy::Policy::decide`, the *uncached* call), and the
 //! decision-cache *hit* path that replaces it for a reusable policy (key
 //! encoding, lookup, binding the verdict to the request's files); and
 //! resident memory per loaded policy and per warm instance.
@@ -14,9 +14,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use sluice::config::SandboxConfig;
-use sluice::policy::wit::v0_2::{Policy as Bindings, PolicyPre};
-use sluice::policy::{host_limits, wasmtime_config, wit, Policy, Sandbox, DEFAULT_POLICY};
+use sluice::internals::policy::wit::v0_2::{Policy as Bindings, PolicyPre};
+use sluice::internals::policy::{
+    host_limits, wasmtime_config, wit, Policy, Sandbox, DEFAULT_POLICY,
+};
+use sluice::SandboxConfig;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -330,15 +332,15 @@ fn declared_only(policy: &Policy, req: &wit::Request) -> wit::Request {
 struct CacheHit {
     _dir: tempfile::TempDir,
     request: http::Request<()>,
-    path: sluice::resolve::NormalPath,
-    found: sluice::resolve::Found,
-    fields: sluice::policy::Fields,
-    cache: sluice::serve::DecisionCache,
+    path: sluice::internals::resolve::NormalPath,
+    found: sluice::internals::resolve::Found,
+    fields: sluice::internals::policy::Fields,
+    cache: sluice::internals::handler::DecisionCache,
 }
 
 impl CacheHit {
     fn new(policy: &Policy) -> CacheHit {
-        use sluice::serve::request::{entry_to_wit, to_wit, write_key};
+        use sluice::internals::handler::{entry_to_wit, to_wit, write_key};
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("assets")).unwrap();
         std::fs::write(dir.path().join("assets/app.js"), vec![b'x'; 4096]).unwrap();
@@ -348,8 +350,8 @@ impl CacheHit {
             builder = builder.header(&h.name, &h.value);
         }
         let request = builder.body(()).unwrap();
-        let path = sluice::resolve::normalize(&req.path).unwrap();
-        let root = sluice::resolve::Root::open(dir.path()).unwrap();
+        let path = sluice::internals::resolve::normalize(&req.path).unwrap();
+        let root = sluice::internals::resolve::Root::open(dir.path()).unwrap();
         let caps = policy.capabilities();
         let found = root
             .lookup(path.relative(), &caps.index_names, &caps.siblings)
@@ -361,15 +363,15 @@ impl CacheHit {
                 &entry_to_wit(&found),
             )
             .unwrap();
-        let verdict = sluice::decision::validate(
+        let verdict = sluice::internals::decision::validate(
             decision,
             transport,
             &found,
-            &sluice::config::TransferConfig::default(),
+            &sluice::TransferConfig::default(),
         )
         .unwrap();
-        let store = sluice::serve::reuse::decisions(64 << 20);
-        let cache = sluice::serve::DecisionCache::new(&store, 4 << 20).unwrap();
+        let store = sluice::internals::handler::decisions(64 << 20);
+        let cache = sluice::internals::handler::DecisionCache::new(&store, 4 << 20).unwrap();
         let mut key = Vec::new();
         write_key(&mut key, &request, &path, false, &fields, &found);
         let hash = cache.hash(&key);
@@ -389,7 +391,7 @@ impl CacheHit {
             static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         KEY.with_borrow_mut(|key| {
-            sluice::serve::request::write_key(
+            sluice::internals::handler::write_key(
                 key,
                 &self.request,
                 &self.path,

@@ -13,15 +13,28 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::serve::App;
+use crate::app::App;
 use crate::stats;
 use crate::tls::Certificates;
+
+/// Why a reload was not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Certificates and policies that did not load, one line each (`site:
+    /// error`, or the certificate's error naming its files); they keep their
+    /// old versions, the others were replaced.
+    #[error("{}", .0.iter().map(|f| format!("{f}\n")).collect::<String>())]
+    Refused(Vec<String>),
+    /// The blocking task that reloads panicked or was cancelled.
+    #[error("the reload did not run to its end: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Reloads every TLS certificate (if HTTPS is on) and every policy, off the
 /// async workers (reading files, compiling takes milliseconds). Each
 /// certificate and each policy is replaced on its own, if it loads; the
-/// error lists those refused (one line each), which keep their old version.
-pub async fn reload(app: Arc<App>, certs: Option<Arc<Certificates>>) -> Result<(), String> {
+/// error lists those refused, which keep their old version.
+pub async fn reload(app: Arc<App>, certs: Option<Arc<Certificates>>) -> Result<(), ReloadError> {
     let failures = tokio::task::spawn_blocking(move || {
         let mut failures: Vec<String> = certs
             .map(|c| c.reload())
@@ -32,12 +45,11 @@ pub async fn reload(app: Arc<App>, certs: Option<Arc<Certificates>>) -> Result<(
         failures.extend(app.reload().iter().map(|(site, e)| format!("{site}: {e}")));
         failures
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failures.iter().map(|f| format!("{f}\n")).collect())
+        Err(ReloadError::Refused(failures))
     }
 }
 
@@ -121,7 +133,7 @@ fn idle_gauges(out: &mut String, app: &App) {
 
 /// Serves the admin endpoints forever.
 pub async fn serve(app: Arc<App>, certs: Option<Arc<Certificates>>, listener: TcpListener) {
-    let mut pause = crate::server::AcceptPause::default();
+    let mut pause = crate::listener::AcceptPause::default();
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,

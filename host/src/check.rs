@@ -13,12 +13,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::{policy_settings, Config, TransferConfig};
+use crate::app::SiteSpecs;
+use crate::config::{Config, TransferConfig};
 use crate::decision;
+use crate::handler::request;
 use crate::policy::{wit, Capabilities, Fields, LoadError, Policy, Sandbox};
 use crate::policy_text::PolicyText;
 use crate::resolve::{normalize, Found, Root};
-use crate::serve::request;
 
 /// What `check` found out about a policy that loads.
 #[derive(Debug)]
@@ -38,13 +39,10 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
     let pool = crate::policy::pool_for(&config.sandbox, 1, config.sandbox.memory.0);
     let sandbox =
         Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
-    let policy: Policy = Policy::load(
-        &sandbox,
-        Some(path),
-        &policy_settings(&config.policy),
-        config.sandbox.limits(),
-    )
-    .map_err(|e: LoadError| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // The settings and limits the default site would have.
+    let spec = SiteSpecs::from_config(config).default;
+    let policy: Policy = Policy::load(&sandbox, Some(path), &spec.settings, spec.limits)
+        .map_err(|e: LoadError| anyhow::anyhow!("{}: {e}", path.display()))?;
 
     let caps = policy.capabilities();
     let mut text = String::new();

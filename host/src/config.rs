@@ -138,7 +138,7 @@ impl Default for TransferConfig {
     }
 }
 
-/// The host's caches (see `resolve::cache` and `serve::reuse`): each site
+/// The host's caches (see `resolve::cache` and `handler::reuse`): each site
 /// has a share of one host-wide cache of each kind (`shared_cache`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
@@ -561,7 +561,11 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        config.check_values()?;
+        // A refused value names the file it came from.
+        config.check_values().map_err(|e| match e {
+            ConfigError::Invalid(m) => ConfigError::Invalid(format!("{}: {m}", path.display())),
+            e => e,
+        })?;
         Ok(config)
     }
 

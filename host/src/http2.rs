@@ -18,12 +18,12 @@
 //! 3. it hands the chunk to h2, which frames it out as the socket takes it.
 //!
 //! So a stream holds body bytes only while they can leave; per connection at
-//! most `H2_MAX_STREAMS` x one chunk is queued in h2 (a client that grants
+//! most `MAX_STREAMS` x one chunk is queued in h2 (a client that grants
 //! windows but stops reading the socket is cut by the connection's send
 //! timeout), and all connections together at most `[limits] body-memory`.
 //!
 //! Everything else hyper's server did for sluice is here too: requests go to
-//! the same service as HTTP/1 ([`crate::server`]), a client's `RST_STREAM`
+//! the same service as HTTP/1 ([`crate::connection`]), a client's `RST_STREAM`
 //! cancels the stream's work, responses get a `Date`, the connection sends
 //! keep-alive pings while streams are open (a peer that vanished is noticed
 //! within about 50 s), `GOAWAY` on graceful shutdown, and the h2 crate's

@@ -45,10 +45,6 @@ impl<I> Rewind<I> {
     pub fn new(io: I, prefix: Bytes) -> Rewind<I> {
         Rewind { prefix, io }
     }
-
-    pub fn get_ref(&self) -> &I {
-        &self.io
-    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {

@@ -1,4 +1,4 @@
-//! sluice as a library: a [`Sluice`] service, built from a root, a policy
+//! sluice as a library (re-exported at the crate's root): a [`Sluice`] service, built from a root, a policy
 //! and limits, that a platform mounts in its own hyper or axum server.
 //!
 //! [`Sluice`] implements [`tower_service::Service`] (so axum's
@@ -12,12 +12,12 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use sluice::service::Sluice;
+//! use sluice::Sluice;
 //!
 //! let files = Sluice::builder()
 //!     .root("/srv/www")
 //!     // .policy_file("tenant.wasm")   // the built-in default policy if not set
-//!     // .limits(sluice::config::SandboxConfig { deadline_ms: 5, ..Default::default() })
+//!     // .limits(sluice::SandboxConfig { deadline_ms: 5, ..Default::default() })
 //!     .build()?;
 //! // Closes descriptors of open-file cache entries past their window.
 //! tokio::spawn(files.clone().housekeeping());
@@ -41,12 +41,12 @@
 //! HTTP/1 `writev(true)`, which `SendfileIo` relies on) and handing the link
 //! in a [`ConnectionInfo`], either to [`Sluice::with_connection`] or as a
 //! request extension (which wins; it is how it crosses a router). The link
-//! is only used for HTTP/1 requests ([`Channel::for_request`]).
+//! is only used for HTTP/1 requests: HTTP/2 on the same plain connection
+//! (h2c) takes the copying path.
 //!
 //! ```no_run
-//! # async fn run(files: sluice::service::Sluice, tcp: tokio::net::TcpStream) {
-//! use sluice::service::ConnectionInfo;
-//! use sluice::transfer::zerocopy::SendfileIo;
+//! # async fn run(files: sluice::Sluice, tcp: tokio::net::TcpStream) {
+//! use sluice::{ConnectionInfo, SendfileIo};
 //!
 //! let peer = tcp.peer_addr().ok();
 //! let (io, link) = SendfileIo::new(tcp, 2 << 20);
@@ -56,7 +56,7 @@
 //!     zero_copy: Some(link),
 //! });
 //! let _ = hyper::server::conn::http1::Builder::new()
-//!     .writev(true) // required: see sluice::transfer::zerocopy
+//!     .writev(true) // required: see SendfileIo
 //!     .serve_connection(io, service)
 //!     .await;
 //! # }
@@ -73,15 +73,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 
 use crate::access_log::{Answer, RequestLine};
+use crate::app::{request_host, App, StartError};
 use crate::config::{
     AccessLogFormat, AccessLogTarget, CacheConfig, Config, ConfigError, SandboxConfig,
     TransferConfig,
 };
-use crate::serve::{self, App, Conn};
+use crate::handler::{self, host_response, Conn};
+use crate::stats;
+use crate::tls::Served;
 use crate::transfer::budget::BodyBudget;
 #[cfg(doc)]
 use crate::transfer::zerocopy::SendfileIo;
@@ -99,6 +102,9 @@ pub struct Sluice {
     /// server set one (`[limits] body-memory-per-connection`); else the
     /// whole budget.
     budget: Option<Arc<BodyBudget>>,
+    /// On a TLS connection served by `sluice serve`: the certificate the
+    /// connection was served, which a request's host must match (421).
+    served: Option<Arc<Served>>,
 }
 
 /// What the connection a request arrived on tells the service.
@@ -126,10 +132,10 @@ pub enum BuildError {
     NoRoot,
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    /// Opening the root, or compiling, configuring or canary-testing a
-    /// policy, or opening the access log (the message names the step).
-    #[error("{0:#}")]
-    Start(anyhow::Error),
+    /// Opening the root, compiling, configuring or canary-testing a policy,
+    /// or opening the access log (the message names the step and the file).
+    #[error(transparent)]
+    Start(#[from] StartError),
 }
 
 /// Builds a [`Sluice`]: a root, a policy, limits, and optionally everything
@@ -196,7 +202,7 @@ impl Builder {
             return Err(BuildError::NoRoot);
         }
         self.config.check()?;
-        let app = App::from_config(&self.config).map_err(BuildError::Start)?;
+        let app = App::from_config(&self.config)?;
         Ok(Sluice::from_app(app))
     }
 }
@@ -207,18 +213,13 @@ impl Sluice {
     }
 
     /// The service of an application built by [`App::from_config`].
-    pub fn from_app(app: Arc<App>) -> Sluice {
+    pub(crate) fn from_app(app: Arc<App>) -> Sluice {
         Sluice {
             app,
             connection: ConnectionInfo::default(),
             budget: None,
+            served: None,
         }
-    }
-
-    /// The application: its sites, for reloading policies (`App::reload`)
-    /// and reading metrics.
-    pub fn app(&self) -> &Arc<App> {
-        &self.app
     }
 
     /// This service for the requests of one connection.
@@ -227,6 +228,7 @@ impl Sluice {
             app: self.app.clone(),
             connection,
             budget: self.budget.clone(),
+            served: self.served.clone(),
         }
     }
 
@@ -234,6 +236,15 @@ impl Sluice {
     /// app's body budget: one connection's).
     pub(crate) fn with_budget(mut self, share: Arc<BodyBudget>) -> Sluice {
         self.budget = Some(share);
+        self
+    }
+
+    /// This service checking each request's host against the certificate
+    /// its TLS connection was served (`None`: no check): a host served
+    /// another certificate is answered 421 Misdirected Request, by the
+    /// host, before any site (or its counters) is involved.
+    pub(crate) fn with_certificate(mut self, served: Option<Arc<Served>>) -> Sluice {
+        self.served = served;
         self
     }
 
@@ -261,9 +272,27 @@ impl Sluice {
             .remove::<ConnectionInfo>()
             .unwrap_or_else(|| self.connection.clone());
         let req = Request::from_parts(parts, ());
+        // The host is parsed once, for the certificate check and routing,
+        // and only when one of them needs it.
+        let host = (self.served.is_some() || self.app.has_vhosts())
+            .then(|| request_host(&req))
+            .flatten();
+        let misdirected = self
+            .served
+            .as_ref()
+            .is_some_and(|s| s.misdirected(host.as_deref()));
         let app = self.app.clone();
         let budget = self.budget.clone();
         async move {
+            if misdirected {
+                stats::add(&stats::get().requests, 1);
+                tracing::debug!(peer = ?connection.peer, ?host, "misdirected request");
+                return host_answer(host_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "Misdirected Request: this connection's certificate is not this host's\n",
+                ));
+            }
+            let site = app.site_for(host.as_deref());
             let budget = budget.unwrap_or_else(|| app.body_budget.clone());
             let line = app
                 .access_log
@@ -274,7 +303,7 @@ impl Sluice {
                 channel: Channel::for_request(connection.zero_copy.as_ref(), req.version()),
                 budget: &budget,
             };
-            let (res, outcome) = serve::handle(&app, conn, req).await;
+            let (res, outcome) = handler::handle(&app, site, conn, req).await;
             let (parts, mut inner) = res.into_parts();
             let meter = match (&app.access_log, line) {
                 (Some(log), Some(line)) => {
@@ -334,8 +363,8 @@ pub(crate) fn host_answer(res: Response<ResponseBody>) -> Response<Body> {
 /// The body of every response [`Sluice`] gives: `Bytes` frames, or an
 /// `io::Error` when the file cannot be read (or shrank) mid-body, after
 /// which the connection should be closed. On the zero-copy path its frames
-/// are placeholders only [`SendfileIo`] can send (see
-/// [`crate::transfer::zerocopy`]); elsewhere they are the bytes.
+/// are placeholders only [`SendfileIo`] can send; elsewhere they are the
+/// bytes.
 pub struct Body {
     inner: ResponseBody,
     /// The access log's record: counts the bytes, written when dropped.

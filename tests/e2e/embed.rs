@@ -1,4 +1,4 @@
-//! The library API (issue 10, item 1): `sluice::service::Sluice` built in
+//! The library API (issue 10, item 1): `sluice::Sluice` built in
 //! this process and mounted under axum at a path prefix next to another
 //! route, served on a real socket, driven by reqwest and raw TCP; and the
 //! zero-copy opt-in, with sluice's `SendfileIo` under a plain hyper
@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use sluice::service::{ConnectionInfo, Sluice};
-use sluice::transfer::zerocopy::SendfileIo;
+use sluice::SendfileIo;
+use sluice::{ConnectionInfo, Sluice};
 
 use crate::harness::*;
 use crate::paths::{corpus, hostile_site, SECRET};
@@ -162,7 +162,11 @@ fn a_platform_handing_in_the_link_gets_zero_copy() {
             });
         }
     });
-    let sent = || sluice::stats::get().sendfile_bytes.load(Ordering::Relaxed);
+    let sent = || {
+        sluice::internals::stats::get()
+            .sendfile_bytes
+            .load(Ordering::Relaxed)
+    };
     let before = sent();
     let res = client()
         .get(format!("http://{addr}/big.bin"))
@@ -180,7 +184,7 @@ fn a_platform_handing_in_the_link_gets_zero_copy() {
 async fn tower_call(
     mut files: Sluice,
     req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<sluice::service::Body>, std::convert::Infallible> {
+) -> Result<hyper::Response<sluice::Body>, std::convert::Infallible> {
     use tower_service::Service;
     std::future::poll_fn(|cx| {
         Service::<hyper::Request<hyper::body::Incoming>>::poll_ready(&mut files, cx)

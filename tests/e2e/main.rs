@@ -21,6 +21,7 @@ mod python_policy;
 mod reuse;
 mod sandbox;
 mod skeleton;
+mod startup;
 mod tenants;
 mod tls;
 mod transfer;

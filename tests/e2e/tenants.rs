@@ -13,7 +13,7 @@ use crate::harness::{client, eventually, sluice_bin, Options, Server};
 /// The default policy with a custom section appended: other bytes (compiled
 /// separately), the same behaviour.
 fn variant(dir: &Path, tag: u8) -> PathBuf {
-    let mut bytes = sluice::policy::DEFAULT_POLICY.to_vec();
+    let mut bytes = sluice::internals::policy::DEFAULT_POLICY.to_vec();
     bytes.extend_from_slice(&[0, 4, 3, b't', b'a', tag]);
     let path = dir.join(format!("p{tag}.wasm"));
     std::fs::write(&path, bytes).unwrap();

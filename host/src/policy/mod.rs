@@ -37,7 +37,7 @@ use http::HeaderName;
 
 pub use compiled::CacheDirError;
 use compiled::Compiled;
-pub use engine::{pool_for, wasmtime_config, Sandbox, MAX_WASM_STACK};
+pub use engine::{pool_for, wasmtime_config, Sandbox};
 pub use instance::Exceeded;
 use instance::{ConfigureResult, Configured, Warm};
 pub use shared::Loader;
@@ -448,7 +448,7 @@ impl Prepared {
     }
 }
 
-/// One site's policy: a [`Prepared`] policy (perhaps shared with other
+/// One site's policy: a `Prepared` policy (perhaps shared with other
 /// sites) and this site's own instances, kept in the host-wide idle set
 /// under this site's name (`idle`). An instance, its memory and anything a
 /// call can write belong to one site; so does the moving average that says

@@ -44,11 +44,53 @@ type Outcome = Result<Arc<Prepared>, Arc<LoadError>>;
 pub struct Loader<'a> {
     sandbox: &'a Sandbox,
     files: HashMap<Option<PathBuf>, File>,
-    /// By component, settings (their `Debug` form: the generated WIT types
-    /// are neither `Eq` nor `Hash`, and the form is complete and
-    /// deterministic) and limits. Failures are kept too: ten thousand sites
-    /// sharing a broken policy should not load it ten thousand times.
-    policies: HashMap<(Key, String, SandboxLimits), Outcome>,
+    /// By what makes a loaded policy the same ([`PolicyKey`]). Failures
+    /// are kept too: ten thousand sites sharing a broken policy should not
+    /// load it ten thousand times.
+    policies: HashMap<PolicyKey, Outcome>,
+}
+
+/// What makes two sites' loaded policies one: the component (its bytes'
+/// SHA-256), its settings in order and its limits. The generated WIT types
+/// are neither `Eq` nor `Hash`, so the settings are copied into
+/// [`SettingKey`]s, by an exhaustive match: a variant added to the WIT is a
+/// compile error here, not a key that silently ignores it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PolicyKey {
+    component: Key,
+    settings: Vec<(String, SettingKey)>,
+    limits: SandboxLimits,
+}
+
+/// A `setting-value`, comparable and hashable.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum SettingKey {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+    Items(Vec<String>),
+}
+
+impl PolicyKey {
+    fn new(component: Key, settings: &[wit::Setting], limits: SandboxLimits) -> PolicyKey {
+        let settings = settings
+            .iter()
+            .map(|s| {
+                let value = match &s.value {
+                    wit::SettingValue::Text(t) => SettingKey::Text(t.clone()),
+                    wit::SettingValue::Integer(i) => SettingKey::Integer(*i),
+                    wit::SettingValue::Boolean(b) => SettingKey::Boolean(*b),
+                    wit::SettingValue::Items(items) => SettingKey::Items(items.clone()),
+                };
+                (s.name.clone(), value)
+            })
+            .collect();
+        PolicyKey {
+            component,
+            settings,
+            limits,
+        }
+    }
 }
 
 impl<'a> Loader<'a> {
@@ -75,7 +117,7 @@ impl<'a> Loader<'a> {
             .or_insert_with(|| read(file))
             .clone()?;
         let sandbox = self.sandbox;
-        let id = (key, format!("{settings:?}"), limits);
+        let id = PolicyKey::new(key, settings, limits);
         if let Some(done) = self.policies.get(&id) {
             if done.is_ok() {
                 stats::add(&stats::get().policies_shared, 1);

@@ -152,7 +152,8 @@ impl FileCache {
         Ok(found)
     }
 
-    /// Descriptors this site's entries hold open (for tests).
+    /// Descriptors this site's entries hold open.
+    #[cfg(test)]
     pub fn descriptors(&self) -> u64 {
         self.share.weight()
     }

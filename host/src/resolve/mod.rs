@@ -12,6 +12,6 @@ mod cache;
 mod normalize;
 mod open;
 
-pub use cache::{open_files, sweep, Cached, FileCache, OpenFiles};
-pub use normalize::{normalize, NormalPath, PathError};
+pub use cache::{open_files, sweep, FileCache, OpenFiles};
+pub use normalize::{normalize, NormalPath};
 pub use open::{FileMeta, Found, FoundFile, NoDescriptors, OpenedFile, Root, RootError};

@@ -241,6 +241,8 @@ impl Waiter {
 /// last `Bytes` made from it is dropped.
 pub struct Charged<T> {
     pub bytes: T,
+    /// Never read: held for its `Drop`, which gives the bytes back.
+    #[allow(dead_code)]
     pub charge: Option<Charge>,
 }
 

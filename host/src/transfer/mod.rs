@@ -75,10 +75,6 @@ impl Segment {
             Segment::File { len, .. } => *len,
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Which way a response's body leaves: the access log's `transfer` field and
@@ -245,7 +241,7 @@ impl<'a> Channel<'a> {
 /// `Content-Range`, multipart `Content-Type`) and the body on the path the
 /// connection and the plan allow. For `HEAD` the head is the same, but nothing
 /// is read or registered.
-pub fn respond(
+pub fn execute(
     plan: Plan,
     head_only: bool,
     channel: Channel<'_>,

@@ -45,7 +45,7 @@
 //!   `set_write_strategy_flatten`) select `Flatten`, whose `WriteBuf::buffer`
 //!   copies each chunk with `extend_from_slice(buf.chunk())` — that would read
 //!   a placeholder, and faults on `PROT_NONE` instead of sending zeros.
-//!   [`crate::server`] sets `writev(true)` and never `pipeline_flush`.
+//!   [`crate::connection`] sets `writev(true)` and never `pipeline_flush`.
 //! - **No reads in Queue mode.** `WriteBuf::buffer` pushes the encoded chunk
 //!   onto a `BufList`; `Buffered::poll_flush` fills up to 64 `IoSlice`s with
 //!   `chunks_vectored` and calls `poll_write_vectored`, then `advance(n)`.
@@ -958,7 +958,7 @@ mod tests {
     }
 
     /// Serves `requests` (sent at once, pipelined) with real hyper over a
-    /// [`SendfileIo`], configured as [`crate::server`] does (`writev(true)`);
+    /// [`SendfileIo`], configured as [`crate::connection`] does (`writev(true)`);
     /// every response is `segment` of `file`, sent by sendfile. Returns what
     /// the client received up to EOF and how hyper's connection ended.
     async fn through_hyper(

@@ -3,7 +3,6 @@
 
 pub mod request;
 pub mod reuse;
-mod site;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -14,8 +13,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 pub use reuse::DecisionCache;
-pub use site::{request_host, App, Loaded, Site, SiteSpec, Stores};
 
+use crate::app::{App, Loaded, Site};
 use crate::decision::{self, Verdict};
 use crate::policy::CallError;
 use crate::resolve::{normalize, Found, NormalPath};
@@ -67,18 +66,20 @@ thread_local! {
     static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Answers one request. Never fails: every problem becomes a status code.
+/// Answers one request for `site` (chosen by the caller from the request's
+/// host). Never fails: every problem becomes a status code.
 ///
 /// It only waits (is `async`) for a turn to call the site's policy, when the
 /// site's calls already occupy their share of the workers.
 pub async fn handle<'a, B>(
     app: &'a App,
+    site: &'a Site,
     conn: Conn<'_>,
     req: Request<B>,
 ) -> (Response<ResponseBody>, Outcome<'a>) {
     stats::add(&stats::get().requests, 1);
     let mut outcome = Outcome {
-        site: app.site_for(&req),
+        site,
         policy_time: None,
     };
     let res = respond(app, &mut outcome, conn, req).await;
@@ -121,7 +122,7 @@ async fn respond<B>(
         return host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
     };
     let head_only = req.method() == Method::HEAD;
-    match transfer::respond(plan, head_only, conn.channel, &app.transfer, conn.budget) {
+    match transfer::execute(plan, head_only, conn.channel, &app.transfer, conn.budget) {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(path = %path.path, error = %e, "cannot start the body");
@@ -299,7 +300,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (res, _) = runtime.block_on(handle(app, conn, req));
+        let (res, _) = runtime.block_on(handle(app, &app.default, conn, req));
         let (parts, body) = res.into_parts();
         let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
         (parts.status, parts.headers, bytes.to_vec())

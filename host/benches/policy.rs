@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use sluice::config::SandboxConfig;
-use sluice::policy::wit::v0_2::{Policy as Bindings, PolicyPre};
-use sluice::policy::{host_limits, wasmtime_config, wit, Policy, Sandbox, DEFAULT_POLICY};
+use sluice::contract::wit::v0_2::{Policy as Bindings, PolicyPre};
+use sluice::contract::{host_limits, wit};
+use sluice::policy::{wasmtime_config, Policy, Sandbox, DEFAULT_POLICY};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};

@@ -14,8 +14,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::{policy_settings, Config, TransferConfig};
+use crate::contract::wit;
 use crate::decision;
-use crate::policy::{wit, Capabilities, Fields, LoadError, Policy, Sandbox};
+use crate::policy::{Capabilities, Fields, LoadError, Policy, Sandbox};
 use crate::policy_text::PolicyText;
 use crate::resolve::{normalize, Found, Root};
 use crate::serve::request;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::wit;
+use crate::contract::wit;
 use crate::tls::CertFiles;
 
 /// Why a configuration could not be loaded.

@@ -24,6 +24,7 @@ pub mod admin;
 pub mod check;
 pub mod coding;
 pub mod config;
+pub mod contract;
 #[cfg(test)]
 mod counting_alloc;
 pub mod date;

@@ -45,7 +45,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use super::instance::{HostState, Pre};
-use super::{wasi, wit, LoadError};
+use super::{wasi, LoadError};
+use crate::contract::wit;
 use crate::policy_text::PolicyText;
 use crate::stats;
 

@@ -9,9 +9,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bounded::Decide;
 use super::engine::Sandbox;
-use super::wit::{self, v0_1, v0_2};
-use super::{v0_1 as adapt, CallError, Transport};
+use super::{v0_1 as adapt, CallError};
 use crate::config::SandboxLimits;
+use crate::contract::wit::{self, v0_1, v0_2};
+use crate::contract::Transport;
 use crate::policy_text::PolicyText;
 
 /// Per-store host state: an empty WASI context, the resource limiter and

@@ -14,7 +14,7 @@
 //! bounds how long it can hold the worker. A panic in a host function the
 //! policy called is caught and treated as a trap.
 //!
-//! The host speaks `sluice:policy@0.2.0` ([`wit`]); a component built against
+//! The host speaks `sluice:policy@0.2.0` ([`crate::contract::wit`]); a component built against
 //! 0.1.0 is recognised by the package version it imports and adapted
 //! (`v0_1`). Any other version is refused by name.
 
@@ -26,7 +26,6 @@ mod instance;
 mod shared;
 mod v0_1;
 mod wasi;
-pub mod wit;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +43,7 @@ pub use shared::Loader;
 
 use crate::coding::Coding;
 use crate::config::SandboxLimits;
+use crate::contract::{wit, DecisionError, Transport};
 use crate::decision;
 use crate::policy_text::PolicyText;
 use crate::stats;
@@ -89,7 +89,7 @@ pub enum LoadError {
     #[error("canary call `decide(GET /)` failed: {0}")]
     Canary(CallError),
     #[error("canary call `decide(GET /)` returned an invalid decision: {0}")]
-    CanaryInvalid(decision::DecisionError),
+    CanaryInvalid(DecisionError),
 }
 
 /// Why a policy call produced no decision.
@@ -118,7 +118,7 @@ pub enum CallError {
     /// and was not copied out of the guest (see `bounded`). Not a fault: the
     /// instance is intact and stays in use.
     #[error("policy returned a decision over the host's limits: {0}")]
-    Invalid(decision::DecisionError),
+    Invalid(DecisionError),
 }
 
 impl CallError {
@@ -173,26 +173,6 @@ pub const MAX_INDEX_NAMES: usize = 16;
 pub const MAX_NAME_LEN: usize = 255;
 /// Most request header names a policy may declare.
 pub const MAX_REQUEST_HEADERS: usize = 32;
-
-/// The host's limits on every decision, as handed to `configure`.
-pub fn host_limits() -> wit::HostLimits {
-    let cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    wit::HostLimits {
-        max_ranges: cap(decision::MAX_RANGES),
-        max_headers: cap(decision::MAX_HEADERS),
-        max_header_bytes: cap(decision::MAX_HEADER_BYTES),
-        max_inline: cap(decision::MAX_INLINE),
-    }
-}
-
-/// How the host may move a policy's file bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transport {
-    /// Read size for the copying path; 0 for the host default.
-    pub chunk_size: u32,
-    /// Whether `sendfile(2)` is allowed.
-    pub zero_copy: bool,
-}
 
 /// Which request fields cross into the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,7 +411,11 @@ impl Prepared {
             }
         };
         stats::add(&stats::get().policy_instances, 1);
-        let configured = warm.configure(&self.sandbox, &self.settings, host_limits());
+        let configured = warm.configure(
+            &self.sandbox,
+            &self.settings,
+            crate::contract::host_limits(),
+        );
         Ok((warm, configured))
     }
 

@@ -14,7 +14,8 @@ use crate::access_log::AccessLog;
 use crate::config::{
     policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits, TransferConfig,
 };
-use crate::policy::{self, wit, LoadError, Loader, Policy, Sandbox};
+use crate::contract::wit;
+use crate::policy::{self, LoadError, Loader, Policy, Sandbox};
 use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root};
 use crate::stats;
 use crate::transfer::budget::BodyBudget;

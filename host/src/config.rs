@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::wit;
-use crate::tls::CertFiles;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +29,14 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A PEM certificate chain and its private key, as files (read again on
+/// every reload; see `tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A byte size written as a number or a string with a k/m/g suffix (KiB/MiB/GiB).

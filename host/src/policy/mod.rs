@@ -46,7 +46,7 @@ use crate::config::SandboxLimits;
 use crate::contract::{wit, DecisionError, Transport};
 use crate::decision;
 use crate::policy_text::PolicyText;
-use crate::stats;
+use crate::stats::{self, Fault};
 
 /// The default policy, built from `guest/` by `host/build.rs`.
 pub static DEFAULT_POLICY: &[u8] = include_bytes!(env!("SLUICE_DEFAULT_POLICY"));
@@ -122,27 +122,21 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// The fault's kind, an index into `stats::FAULTS`; `None` for an
-    /// invalid decision, which is counted as one, not as a fault.
-    pub fn kind(&self) -> Option<usize> {
-        let name = match self {
+    /// The kind of fault, as counted; `None` for an invalid decision,
+    /// which is counted as one, not as a fault.
+    pub fn fault(&self) -> Option<Fault> {
+        Some(match self {
             CallError::Invalid(_) => return None,
-            CallError::Deadline(_) => "deadline",
-            CallError::Warmup(_) => "warmup",
-            CallError::WallClock(_) => "wall_clock",
-            CallError::Exceeded(Exceeded::Memory { .. }) => "memory",
-            CallError::Exceeded(Exceeded::Table { .. }) => "table",
-            CallError::Stack => "stack",
-            CallError::Trap(_) => "trap",
-            CallError::Instantiate(_) => "instantiate",
-            CallError::Pool(_) => "pool",
-        };
-        Some(
-            stats::FAULTS
-                .iter()
-                .position(|k| *k == name)
-                .expect("every kind is listed"),
-        )
+            CallError::Deadline(_) => Fault::Deadline,
+            CallError::Warmup(_) => Fault::Warmup,
+            CallError::WallClock(_) => Fault::WallClock,
+            CallError::Exceeded(Exceeded::Memory { .. }) => Fault::Memory,
+            CallError::Exceeded(Exceeded::Table { .. }) => Fault::Table,
+            CallError::Stack => Fault::Stack,
+            CallError::Trap(_) => Fault::Trap,
+            CallError::Instantiate(_) => Fault::Instantiate,
+            CallError::Pool(_) => Fault::Pool,
+        })
     }
 
     /// Whether the client should be told to come back (503: the policy ran
@@ -620,7 +614,7 @@ impl Call<'_> {
                 .typical_ns
                 .store(typical - typical / 8 + took / 8, Ordering::Relaxed);
         }
-        match result.as_ref().map_err(CallError::kind) {
+        match result.as_ref().map_err(CallError::fault) {
             Ok(_) | Err(None) => {
                 prepared
                     .sandbox
@@ -642,9 +636,9 @@ impl Call<'_> {
 
 /// Counts a failed call by kind of fault (an invalid decision is not one).
 fn count_fault(e: &CallError) {
-    if let Some(kind) = e.kind() {
+    if let Some(kind) = e.fault() {
         stats::add(&stats::get().policy_traps, 1);
-        stats::add(&stats::get().faults[kind], 1);
+        stats::add(stats::get().fault(kind), 1);
     }
 }
 

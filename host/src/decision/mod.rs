@@ -18,7 +18,6 @@ use crate::config::TransferConfig;
 use crate::contract::{
     wit, DecisionError, Transport, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES,
 };
-use crate::policy_text::PolicyText;
 use crate::resolve::{Found, FoundFile, OpenedFile};
 use crate::shared_cache::heap;
 

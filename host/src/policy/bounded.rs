@@ -36,7 +36,7 @@ use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceT
 use wasmtime::component::{ComponentType, Func, Lift, TypedFunc};
 use wasmtime::{Store, ValRaw};
 
-use super::instance::HostState;
+use super::store::HostState;
 use crate::contract::{wit, DecisionError, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES};
 
 /// `decision`, lifted list by list within the host's limits.

@@ -303,26 +303,33 @@ impl CopyBody {
             .as_ref()
             .expect("reader is home")
             .next_len(self.limit);
-        let Some((mut filling, charge)) = self.buffer(want, |b| b.try_charge(want)) else {
+        let Some((filling, charge)) = self.buffer(want, |b| b.try_charge(want)) else {
             return;
         };
-        let hold = Hold { slot, charge };
+        // Nothing is ready (checked above): a chunk read in place, or its
+        // error, waits there for the next poll.
+        self.ready = self.read(Hold { slot, charge }, filling);
+    }
+
+    /// Reads the next chunk into `filling`: in place if the page cache holds
+    /// it all (`RWF_NOWAIT`, on this worker), else (or when compressing,
+    /// `filling` then `None`) on the blocking pool, the part already read in
+    /// place kept. `Some`: the chunk read in place, or the error the read
+    /// met; `None`: the read is in flight.
+    fn read(&mut self, hold: Hold, mut filling: Option<Filling>) -> Option<io::Result<Bytes>> {
         if let Some(f) = &mut filling {
             let reader = self.reader.as_mut().expect("reader is home");
             match reader.fill(f, true) {
                 Ok(true) => {
                     let Filling { buf, filled, .. } = filling.expect("filled");
-                    self.ready = Some(Ok(self.chunk(Output::Pooled(buf, filled), hold)));
-                    return;
+                    return Some(Ok(self.chunk(Output::Pooled(buf, filled), hold)));
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    self.ready = Some(Err(e));
-                    return;
-                }
+                Ok(false) => {} // cold: finish this chunk on the blocking pool
+                Err(e) => return Some(Err(e)),
             }
         }
         self.start_read(hold, filling);
+        None
     }
 
     /// Yields a chunk of at most `self.limit` bytes, keeping the rest for the
@@ -435,12 +442,10 @@ impl CopyBody {
                 .as_ref()
                 .expect("reader is home")
                 .next_len(self.limit);
-            let Some((mut filling, charge)) =
-                self.buffer(want, |b| match b.poll_charge(cx, want) {
-                    Poll::Ready(charge) => Some(charge),
-                    Poll::Pending => None,
-                })
-            else {
+            let Some((filling, charge)) = self.buffer(want, |b| match b.poll_charge(cx, want) {
+                Poll::Ready(charge) => Some(charge),
+                Poll::Pending => None,
+            }) else {
                 // Waiting for the budget: keep the slot, hold nothing else,
                 // and look again when one of our own buffers comes back.
                 self.pool.notify(cx.waker());
@@ -452,24 +457,15 @@ impl CopyBody {
                 }
                 return Poll::Pending;
             };
-            let hold = Hold { slot, charge };
-            if let Some(f) = &mut filling {
-                // Warm path: what the page cache holds, copied right here.
-                let reader = self.reader.as_mut().expect("reader is home");
-                match reader.fill(f, true) {
-                    Ok(true) => {
-                        let Filling { buf, filled, .. } = filling.expect("filled");
-                        let chunk = self.chunk(Output::Pooled(buf, filled), hold);
-                        return self.emit(chunk);
-                    }
-                    Ok(false) => {} // cold: finish this chunk on the blocking pool
-                    Err(e) => {
-                        self.done = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
+            // Warm path: what the page cache holds, copied right here.
+            match self.read(Hold { slot, charge }, filling) {
+                Some(Ok(chunk)) => return self.emit(chunk),
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
                 }
+                None => {} // in flight on the blocking pool
             }
-            self.start_read(hold, filling);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use crate::harness::*;
 
 fn check(policy: &Path, config: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    let mut cmd = Command::new(sluice_bin());
     cmd.arg("check").arg(policy).args(["--calls", "200"]);
     let file = tempfile::NamedTempFile::new().unwrap();
     if let Some(text) = config {

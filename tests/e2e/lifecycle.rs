@@ -170,7 +170,8 @@ fn socket_activation_serves_on_the_sockets_handed_over() {
 #[test]
 fn socket_activation_refuses_what_is_not_a_listening_tcp_socket() {
     let dir = site();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"));
+    let bin = sluice_bin();
+    let bin = bin.as_path();
     let run = |fds: &[std::os::fd::BorrowedFd<'_>], names: Option<&str>| {
         let out = activated(bin, fds, names)
             .arg("serve")

@@ -53,7 +53,7 @@ fn config(dir: &Path, settings: &str) -> std::path::PathBuf {
 
 /// Runs `sluice ARGS` (no backtraces: the message alone is the subject).
 fn sluice(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+    Command::new(sluice_bin())
         .args(args)
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")

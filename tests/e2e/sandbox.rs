@@ -431,7 +431,7 @@ fn refused_at_start(config: &str) -> (String, Duration) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), config).unwrap();
     let start = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = std::process::Command::new(sluice_bin())
         .arg("serve")
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--policy"])

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use crate::harness::{client, eventually, Options, Server};
+use crate::harness::{client, eventually, sluice_bin, Options, Server};
 
 /// The default policy with a custom section appended: other bytes (compiled
 /// separately), the same behaviour.
@@ -238,7 +238,7 @@ fn a_cache_directory_others_can_write_is_refused_by_name() {
         format!("compile-cache = \"{}\"\n", cache.display()),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = std::process::Command::new(sluice_bin())
         .arg("serve")
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--config"])

@@ -1,11 +1,13 @@
 //! Builds the default policy (`guest/`) for `wasm32-wasip2` and points
 //! `SLUICE_DEFAULT_POLICY` at it, so the `sluice` binary embeds it.
 //!
-//! The nested cargo uses its own target directory: sharing the outer one would
-//! deadlock on cargo's build-directory lock.
+//! The build itself is `build_component.rs`'s recipe, which the e2e harness
+//! uses too.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+#[path = "build_component.rs"]
+mod build_component;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -13,8 +15,13 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace")
         .to_owned();
-    let target_dir = workspace.join("target").join("guest-build");
-    for path in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
+    for path in [
+        "guest/src",
+        "guest/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+        "host/build_component.rs",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     // Two checkouts sharing one target directory (git worktrees) share this
@@ -33,30 +40,7 @@ fn main() {
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "sluice-guest",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        // The outer build's flags are for the host, not for wasm.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        // A small component: it is compiled by wasmtime at every start-up.
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
-        .env("CARGO_PROFILE_RELEASE_LTO", "true")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
-        .env("CARGO_PROFILE_RELEASE_PANIC", "abort");
+    let (mut cmd, wasm) = build_component::command(cargo, &workspace, "sluice-guest");
     let status = cmd.status().expect("run cargo for the guest");
     if !status.success() {
         panic!(
@@ -66,10 +50,6 @@ fn main() {
              e.g. SLUICE_GUEST_WASM=/tmp/sluice-guest-snapshot.wasm"
         );
     }
-    let wasm = target_dir
-        .join("wasm32-wasip2")
-        .join("release")
-        .join("sluice_guest.wasm");
     assert!(wasm.exists(), "{} was not produced", wasm.display());
     println!("cargo:rustc-env=SLUICE_DEFAULT_POLICY={}", wasm.display());
 }

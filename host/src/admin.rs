@@ -1,6 +1,7 @@
 //! The admin listener: `GET /stats` (counters, one per line), `GET /metrics`
 //! (Prometheus text format) and `POST /reload` (reload every policy and TLS
-//! certificate, as SIGHUP does). Bind it to loopback only.
+//! certificate, as SIGHUP does). Bind it to loopback only. What the first
+//! two show is rendered in `metrics`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+mod metrics;
+
 use crate::app::App;
-use crate::stats;
 use crate::tls::Certificates;
 
 /// Why a reload was not complete.
@@ -65,42 +67,9 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
-        (&Method::GET, "/stats") => {
-            let mut body = stats::get().render();
-            body.push_str(&app.stores.usage().render());
-            if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-                body.push_str(&format!("open_fds {}\n", fds.count()));
-            }
-            let (idle, bytes) = app.sandbox.idle_instances();
-            body.push_str(&format!(
-                "idle_instances {idle}\nidle_instance_bytes {bytes}\n"
-            ));
-            body.push_str(&format!(
-                "body_memory_in_use {}\nbody_memory_limit {}\n",
-                app.body_budget.in_use(),
-                app.body_budget.bytes()
-            ));
-            text(StatusCode::OK, body)
-        }
+        (&Method::GET, "/stats") => text(StatusCode::OK, metrics::stats_text(&app)),
         (&Method::GET, "/metrics") => {
-            let fds = std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count);
-            let mut body = stats::get().render_prometheus(
-                app.sites().map(|(name, site)| (name, &site.counters)),
-                &app.stores.usage(),
-                fds,
-            );
-            idle_gauges(&mut body, &app);
-            body.push_str(&format!(
-                "# HELP sluice_body_memory_bytes Response-body bytes held in memory now ([limits] body-memory).\n\
-                 # TYPE sluice_body_memory_bytes gauge\n\
-                 sluice_body_memory_bytes {}\n\
-                 # HELP sluice_body_memory_limit_bytes The host-wide body budget.\n\
-                 # TYPE sluice_body_memory_limit_bytes gauge\n\
-                 sluice_body_memory_limit_bytes {}\n",
-                app.body_budget.in_use(),
-                app.body_budget.bytes()
-            ));
-            let mut res = text(StatusCode::OK, body);
+            let mut res = text(StatusCode::OK, metrics::prometheus(&app));
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -116,19 +85,6 @@ async fn handle(
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     })
-}
-
-/// The idle policy instances held host-wide (see `policy::idle`), as
-/// Prometheus gauges.
-fn idle_gauges(out: &mut String, app: &App) {
-    let (idle, bytes) = app.sandbox.idle_instances();
-    out.push_str(&format!(
-        "# HELP sluice_idle_instances Idle policy instances held, all sites together.\n\
-         # TYPE sluice_idle_instances gauge\nsluice_idle_instances {idle}\n\
-         # HELP sluice_idle_instance_bytes Linear memory of the idle policy instances \
-         (bounded by `idle-memory`).\n\
-         # TYPE sluice_idle_instance_bytes gauge\nsluice_idle_instance_bytes {bytes}\n"
-    ));
 }
 
 /// Serves the admin endpoints forever.

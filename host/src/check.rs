@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::app::SiteSpecs;
 use crate::config::{Config, TransferConfig};
+use crate::contract::wit;
 use crate::decision;
 use crate::handler::request;
-use crate::policy::{wit, Capabilities, Fields, LoadError, Policy, Sandbox};
+use crate::policy::{Capabilities, Fields, LoadError, Policy, Sandbox};
 use crate::policy_text::PolicyText;
 use crate::resolve::{normalize, Found, Root};
 

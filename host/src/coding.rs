@@ -5,7 +5,7 @@
 //! [`TABLE`], and its encoder in `transfer::compress`.
 
 /// A content coding (RFC 9110 §8.4.1) other than identity.
-pub use crate::policy::wit::ContentCoding as Coding;
+pub use crate::contract::wit::ContentCoding as Coding;
 
 /// What the host knows of one coding.
 struct Info {

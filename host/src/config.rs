@@ -12,8 +12,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::wit;
-use crate::tls::CertFiles;
+mod access_log;
+mod limits;
+mod sandbox;
+mod size;
+mod vhost;
+
+pub use access_log::{AccessLogFormat, AccessLogTarget};
+pub use limits::{CacheConfig, LimitsConfig, TransferConfig};
+pub use sandbox::{policy_settings, wall_ceiling, SandboxConfig, SandboxLimits};
+pub use size::ByteSize;
+#[cfg(test)]
+use size::parse_size;
+pub use vhost::VhostConfig;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -32,310 +43,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// A byte size written as a number or a string with a k/m/g suffix (KiB/MiB/GiB).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct ByteSize(pub u64);
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Str(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Str(s) => parse_size(&s)
-                .map(ByteSize)
-                .map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Parses `123`, `64k`, `8m`, `1g`, `8MiB`, `16kb` (binary units,
-/// case-insensitive): the grammar `wit/policy.wit` documents for sizes in
-/// policy settings, so operators write sizes one way everywhere.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix("ib")
-        .or_else(|| t.strip_suffix('b'))
-        .unwrap_or(&t);
-    let (digits, unit) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    // Digits only: `parse` alone would also take `+1`.
-    Some(digits)
-        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|d| d.parse::<u64>().ok())
-        .and_then(|n| n.checked_mul(unit))
-        .ok_or_else(|| format!("not a byte size: {s:?}"))
-}
-
-/// Limits for one policy component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SandboxLimits {
-    /// CPU time one `decide` call may use (after an instance's first):
-    /// time the calling thread was descheduled does not count, so a busy
-    /// machine does not fail a well-behaved policy.
-    pub deadline: Duration,
-    /// Ceiling of one call's time on the CPU or blocked off it (time spent
-    /// waiting for a CPU is not counted).
-    pub wall: Duration,
-    /// CPU time a new instance may use, on top of its first `decide`'s
-    /// deadline, for its warm-up: instantiation, `configure`, and what the
-    /// first call costs more than later ones.
-    pub warmup: Duration,
-    /// Maximum linear memory of one instance.
-    pub memory: u64,
-}
-
-impl SandboxLimits {
-    /// A new instance's budget for instantiation, `configure` and its first
-    /// `decide` together: the call's deadline and the warm-up allowance, so
-    /// a call that fits its deadline fits as an instance's first call too.
-    pub fn warmup_budget(&self) -> Duration {
-        self.deadline.saturating_add(self.warmup)
-    }
-
-    /// The ceiling over the same: the call's, and ten times the allowance.
-    pub fn warmup_wall(&self) -> Duration {
-        self.wall.saturating_add(self.warmup.saturating_mul(10))
-    }
-}
-
-/// Transfer-engine settings.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct TransferConfig {
-    pub chunk_min: ByteSize,
-    pub chunk_max: ByteSize,
-    pub chunk_default: ByteSize,
-    pub sendfile_max_chunk: ByteSize,
-    /// Bodies up to this size whose bytes are all in the page cache are read
-    /// into memory and leave with the head in one write: for a small file that
-    /// is cheaper than corking, `sendfile` and uncorking. 0 turns it off.
-    pub inline_max: ByteSize,
-    /// Allow zero-copy at all (a policy can only narrow this).
-    pub zero_copy: bool,
-}
-
-impl Default for TransferConfig {
-    fn default() -> Self {
-        TransferConfig {
-            chunk_min: ByteSize(16 << 10),
-            chunk_max: ByteSize(8 << 20),
-            chunk_default: ByteSize(256 << 10),
-            sendfile_max_chunk: ByteSize(2 << 20),
-            inline_max: ByteSize(16 << 10),
-            zero_copy: true,
-        }
-    }
-}
-
-/// The host's caches (see `resolve::cache` and `handler::reuse`): each site
-/// has a share of one host-wide cache of each kind (`shared_cache`).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Request paths whose lookup (open descriptors, siblings, index) is kept,
-    /// per site (nginx: `open_file_cache max=`).
-    pub open_files: usize,
-    /// Descriptors the open-file caches of all sites hold together; 0 (the
-    /// default) is a quarter of the descriptor limit, at most 65,536 (see
-    /// `descriptors`). A cached absence counts as one.
-    pub descriptors: u64,
-    /// How long a cached lookup is trusted before the path is walked again
-    /// (nginx: `open_file_cache_valid`); 0 turns the open-file cache off.
-    pub valid_ms: u64,
-    /// Bytes of reusable decisions kept per site (per loaded policy); 0
-    /// turns the decision cache off.
-    pub decisions: ByteSize,
-    /// Bytes of reusable decisions kept for all sites together, whatever
-    /// their number; 0 turns the decision cache off.
-    pub decisions_total: ByteSize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            open_files: 1024,
-            descriptors: 0,
-            valid_ms: 1000,
-            decisions: ByteSize(4 << 20),
-            decisions_total: ByteSize(64 << 20),
-        }
-    }
-}
-
-/// Bounds that hold for the whole process, whatever the number of
-/// connections, streams and tenants.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Response-body bytes the process may hold in its own memory at once:
-    /// chunks on the copying path (TLS, HTTP/2, compression), small files
-    /// read whole, on-the-fly encoders' state. A body that finds it spent
-    /// waits for its turn (see `transfer::budget`).
-    pub body_memory: ByteSize,
-    /// The most of `body-memory` one client connection may hold (at least
-    /// one chunk is always let through, in turn): a few connections cannot
-    /// take it all.
-    pub body_memory_per_connection: ByteSize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            body_memory: ByteSize(256 << 20),
-            body_memory_per_connection: ByteSize(4 << 20),
-        }
-    }
-}
-
-/// Wasmtime settings shared by every policy.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
-pub struct SandboxConfig {
-    /// CPU time per policy call, milliseconds.
-    pub deadline_ms: u64,
-    /// Ceiling per policy call of its time on the CPU or blocked off it
-    /// (not waiting for a CPU: a busy machine does not count against it),
-    /// milliseconds; 0 for ten times `deadline-ms`.
-    pub wall_ms: u64,
-    /// CPU time a new instance may use for its warm-up (instantiation,
-    /// `configure`, and what its first `decide` costs more than later ones),
-    /// on top of that call's `deadline-ms`, milliseconds: an interpreter's
-    /// lazy compilation and first allocations are paid there, not out of a
-    /// request's deadline.
-    pub warmup_ms: u64,
-    /// Calls of one site's policy that may run at once; 0 for half the
-    /// runtime's workers (at least one). Further calls wait their turn
-    /// without holding a worker, so one tenant cannot take them all.
-    pub policy_workers: usize,
-    pub memory: ByteSize,
-    pub stack: ByteSize,
-    /// Pooling-allocator slots (live instances of all sites together).
-    pub instances: u32,
-    /// Linear memory the idle instances of all sites may hold together;
-    /// past it, the least recently used is dropped.
-    pub idle_memory: ByteSize,
-    /// Epoch tick, milliseconds: the granularity of deadlines.
-    pub tick_ms: u64,
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig {
-            deadline_ms: 10,
-            wall_ms: 0,
-            warmup_ms: 100,
-            policy_workers: 0,
-            memory: ByteSize(16 << 20),
-            stack: ByteSize(512 << 10),
-            instances: 64,
-            idle_memory: ByteSize(512 << 20),
-            tick_ms: 1,
-        }
-    }
-}
-
-impl SandboxConfig {
-    pub fn limits(&self) -> SandboxLimits {
-        SandboxLimits {
-            deadline: Duration::from_millis(self.deadline_ms),
-            wall: wall_ceiling(self.wall_ms, self.deadline_ms),
-            warmup: Duration::from_millis(self.warmup_ms),
-            memory: self.memory.0,
-        }
-    }
-}
-
-/// Where the access log is written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum AccessLogTarget {
-    #[default]
-    Off,
-    Stderr,
-    Stdout,
-    /// A file, created if absent and appended to.
-    File(PathBuf),
-}
-
-impl Serialize for AccessLogTarget {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            AccessLogTarget::Off => s.serialize_str("off"),
-            AccessLogTarget::Stderr => s.serialize_str("stderr"),
-            AccessLogTarget::Stdout => s.serialize_str("stdout"),
-            AccessLogTarget::File(p) => p.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for AccessLogTarget {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Ok(match text.as_str() {
-            "off" => AccessLogTarget::Off,
-            "stderr" => AccessLogTarget::Stderr,
-            "stdout" => AccessLogTarget::Stdout,
-            "" => {
-                return Err(serde::de::Error::custom(
-                    "expected \"off\", \"stderr\", \"stdout\" or a file path",
-                ))
-            }
-            _ => AccessLogTarget::File(PathBuf::from(text)),
-        })
-    }
-}
-
-/// How access-log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AccessLogFormat {
-    /// nginx's `combined`, with `vhost`, `transfer` and `policy_us` appended.
-    #[default]
-    Combined,
-    /// One JSON object per line.
-    Json,
-}
-
-/// One virtual host: its own root, policy component, settings and limits.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct VhostConfig {
-    /// Host name (the `Host` header without port), case-insensitive.
-    pub host: String,
-    pub root: PathBuf,
-    /// Policy component; the built-in default policy when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_file: Option<PathBuf>,
-    /// The `[sandbox]` keys of the same names, for this host's policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deadline_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wall_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warmup_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_workers: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<ByteSize>,
-    /// This host's own PEM certificate chain, served on the TLS listener to
-    /// clients whose SNI names it (the top-level one is the default).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key matching this host's `tls_cert`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_key: Option<PathBuf>,
-    #[serde(default)]
-    pub policy: BTreeMap<String, toml::Value>,
+/// A PEM certificate chain and its private key, as files (read again on
+/// every reload; see `tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The whole configuration.
@@ -690,14 +403,6 @@ impl Config {
     }
 }
 
-/// The wall-clock ceiling: as configured, or ten times the CPU budget.
-pub fn wall_ceiling(wall_ms: u64, deadline_ms: u64) -> Duration {
-    Duration::from_millis(match wall_ms {
-        0 => deadline_ms.saturating_mul(10),
-        n => n.max(deadline_ms),
-    })
-}
-
 fn check_memory(key: &str, m: ByteSize) -> Result<(), ConfigError> {
     if m.0 < (1 << 20) || m.0 > (4 << 30) {
         return Err(ConfigError::Invalid(format!(
@@ -707,32 +412,10 @@ fn check_memory(key: &str, m: ByteSize) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Policy settings as the WIT passes them: typed as the operator wrote them.
-pub fn policy_settings(table: &BTreeMap<String, toml::Value>) -> Vec<wit::Setting> {
-    let text = |v: &toml::Value| match v {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    table
-        .iter()
-        .map(|(k, v)| wit::Setting {
-            name: k.clone(),
-            value: match v {
-                toml::Value::String(s) => wit::SettingValue::Text(s.clone()),
-                toml::Value::Integer(n) => wit::SettingValue::Integer(*n),
-                toml::Value::Boolean(b) => wit::SettingValue::Boolean(*b),
-                toml::Value::Array(items) => {
-                    wit::SettingValue::Items(items.iter().map(text).collect())
-                }
-                other => wit::SettingValue::Text(text(other)),
-            },
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::wit;
 
     #[test]
     fn sizes() {

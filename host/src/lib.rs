@@ -46,6 +46,7 @@ pub(crate) mod cli;
 pub(crate) mod coding;
 pub(crate) mod config;
 pub(crate) mod connection;
+pub(crate) mod contract;
 #[cfg(test)]
 mod counting_alloc;
 pub(crate) mod date;
@@ -87,9 +88,8 @@ pub use cli::main as cli_main;
 #[doc(hidden)]
 pub mod internals {
     pub mod policy {
-        pub use crate::policy::{
-            host_limits, wasmtime_config, wit, Fields, Policy, Sandbox, DEFAULT_POLICY,
-        };
+        pub use crate::contract::{host_limits, wit};
+        pub use crate::policy::{wasmtime_config, Fields, Policy, Sandbox, DEFAULT_POLICY};
     }
     pub mod resolve {
         pub use crate::resolve::{normalize, Found, NormalPath, Root};

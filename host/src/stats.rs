@@ -1,15 +1,13 @@
-//! Process-wide counters, read by benchmarks, tests and the admin endpoint
-//! (`GET /stats`, one `name value` line each; `GET /metrics`, the Prometheus
-//! text format with types, labels and a policy-latency histogram).
+//! Process-wide counters, read by benchmarks, tests and the admin endpoint,
+//! which renders them (`admin/metrics.rs`: `GET /stats`, one `name value`
+//! line each; `GET /metrics`, the Prometheus text format).
 //!
 //! They are plain relaxed atomics: each is a running total, and nothing
-//! synchronizes through them.
+//! synchronizes through them. What a counter is labelled by is a type of
+//! this module ([`Fault`], [`BodyPath`]), so a label is named in one place.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
-
-use crate::transfer::TransferPath;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident,)*) => {
@@ -19,8 +17,8 @@ macro_rules! counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
             /// Wall time of policy `decide` calls.
             pub policy_latency: Histogram,
-            /// Policy calls that failed, by kind of fault (see [`FAULTS`]).
-            pub faults: [AtomicU64; FAULTS.len()],
+            /// Policy calls that failed, by kind of fault ([`Stats::fault`]).
+            faults: [AtomicU64; Fault::ALL.len()],
             /// Client connections open now.
             pub connections: AtomicI64,
             /// The cap on client connections (`max-connections`).
@@ -28,11 +26,11 @@ macro_rules! counters {
         }
 
         impl Stats {
-            /// `name value` lines, one per counter.
-            pub fn render(&self) -> String {
-                let mut out = String::new();
-                $(out.push_str(&format!("{} {}\n", stringify!($name), self.$name.load(Ordering::Relaxed)));)*
-                out
+            /// Every plain counter with its name (the `/stats` line's).
+            pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+                [$((stringify!($name), &self.$name),)*]
+                    .into_iter()
+                    .map(|(name, c)| (name, c.load(Ordering::Relaxed)))
             }
         }
     };
@@ -108,18 +106,74 @@ counters! {
     h2_streams_stalled,
 }
 
-/// The kinds of policy fault counted (`policy::CallError::kind`).
-pub const FAULTS: [&str; 9] = [
-    "deadline",
-    "warmup",
-    "wall_clock",
-    "memory",
-    "table",
-    "stack",
-    "trap",
-    "instantiate",
-    "pool",
-];
+/// The kinds of policy fault counted (`policy::CallError::fault` says
+/// which a failed call was); each is a `kind` label in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Deadline,
+    Warmup,
+    WallClock,
+    Memory,
+    Table,
+    Stack,
+    Trap,
+    Instantiate,
+    Pool,
+}
+
+impl Fault {
+    /// Every kind, in the order of their counters (and of `/metrics`).
+    pub const ALL: [Fault; 9] = [
+        Fault::Deadline,
+        Fault::Warmup,
+        Fault::WallClock,
+        Fault::Memory,
+        Fault::Table,
+        Fault::Stack,
+        Fault::Trap,
+        Fault::Instantiate,
+        Fault::Pool,
+    ];
+
+    /// The `kind` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Deadline => "deadline",
+            Fault::Warmup => "warmup",
+            Fault::WallClock => "wall_clock",
+            Fault::Memory => "memory",
+            Fault::Table => "table",
+            Fault::Stack => "stack",
+            Fault::Trap => "trap",
+            Fault::Instantiate => "instantiate",
+            Fault::Pool => "pool",
+        }
+    }
+}
+
+/// Which counter a response's file body bytes go to: the `path` label of
+/// `sluice_body_bytes_total` (the transfer engine maps its own paths onto
+/// it: a compressed body's bytes are read by the copying path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPath {
+    Sendfile,
+    Copy,
+    Inline,
+}
+
+impl BodyPath {
+    /// Every path, in the order of `/metrics`.
+    pub const ALL: [BodyPath; 3] = [BodyPath::Sendfile, BodyPath::Copy, BodyPath::Inline];
+
+    /// The `path` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            BodyPath::Sendfile => "sendfile",
+            BodyPath::Copy => "copy",
+            BodyPath::Inline => "inline",
+        }
+    }
+}
 
 /// Upper bounds of the policy-latency buckets, in microseconds.
 const BUCKETS_US: [u64; 14] = [
@@ -149,18 +203,20 @@ impl Histogram {
         );
     }
 
-    fn render(&self, out: &mut String, name: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS_US.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let le = *bound as f64 / 1e6;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[BUCKETS_US.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cumulative}");
+    /// Each bucket's upper bound in microseconds (`None`: above every
+    /// bound) and its observations, not cumulative.
+    pub fn buckets(&self) -> impl Iterator<Item = (Option<u64>, u64)> + '_ {
+        BUCKETS_US
+            .iter()
+            .map(|&b| Some(b))
+            .chain([None])
+            .zip(&self.buckets)
+            .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
+    }
+
+    /// The sum of every observation, in nanoseconds.
+    pub fn sum_ns(&self) -> u64 {
+        self.sum_ns.load(Ordering::Relaxed)
     }
 }
 
@@ -176,46 +232,6 @@ pub struct CacheUsage {
     pub open_file_descriptors_limit: u64,
 }
 
-impl CacheUsage {
-    fn gauges(&self) -> [(&'static str, &'static str, u64); 5] {
-        [
-            (
-                "decision_cache_bytes",
-                "Bytes the decision caches of all sites hold (keys, verdicts, the cache's own slots).",
-                self.decision_bytes,
-            ),
-            (
-                "decision_cache_bytes_limit",
-                "The host-wide bound on decision-cache bytes ([cache] decisions-total).",
-                self.decision_bytes_limit,
-            ),
-            (
-                "decision_cache_entries",
-                "Decisions cached, all sites together.",
-                self.decision_entries,
-            ),
-            (
-                "open_file_cache_descriptors",
-                "Descriptors the open-file caches of all sites hold open.",
-                self.open_file_descriptors,
-            ),
-            (
-                "open_file_cache_descriptors_limit",
-                "The host-wide bound on open-file cache descriptors ([cache] descriptors).",
-                self.open_file_descriptors_limit,
-            ),
-        ]
-    }
-
-    /// `name value` lines, as [`Stats::render`].
-    pub fn render(&self) -> String {
-        self.gauges()
-            .iter()
-            .map(|(name, _, v)| format!("{name} {v}\n"))
-            .collect()
-    }
-}
-
 /// Responses of one site by status class (`1xx` … `5xx`).
 #[derive(Debug, Default)]
 pub struct SiteCounters {
@@ -227,214 +243,26 @@ impl SiteCounters {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_class[class].fetch_add(1, Ordering::Relaxed);
     }
-}
 
-/// A label value with `\`, `"` and newlines escaped, as the format asks.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    /// Responses so far by class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub fn by_class(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed))
+    }
 }
 
 impl Stats {
-    /// The Prometheus text exposition format (version 0.0.4).
-    pub fn render_prometheus<'a>(
-        &self,
-        sites: impl Iterator<Item = (&'a str, &'a SiteCounters)>,
-        caches: &CacheUsage,
-        open_fds: Option<usize>,
-    ) -> String {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        family(
-            &mut out,
-            "sluice_requests_total",
-            "counter",
-            "Responses sent, by virtual host and status class.",
-        );
-        for (site, counters) in sites {
-            for (i, n) in counters.by_class.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "sluice_requests_total{{vhost=\"{}\",class=\"{}xx\"}} {}",
-                    label(site),
-                    i + 1,
-                    load(n)
-                );
-            }
+    /// The counter of one kind of policy fault.
+    pub fn fault(&self, kind: Fault) -> &AtomicU64 {
+        &self.faults[kind as usize]
+    }
+
+    /// The counter of file body bytes sent by one path.
+    pub fn body_bytes(&self, path: BodyPath) -> &AtomicU64 {
+        match path {
+            BodyPath::Sendfile => &self.sendfile_bytes,
+            BodyPath::Copy => &self.copy_bytes,
+            BodyPath::Inline => &self.inline_bytes,
         }
-        family(
-            &mut out,
-            "sluice_body_bytes_total",
-            "counter",
-            "File body bytes sent, by transfer path.",
-        );
-        for (path, n) in [
-            (TransferPath::Sendfile.name(), &self.sendfile_bytes),
-            (TransferPath::Copy.name(), &self.copy_bytes),
-            (TransferPath::Inline.name(), &self.inline_bytes),
-        ] {
-            let _ = writeln!(
-                out,
-                "sluice_body_bytes_total{{path=\"{path}\"}} {}",
-                load(n)
-            );
-        }
-        for (name, help, n) in [
-            (
-                "sluice_policy_calls_total",
-                "Calls into a policy's decide.",
-                &self.policy_calls,
-            ),
-            (
-                "sluice_decision_cache_hits_total",
-                "Requests answered from the decision cache without a policy call.",
-                &self.decision_cache_hits,
-            ),
-            (
-                "sluice_open_file_cache_hits_total",
-                "Lookups answered by the open-file cache.",
-                &self.open_file_hits,
-            ),
-            (
-                "sluice_open_file_releases_total",
-                "Descriptors the open-file caches closed early because the process had none left.",
-                &self.open_file_releases,
-            ),
-            (
-                "sluice_no_descriptors_total",
-                "Requests answered 503 because no descriptor was left to open their file.",
-                &self.no_descriptors,
-            ),
-            (
-                "sluice_accept_errors_total",
-                "Failed accept(2) calls (each pauses the listener).",
-                &self.accept_errors,
-            ),
-            (
-                "sluice_policy_instances_total",
-                "Policy instances created.",
-                &self.policy_instances,
-            ),
-            (
-                "sluice_invalid_decisions_total",
-                "Decisions refused by validation.",
-                &self.invalid_decisions,
-            ),
-            (
-                "sluice_truncated_files_total",
-                "Transfers cut short because the file shrank.",
-                &self.truncated_files,
-            ),
-        ] {
-            family(&mut out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", load(n));
-        }
-        family(
-            &mut out,
-            "sluice_policy_faults_total",
-            "counter",
-            "Policy calls that failed, by kind.",
-        );
-        for (kind, n) in FAULTS.iter().zip(&self.faults) {
-            let _ = writeln!(
-                out,
-                "sluice_policy_faults_total{{kind=\"{kind}\"}} {}",
-                load(n)
-            );
-        }
-        family(
-            &mut out,
-            "sluice_reloads_total",
-            "counter",
-            "Policy reloads, by result.",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_reloads_total{{result=\"ok\"}} {}",
-            load(&self.reloads)
-        );
-        let _ = writeln!(
-            out,
-            "sluice_reloads_total{{result=\"refused\"}} {}",
-            load(&self.reload_failures)
-        );
-        family(
-            &mut out,
-            "sluice_certificate_reloads_total",
-            "counter",
-            "TLS certificate reloads, by result.",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_certificate_reloads_total{{result=\"ok\"}} {}",
-            load(&self.certificate_reloads)
-        );
-        let _ = writeln!(
-            out,
-            "sluice_certificate_reloads_total{{result=\"refused\"}} {}",
-            load(&self.certificate_reload_failures)
-        );
-        family(
-            &mut out,
-            "sluice_policy_call_seconds",
-            "histogram",
-            "Wall time of policy decide calls.",
-        );
-        self.policy_latency
-            .render(&mut out, "sluice_policy_call_seconds");
-        family(
-            &mut out,
-            "sluice_open_connections",
-            "gauge",
-            "Client connections open now.",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_open_connections {}",
-            self.connections.load(Ordering::Relaxed)
-        );
-        family(
-            &mut out,
-            "sluice_max_connections",
-            "gauge",
-            "The cap on client connections (max-connections).",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_max_connections {}",
-            load(&self.max_connections)
-        );
-        family(
-            &mut out,
-            "sluice_connection_cap_waits_total",
-            "counter",
-            "Accepted clients that waited for a connection slot (max-connections), accepting paused meanwhile.",
-        );
-        let _ = writeln!(
-            out,
-            "sluice_connection_cap_waits_total {}",
-            load(&self.connection_cap_waits)
-        );
-        for (name, help, v) in caches.gauges() {
-            let name = format!("sluice_{name}");
-            family(&mut out, &name, "gauge", help);
-            let _ = writeln!(out, "{name} {v}");
-        }
-        if let Some(fds) = open_fds {
-            family(
-                &mut out,
-                "sluice_open_fds",
-                "gauge",
-                "File descriptors the process holds.",
-            );
-            let _ = writeln!(out, "sluice_open_fds {fds}");
-        }
-        out
     }
 }
 
@@ -465,4 +293,25 @@ pub fn get() -> &'static Stats {
 #[inline]
 pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Stats::fault` indexes by discriminant: `ALL` must list every kind
+    /// in that order, once.
+    #[test]
+    fn every_fault_has_its_own_counter() {
+        for (i, kind) in Fault::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "{kind:?}");
+        }
+        let stats = Stats::default();
+        add(stats.fault(Fault::Pool), 1);
+        let counted: Vec<u64> = Fault::ALL
+            .iter()
+            .map(|k| stats.fault(*k).load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(counted, [0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    }
 }

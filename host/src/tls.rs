@@ -22,6 +22,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert, ServerConfig
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, InconsistentKeys};
 
+use crate::config::CertFiles;
 use crate::stats;
 
 /// Why a certificate or key cannot be served.
@@ -61,21 +62,11 @@ pub enum TlsError {
 /// ALPN protocols offered, preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// A PEM certificate chain and its private key, as files (read again on
-/// every reload).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl CertFiles {
-    /// Reads and checks the pair: a key that does not belong to the
-    /// certificate is refused here (rustls would otherwise only fail
-    /// handshakes, one client at a time).
-    fn load(&self, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
-        certified_key(&self.cert, &self.key, provider).map(Arc::new)
-    }
+/// Reads and checks a certificate and its key: a key that does not belong
+/// to the certificate is refused here (rustls would otherwise only fail
+/// handshakes, one client at a time).
+fn load(files: &CertFiles, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
+    certified_key(&files.cert, &files.key, provider).map(Arc::new)
 }
 
 /// One certificate being served, replaceable while handshakes read it.
@@ -110,7 +101,7 @@ impl Certificates {
         let provider = Arc::new(ring::default_provider());
         let slot = |files: CertFiles| -> Result<Slot, TlsError> {
             Ok(Slot {
-                current: ArcSwap::new(files.load(&provider)?),
+                current: ArcSwap::new(load(&files, &provider)?),
                 files,
             })
         };
@@ -147,7 +138,7 @@ impl Certificates {
             .chain(self.vhosts.iter().map(|(h, s)| (Some(h), s)));
         for (host, slot) in slots {
             let name = host.map_or("(default)", String::as_str);
-            match slot.files.load(&self.provider) {
+            match load(&slot.files, &self.provider) {
                 Ok(key) => {
                     slot.current.store(key);
                     stats::add(&stats::get().certificate_reloads, 1);

@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+#[path = "../../host/build_component.rs"]
+mod build_component;
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -403,38 +406,19 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Builds a workspace package for wasm32-wasip2 (real compiler, real cargo)
-/// and returns the component's path. Built once per test run.
+/// Builds a workspace package for wasm32-wasip2 (real compiler, real cargo,
+/// `host/build.rs`'s recipe) and returns the component's path. Built once
+/// per test run.
 pub fn build_component(package: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let target_dir = workspace().join("target").join("guest-build");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            package,
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
-        .status()
-        .expect("run cargo");
+    let (mut cmd, wasm) = build_component::command(env!("CARGO"), &workspace(), package);
+    let status = cmd.status().expect("run cargo");
     assert!(
         status.success(),
         "building {package} for wasm32-wasip2 failed"
     );
-    target_dir
-        .join("wasm32-wasip2")
-        .join("release")
-        .join(format!("{}.wasm", package.replace('-', "_")))
+    wasm
 }
 
 /// An example policy built outside cargo by `tests/run` (its build script

@@ -8,8 +8,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::{policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits};
+use crate::contract::wit;
 use crate::handler::reuse::{self, DecisionCache, Decisions};
-use crate::policy::{wit, LoadError, Loader, Policy};
+use crate::policy::{LoadError, Loader, Policy};
 use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root, RootError};
 use crate::stats;
 

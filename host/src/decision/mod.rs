@@ -15,19 +15,11 @@ use http::StatusCode;
 
 use crate::coding::Coding;
 use crate::config::TransferConfig;
-use crate::policy::{wit, Transport};
-use crate::policy_text::PolicyText;
+use crate::contract::{
+    wit, DecisionError, Transport, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES,
+};
 use crate::resolve::{Found, FoundFile, OpenedFile};
 use crate::shared_cache::heap;
-
-/// Most ranges a decision may ask for (the policy's own cap is usually lower).
-pub const MAX_RANGES: usize = 64;
-/// Most header fields a decision may set.
-pub const MAX_HEADERS: usize = 64;
-/// Most bytes of header names and values a decision may set.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Largest inline body.
-pub const MAX_INLINE: usize = 64 * 1024;
 
 /// Fields the host computes itself; a decision may not set them.
 const HOST_OWNED: &[HeaderName] = &[
@@ -39,41 +31,6 @@ const HOST_OWNED: &[HeaderName] = &[
     header::TE,
     header::CONTENT_ENCODING,
 ];
-
-/// A rule of the WIT contract the decision broke.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecisionError {
-    #[error("status {0} is not a final status code (200-599)")]
-    Status(u16),
-    #[error("more than {MAX_HEADERS} header fields or {MAX_HEADER_BYTES} bytes of them")]
-    TooManyHeaders,
-    #[error("header name {0:?} is not a valid field name")]
-    HeaderName(PolicyText),
-    #[error("value of header {0:?} is not a valid field value")]
-    HeaderValue(PolicyText),
-    #[error("header {0:?} is computed by the host")]
-    HostOwnedHeader(PolicyText),
-    #[error("content-range is only allowed on a 416 with an empty body, as `bytes */SIZE`")]
-    ContentRange,
-    #[error("inline body larger than {MAX_INLINE} bytes")]
-    InlineTooLarge,
-    #[error("status {0} cannot carry a body")]
-    BodyNotAllowed(u16),
-    #[error("a file body was planned but the request names no file")]
-    NoFile,
-    #[error("source sibling {0:?} was not offered by the host")]
-    UnknownSibling(&'static str),
-    #[error("compressing a precompressed sibling (double encoding)")]
-    DoubleEncoding,
-    #[error("ranges need status 206, and status 206 needs ranges")]
-    RangeStatus,
-    #[error("no ranges, or more than {MAX_RANGES}")]
-    RangeCount,
-    #[error("range {0}-{1} is empty, reversed or outside the representation of {2} bytes")]
-    RangeBounds(u64, u64, u64),
-    #[error("ranges are not ascending, or overlap, or touch (coalesce them)")]
-    RangeOrder,
-}
 
 /// What follows the head, validated, naming its stored bytes by coding
 /// (`None`: the file itself) rather than by descriptor.

@@ -15,6 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 pub use reuse::DecisionCache;
 
 use crate::app::{App, Loaded, Site};
+use crate::contract::DecisionError;
 use crate::decision::{self, Verdict};
 use crate::policy::CallError;
 use crate::resolve::{normalize, Found, NormalPath};
@@ -211,7 +212,7 @@ async fn verdict<B>(
         call.decide(&wit_req, &wit_entry)
     };
     outcome.policy_time = Some(started.elapsed());
-    let invalid = |rule: decision::DecisionError| {
+    let invalid = |rule: DecisionError| {
         stats::add(&stats::get().invalid_decisions, 1);
         tracing::warn!(policy = policy.name(), path = %path.path, %rule, "policy returned an invalid decision");
         Box::new(host_response(

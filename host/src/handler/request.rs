@@ -3,7 +3,8 @@
 
 use http::{Request, Version};
 
-use crate::policy::{wit, Fields};
+use crate::contract::wit;
+use crate::policy::Fields;
 use crate::resolve::{FileMeta, Found, FoundFile, NormalPath};
 
 fn version(v: Version) -> wit::HttpVersion {

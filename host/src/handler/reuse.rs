@@ -82,9 +82,9 @@ mod tests {
 
     use super::*;
     use crate::config::TransferConfig;
+    use crate::contract::{wit, Transport};
     use crate::counting_alloc::live;
     use crate::decision;
-    use crate::policy::{wit, Transport};
     use crate::resolve::{FileMeta, Found, FoundFile, OpenedFile};
 
     fn found() -> Found {
@@ -132,7 +132,7 @@ mod tests {
     /// Decisions of every shape: standard, custom and repeated names, empty
     /// values, inline bodies, ranges, as many headers as allowed.
     fn shapes() -> Vec<(&'static str, wit::Decision)> {
-        let many = (0..decision::MAX_HEADERS)
+        let many = (0..crate::contract::MAX_HEADERS)
             .map(|i| h(&format!("x-h{i}"), &"v".repeat(i)))
             .collect();
         vec![

@@ -4,7 +4,7 @@
 //! of a decision into host memory before anyone can look at it, and a
 //! decision's strings may all point at one buffer: a policy capped at 16 MiB
 //! could make the host copy gigabytes, and only then would
-//! [`crate::decision::validate`] find the decision over its limits. Nor can
+//! `decision::validate` find the decision over its limits. Nor can
 //! the host take a lazy view ([`wasmtime::component::WasmList`]) and look
 //! later: wasmtime runs the guest's post-return function, which frees the
 //! result, before `call` returns.
@@ -36,9 +36,8 @@ use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceT
 use wasmtime::component::{ComponentType, Func, Lift, TypedFunc};
 use wasmtime::{Store, ValRaw};
 
-use super::instance::HostState;
-use super::wit;
-use crate::decision::{DecisionError, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES};
+use super::store::HostState;
+use crate::contract::{wit, DecisionError, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES};
 
 /// `decision`, lifted list by list within the host's limits.
 #[derive(ComponentType, Lift)]

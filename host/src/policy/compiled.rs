@@ -44,8 +44,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
-use super::instance::{HostState, Pre};
-use super::{wasi, wit, LoadError};
+use super::error::LoadError;
+use super::store::{HostState, Pre};
+use super::wasi;
+use crate::contract::wit;
 use crate::policy_text::PolicyText;
 use crate::stats;
 
@@ -322,7 +324,10 @@ mod tests {
     use crate::config::SandboxConfig;
 
     fn engine() -> Engine {
-        Engine::new(&super::super::wasmtime_config(&SandboxConfig::default())).unwrap()
+        Engine::new(&super::super::engine::wasmtime_config(
+            &SandboxConfig::default(),
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -330,7 +335,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = engine();
         let disk = DiskCache::open(dir.path(), &engine).unwrap();
-        let bytes = super::super::DEFAULT_POLICY;
+        let bytes = super::super::prepared::DEFAULT_POLICY;
         let k = key(bytes);
         assert!(disk.load(&engine, &k).is_none(), "empty cache");
         disk.store(&k, &Component::new(&engine, bytes).unwrap());

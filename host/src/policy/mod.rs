@@ -14,441 +14,50 @@
 //! bounds how long it can hold the worker. A panic in a host function the
 //! policy called is caught and treated as a trap.
 //!
-//! The host speaks `sluice:policy@0.2.0` ([`wit`]); a component built against
+//! The host speaks `sluice:policy@0.2.0` ([`crate::contract::wit`]); a component built against
 //! 0.1.0 is recognised by the package version it imports and adapted
 //! (`v0_1`). Any other version is refused by name.
 
 mod bounded;
+mod capabilities;
 mod compiled;
 mod engine;
+mod error;
+mod guarded;
 mod idle;
 mod instance;
+mod prepared;
+mod runtime;
 mod shared;
+mod sizing;
+mod store;
 mod v0_1;
 mod wasi;
-pub mod wit;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::HeaderName;
-
+pub use capabilities::{Capabilities, Fields};
+#[cfg(test)]
+use capabilities::{CapabilityError, MAX_INDEX_NAMES, MAX_NAME_LEN, MAX_REQUEST_HEADERS};
 pub use compiled::CacheDirError;
-use compiled::Compiled;
 pub use engine::{pool_for, wasmtime_config, Sandbox};
-pub use instance::Exceeded;
-use instance::{ConfigureResult, Configured, Warm};
+pub use error::{CallError, LoadError};
+use instance::Warm;
+pub use prepared::{Prepared, DEFAULT_POLICY};
 pub use shared::Loader;
+use sizing::max_idle_instances;
 
-use crate::coding::Coding;
 use crate::config::SandboxLimits;
-use crate::decision;
-use crate::policy_text::PolicyText;
+use crate::contract::{wit, Transport};
 use crate::stats;
-
-/// The default policy, built from `guest/` by `host/build.rs`.
-pub static DEFAULT_POLICY: &[u8] = include_bytes!(env!("SLUICE_DEFAULT_POLICY"));
-
-/// Why a policy could not be loaded. Each variant names the step that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("cannot read policy {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("not a valid WebAssembly component: {0}")]
-    Compile(PolicyText),
-    #[error(
-        "built against {}; this host supports sluice:policy@{}",
-        .found.as_ref().map_or("no sluice:policy package".to_owned(), |v| format!("sluice:policy@{v}")),
-        wit::SUPPORTED.join(", @")
-    )]
-    Version { found: Option<PolicyText> },
-    #[error(
-        "the component imports `{0}`, which no sluice host provides: a policy makes no HTTP \
-         requests. ComponentizeJS links wasi:http unless told not to: build with \
-         `--disable http fetch-event` (as tests/policies/js/build.sh does)"
-    )]
-    WasiHttp(PolicyText),
-    #[error("component does not fit sluice:policy@{version}: {reason}")]
-    Link {
-        version: &'static str,
-        reason: PolicyText,
-    },
-    #[error("cannot instantiate the policy: {0}")]
-    Instantiate(CallError),
-    #[error("`configure` failed: {0}")]
-    Configure(CallError),
-    #[error("policy refused its settings: {0}")]
-    Refused(PolicyText),
-    #[error("policy asked for more than the host allows: {0}")]
-    Capabilities(#[from] CapabilityError),
-    #[error("canary call `decide(GET /)` failed: {0}")]
-    Canary(CallError),
-    #[error("canary call `decide(GET /)` returned an invalid decision: {0}")]
-    CanaryInvalid(decision::DecisionError),
-}
-
-/// Why a policy call produced no decision.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("policy used up its {0:?} CPU-time deadline (`deadline-ms`)")]
-    Deadline(Duration),
-    #[error(
-        "a new policy instance used up its {0:?} CPU-time budget for instantiation, `configure` \
-         and its first `decide` (`deadline-ms` plus the warm-up allowance `warmup-ms`)"
-    )]
-    Warmup(Duration),
-    #[error("policy ran past its {0:?} wall-clock ceiling (`wall-ms`)")]
-    WallClock(Duration),
-    #[error("policy exceeded a limit: {0}")]
-    Exceeded(Exceeded),
-    #[error("policy hit a wasm stack overflow (`stack` in [sandbox])")]
-    Stack,
-    #[error("policy trapped: {0}")]
-    Trap(PolicyText),
-    #[error("could not instantiate the policy: {0}")]
-    Instantiate(PolicyText),
-    #[error("the instance pool is full: {0} (`instances` in [sandbox] raises it)")]
-    Pool(String),
-    /// The call returned, but its decision is over one of the host's limits
-    /// and was not copied out of the guest (see `bounded`). Not a fault: the
-    /// instance is intact and stays in use.
-    #[error("policy returned a decision over the host's limits: {0}")]
-    Invalid(decision::DecisionError),
-}
-
-impl CallError {
-    /// The fault's kind, an index into `stats::FAULTS`; `None` for an
-    /// invalid decision, which is counted as one, not as a fault.
-    pub fn kind(&self) -> Option<usize> {
-        let name = match self {
-            CallError::Invalid(_) => return None,
-            CallError::Deadline(_) => "deadline",
-            CallError::Warmup(_) => "warmup",
-            CallError::WallClock(_) => "wall_clock",
-            CallError::Exceeded(Exceeded::Memory { .. }) => "memory",
-            CallError::Exceeded(Exceeded::Table { .. }) => "table",
-            CallError::Stack => "stack",
-            CallError::Trap(_) => "trap",
-            CallError::Instantiate(_) => "instantiate",
-            CallError::Pool(_) => "pool",
-        };
-        Some(
-            stats::FAULTS
-                .iter()
-                .position(|k| *k == name)
-                .expect("every kind is listed"),
-        )
-    }
-
-    /// Whether the client should be told to come back (503: the policy ran
-    /// out of a resource) rather than that the server failed (500: the
-    /// policy is broken).
-    pub fn is_unavailable(&self) -> bool {
-        !matches!(self, CallError::Trap(_) | CallError::Invalid(_))
-    }
-}
-
-/// A capability a policy asked for that the host does not grant: each is a
-/// bound on the work the host does for that policy on every request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CapabilityError {
-    #[error("{0} index names, over the limit of {MAX_INDEX_NAMES}")]
-    IndexNameCount(usize),
-    #[error("index name {0:?} is not a plain file name of at most {MAX_NAME_LEN} bytes")]
-    IndexName(PolicyText),
-    #[error("{0} request headers, over the limit of {MAX_REQUEST_HEADERS}")]
-    RequestHeaderCount(usize),
-    #[error("request header {0:?} is not a lower-case field name")]
-    RequestHeader(PolicyText),
-}
-
-/// Most index names a policy may ask the host to try per directory request.
-pub const MAX_INDEX_NAMES: usize = 16;
-/// Longest index name (a file name: `NAME_MAX`).
-pub const MAX_NAME_LEN: usize = 255;
-/// Most request header names a policy may declare.
-pub const MAX_REQUEST_HEADERS: usize = 32;
-
-/// The host's limits on every decision, as handed to `configure`.
-pub fn host_limits() -> wit::HostLimits {
-    let cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    wit::HostLimits {
-        max_ranges: cap(decision::MAX_RANGES),
-        max_headers: cap(decision::MAX_HEADERS),
-        max_header_bytes: cap(decision::MAX_HEADER_BYTES),
-        max_inline: cap(decision::MAX_INLINE),
-    }
-}
-
-/// How the host may move a policy's file bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transport {
-    /// Read size for the copying path; 0 for the host default.
-    pub chunk_size: u32,
-    /// Whether `sendfile(2)` is allowed.
-    pub zero_copy: bool,
-}
-
-/// Which request fields cross into the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fields {
-    /// Every header and the query (0.1.0 policies, which declare nothing).
-    All,
-    /// Only these header fields, and the query if `query`.
-    Declared {
-        headers: Vec<HeaderName>,
-        query: bool,
-    },
-}
-
-impl Fields {
-    /// Whether header `name` is passed to the policy.
-    pub fn wants(&self, name: &HeaderName) -> bool {
-        match self {
-            Fields::All => true,
-            Fields::Declared { headers, .. } => headers.contains(name),
-        }
-    }
-
-    /// Whether the query is passed to the policy.
-    pub fn query(&self) -> bool {
-        match self {
-            Fields::All => true,
-            Fields::Declared { query, .. } => *query,
-        }
-    }
-}
-
-/// What the policy asked of the host, checked against the host's limits.
-#[derive(Debug, Clone)]
-pub struct Capabilities {
-    pub index_names: Vec<String>,
-    /// Codings of precompressed siblings to look for, without duplicates.
-    pub siblings: Vec<Coding>,
-    pub fields: Fields,
-    /// Decisions are a pure function of the inputs and may be reused.
-    pub reusable: bool,
-    pub transport: Transport,
-}
-
-impl Capabilities {
-    fn check(configured: Configured) -> Result<Capabilities, CapabilityError> {
-        let (index_names, siblings, fields, reusable, transport) = match configured {
-            Configured::V0_2(c) => {
-                if c.request_headers.len() > MAX_REQUEST_HEADERS {
-                    return Err(CapabilityError::RequestHeaderCount(c.request_headers.len()));
-                }
-                let headers = c
-                    .request_headers
-                    .into_iter()
-                    .map(|n| {
-                        // `HeaderName` lower-cases; a declared upper-case name
-                        // would silently never match what the policy compares.
-                        match HeaderName::from_bytes(n.as_bytes()) {
-                            Ok(h) if h.as_str() == n => Ok(h),
-                            _ => Err(CapabilityError::RequestHeader(n.into())),
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let fields = Fields::Declared {
-                    headers,
-                    query: c.query,
-                };
-                let transport = Transport {
-                    chunk_size: c.chunk_size,
-                    zero_copy: c.zero_copy,
-                };
-                (c.index_names, c.siblings, fields, c.reusable, transport)
-            }
-            Configured::V0_1 {
-                index_names,
-                siblings,
-            } => {
-                // 0.1.0 carried the transport in every decision.
-                let transport = Transport {
-                    chunk_size: 0,
-                    zero_copy: true,
-                };
-                (index_names, siblings, Fields::All, false, transport)
-            }
-        };
-        if index_names.len() > MAX_INDEX_NAMES {
-            return Err(CapabilityError::IndexNameCount(index_names.len()));
-        }
-        if let Some(bad) = index_names.iter().find(|n| !plain_file_name(n)) {
-            return Err(CapabilityError::IndexName(bad.as_str().into()));
-        }
-        let mut unique: Vec<Coding> = Vec::with_capacity(siblings.len());
-        for c in siblings {
-            if !unique.contains(&c) {
-                unique.push(c);
-            }
-        }
-        Ok(Capabilities {
-            index_names,
-            siblings: unique,
-            fields,
-            reusable,
-            transport,
-        })
-    }
-}
-
-/// One file name: not empty, `.` or `..`, no `/` or NUL, at most `NAME_MAX`.
-fn plain_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\0'])
-}
-
-/// A compiled, configured, canary-tested policy: a component with its
-/// settings and limits and what it asked of the host. Immutable once
-/// loaded, so sites with the same component, settings and limits share one
-/// (see `shared.rs`); it holds no instance. A site calls it through its own
-/// [`Policy`], which holds that site's instances.
-pub struct Prepared {
-    sandbox: Sandbox,
-    /// Shared with every policy loaded from identical bytes.
-    compiled: Arc<Compiled>,
-    settings: Vec<wit::Setting>,
-    limits: SandboxLimits,
-    capabilities: Capabilities,
-    name: String,
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared")
-            .field("name", &self.name)
-            .field("version", &self.compiled.version)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A policy whose calls typically take longer than this is called off the
 /// async workers (`Policy::is_slow`).
 const SLOW: Duration = Duration::from_micros(200);
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// Warm instances one site keeps idle between requests.
-fn max_idle_instances() -> usize {
-    2 * cores()
-}
-
-/// Pooling-allocator slots one site can hold at once: its idle instances
-/// plus one in flight per worker (at most one per core), doubled because a
-/// reload briefly keeps the old policy beside the new one.
-pub fn slots_per_site() -> u32 {
-    u32::try_from(2 * (max_idle_instances() + cores())).unwrap_or(u32::MAX)
-}
-
-impl Prepared {
-    /// Compiles (or shares the compiled code of identical bytes), links,
-    /// configures and canary-tests a component. The canary's instance is not
-    /// kept: a policy holds no instance until a site's first request.
-    pub fn from_bytes(
-        sandbox: &Sandbox,
-        bytes: &[u8],
-        name: &str,
-        settings: &[wit::Setting],
-        limits: SandboxLimits,
-    ) -> Result<Prepared, LoadError> {
-        let compiled = sandbox.components.get(&sandbox.engine, bytes)?;
-        let mut prepared = Prepared {
-            sandbox: sandbox.clone(),
-            compiled,
-            settings: settings.to_vec(),
-            limits,
-            // Replaced by what `configure` returns, below.
-            capabilities: Capabilities {
-                index_names: Vec::new(),
-                siblings: Vec::new(),
-                fields: Fields::All,
-                reusable: false,
-                transport: Transport {
-                    chunk_size: 0,
-                    zero_copy: true,
-                },
-            },
-            name: name.to_owned(),
-        };
-        // The canary: a fresh instance must configure and then decide a plain
-        // request before this policy may serve anyone, all within the
-        // warm-up budget, as every new instance will.
-        let (mut warm, configured) = prepared.instance().map_err(LoadError::Instantiate)?;
-        let configured = configured
-            .map_err(LoadError::Configure)?
-            .map_err(|message| LoadError::Refused(message.into()))?;
-        prepared.capabilities = Capabilities::check(configured)?;
-        let (decision, transport) = warm
-            .decide(
-                &prepared.sandbox,
-                &canary_request(),
-                &wit::Entry::Missing,
-                prepared.capabilities.transport,
-            )
-            .map_err(|e| match e {
-                CallError::Invalid(rule) => LoadError::CanaryInvalid(rule),
-                fault => LoadError::Canary(fault),
-            })?;
-        decision::validate(
-            decision,
-            transport,
-            &crate::resolve::Found::Missing,
-            &crate::config::TransferConfig::default(),
-        )
-        .map_err(LoadError::CanaryInvalid)?;
-        // The canary's instance is dropped here: a policy nobody asks for
-        // should cost only its settings, and an instance belongs to one site.
-        Ok(prepared)
-    }
-
-    /// A new instance: instantiated, then `configure`d, within its warm-up
-    /// budget (which its first `decide` continues). The outer error is a
-    /// fault of instantiation or `configure`; the inner one `configure`'s
-    /// own answer. When every pool slot is taken, the least recently used
-    /// idle instance of any site is dropped to free one (see `idle`).
-    fn instance(&self) -> Result<(Warm, ConfigureResult), CallError> {
-        let mut warm = loop {
-            let made = {
-                let _running = self.sandbox.running();
-                Warm::new(&self.sandbox, &self.compiled.pre, self.limits)
-            };
-            match made {
-                Err(CallError::Pool(_)) if self.sandbox.idle.evict_lru() => continue,
-                made => break made?,
-            }
-        };
-        stats::add(&stats::get().policy_instances, 1);
-        let configured = warm.configure(&self.sandbox, &self.settings, host_limits());
-        Ok((warm, configured))
-    }
-
-    /// A new instance for a site's request, configured with the settings it
-    /// accepted at load.
-    fn fresh(&self) -> Result<Warm, CallError> {
-        let (warm, configured) = self.instance()?;
-        // It accepted these settings at load; refusing them now means it is
-        // not the pure function of its settings it should be.
-        configured?.map_err(|message| {
-            CallError::Trap(format!("configure refused settings it had accepted: {message}").into())
-        })?;
-        Ok(warm)
-    }
-}
-
-/// One site's policy: a `Prepared` policy (perhaps shared with other
+/// One site's policy: a [`Prepared`] policy (perhaps shared with other
 /// sites) and this site's own instances, kept in the host-wide idle set
 /// under this site's name (`idle`). An instance, its memory and anything a
 /// call can write belong to one site; so does the moving average that says
@@ -612,7 +221,7 @@ impl Call<'_> {
         let warming = warm.is_new();
         let start = Instant::now();
         let result = warm.decide(
-            &prepared.sandbox,
+            &prepared.sandbox.runtime,
             req,
             entry,
             prepared.capabilities.transport,
@@ -636,7 +245,7 @@ impl Call<'_> {
                 .typical_ns
                 .store(typical - typical / 8 + took / 8, Ordering::Relaxed);
         }
-        match result.as_ref().map_err(CallError::kind) {
+        match result.as_ref().map_err(CallError::fault) {
             Ok(_) | Err(None) => {
                 prepared
                     .sandbox
@@ -658,51 +267,20 @@ impl Call<'_> {
 
 /// Counts a failed call by kind of fault (an invalid decision is not one).
 fn count_fault(e: &CallError) {
-    if let Some(kind) = e.kind() {
+    if let Some(kind) = e.fault() {
         stats::add(&stats::get().policy_traps, 1);
-        stats::add(&stats::get().faults[kind], 1);
-    }
-}
-
-/// Runs a call into wasm, turning a panic in a host function it called (e.g.
-/// a WASI import that tries to block on the tokio runtime) into an error, so
-/// the caller answers 500 and retires the instance instead of unwinding
-/// through hyper and dropping the connection.
-fn guarded<R>(call: impl FnOnce() -> wasmtime::Result<R>) -> wasmtime::Result<R> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
-        Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(wasmtime::Error::msg(format!(
-                "a host function called by the policy panicked: {message}"
-            )))
-        }
-    }
-}
-
-/// The request of the canary call at load (documented in the WIT).
-fn canary_request() -> wit::Request {
-    wit::Request {
-        method: "GET".into(),
-        path: "/".into(),
-        raw_query: None,
-        headers: vec![wit::Header {
-            name: "host".into(),
-            value: "localhost".into(),
-        }],
-        tls: false,
-        version: wit::HttpVersion::Http11,
+        stats::add(stats::get().fault(kind), 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coding::Coding;
     use crate::config::SandboxConfig;
+    use capabilities::Configured;
+    use guarded::guarded;
+    use prepared::canary_request;
 
     fn load(bytes: &[u8]) -> Result<Policy, LoadError> {
         let settings = SandboxConfig::default();

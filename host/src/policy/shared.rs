@@ -29,8 +29,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::compiled::{key, Key};
-use super::{wit, LoadError, Prepared, Sandbox, DEFAULT_POLICY};
+use super::engine::Sandbox;
+use super::error::LoadError;
+use super::prepared::{Prepared, DEFAULT_POLICY};
 use crate::config::SandboxLimits;
+use crate::contract::wit;
 use crate::stats;
 
 /// A file's bytes and their key, read once per load.

@@ -7,9 +7,9 @@
 //! fields (it gets every header and the query), its decisions are never
 //! reused, and its transport hints come with each decision.
 
-use super::wit::v0_1::sluice::policy::types as old;
-use super::wit::{self as new, SettingValue};
-use super::Transport;
+use crate::contract::wit::v0_1::sluice::policy::types as old;
+use crate::contract::wit::{self as new, SettingValue};
+use crate::contract::Transport;
 
 /// Settings as 0.1.0 passed them: every value as text, arrays joined with
 /// ", " (the grammar 0.1.0 policies split on).

@@ -18,13 +18,13 @@
 //! * streams are dropped synchronously.
 //!
 //! What remains of the `in_tokio` paths (sockets, which the empty context
-//! denies anyway) can only panic, and [`super::guarded`] turns a host panic
+//! denies anyway) can only panic, and `guarded` turns a host panic
 //! into a trap of that instance.
 
 use wasmtime::component::{Linker, Resource, ResourceType, Val};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-use super::instance::HostState;
+use super::store::HostState;
 
 /// The `wasi:io` version wasmtime-wasi 48 defines; components importing any
 /// older 0.2.x resolve to it by semver. If a wasmtime upgrade changes it, the

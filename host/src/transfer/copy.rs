@@ -8,72 +8,27 @@
 //! page-cache hits are copied in place with `preadv2(RWF_NOWAIT)`, anything
 //! that would wait for the disk is read with `pread` on the blocking pool.
 
+mod read;
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use rustix::io::{Errno, ReadWriteFlags};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSemaphore;
 
-use super::budget::{BodyBudget, Charge, Charged, Waiter};
+use super::budget::{BodyBudget, Charge, Waiter};
 use super::compress::Encoder;
 use super::Segment;
-use crate::stats;
-
-/// Reads a small body whole, if every file byte of it is already in the page
-/// cache (`RWF_NOWAIT`, so it may run on an async worker) and the body budget
-/// has room for it now. `None` when a read would wait for the disk, fails
-/// (the file shrank, say), or the budget is spent: the caller then takes the
-/// ordinary path, which waits (for the disk, or its turn) or reports the
-/// failure, properly.
-pub(crate) fn read_cached(
-    file: &File,
-    segments: &VecDeque<Segment>,
-    total: u64,
-    budget: &BodyBudget,
-) -> Option<Bytes> {
-    let size = usize::try_from(total).ok()?;
-    let charge = budget.try_charge(size)?;
-    let mut buf = Vec::with_capacity(size);
-    let mut file_bytes = 0;
-    for segment in segments {
-        match *segment {
-            Segment::Bytes(ref b) => buf.extend_from_slice(b),
-            Segment::File { offset, len } => {
-                let start = buf.len();
-                buf.resize(start + usize::try_from(len).ok()?, 0);
-                let mut at = start;
-                while at < buf.len() {
-                    let dst = &mut buf[at..];
-                    let from = offset + (at - start) as u64;
-                    match rustix::io::preadv2(
-                        file,
-                        &mut [IoSliceMut::new(dst)],
-                        from,
-                        ReadWriteFlags::NOWAIT,
-                    ) {
-                        Ok(n) if n > 0 => at += n,
-                        _ => return None,
-                    }
-                }
-                file_bytes += len;
-            }
-        }
-    }
-    stats::add(&stats::get().inline_bytes, file_bytes);
-    Some(Bytes::from_owner(Charged {
-        bytes: buf,
-        charge: Some(charge),
-    }))
-}
+pub(crate) use read::read_cached;
+use read::{Filling, Output, Reader};
 
 /// Chunks alive at once per body: the one being sent and the one being read.
 pub const CHUNKS_IN_FLIGHT: usize = 2;
@@ -179,153 +134,6 @@ impl Drop for Chunk {
             });
             drop(slot);
         }
-    }
-}
-
-/// A read in progress: the buffer, how much of it to fill, and how much is
-/// filled.
-struct Filling {
-    buf: Vec<u8>,
-    want: usize,
-    filled: usize,
-}
-
-/// What a read produced.
-enum Output {
-    /// `len` file bytes in a pooled buffer.
-    Pooled(Vec<u8>, usize),
-    /// Compressed bytes.
-    Owned(Vec<u8>),
-}
-
-/// What the blocking side owns between reads.
-struct Reader {
-    file: Arc<File>,
-    segments: VecDeque<Segment>,
-    chunk: usize,
-    encoder: Option<Encoder>,
-    /// Input buffer of the compressing path.
-    input: Vec<u8>,
-}
-
-impl Reader {
-    /// Whether the front segment needs a read (or the encoder a finish).
-    fn needs_io(&self) -> bool {
-        matches!(self.segments.front(), Some(Segment::File { .. }))
-            || (self.segments.is_empty() && self.encoder.is_some())
-    }
-
-    /// Bytes the next read takes from the file, at most `limit`; when
-    /// compressing, the most output one input chunk makes (what it is
-    /// charged).
-    fn next_len(&self, limit: usize) -> usize {
-        match self.segments.front() {
-            Some(Segment::File { len, .. }) if self.encoder.is_none() => {
-                (*len).min(self.chunk as u64).min(limit as u64) as usize
-            }
-            _ => Encoder::output_bound(self.chunk),
-        }
-    }
-
-    /// Fills `f` with the next `f.want` bytes of the front file segment. With
-    /// `nowait`, reads only what the page cache already holds
-    /// (`RWF_NOWAIT`), so it may run on an async worker; returns `false` when
-    /// it would have had to wait for the disk (what was read so far stays in
-    /// `f`).
-    fn fill(&mut self, f: &mut Filling, nowait: bool) -> io::Result<bool> {
-        let Some(Segment::File { offset, len }) = self.segments.front().cloned() else {
-            unreachable!("fill without a file segment in front");
-        };
-        let want = (len.min(f.want as u64) as usize).min(f.buf.len());
-        while f.filled < want {
-            let at = offset + f.filled as u64;
-            let dst = &mut f.buf[f.filled..want];
-            let n = if nowait {
-                // Tests can make the page cache "miss" from a given offset on.
-                #[cfg(test)]
-                let Some(dst) = tests::cached_part(at, dst) else {
-                    return Ok(false);
-                };
-                match rustix::io::preadv2(
-                    &*self.file,
-                    &mut [IoSliceMut::new(dst)],
-                    at,
-                    ReadWriteFlags::NOWAIT,
-                ) {
-                    Ok(n) => n,
-                    // EOPNOTSUPP: the file system does not take RWF_NOWAIT
-                    // at all (tmpfs on Linux 6.18, say): read it as a miss.
-                    Err(Errno::AGAIN | Errno::OPNOTSUPP) => return Ok(false),
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                rustix::io::pread(&*self.file, dst, at)?
-            };
-            if n == 0 {
-                stats::add(&stats::get().truncated_files, 1);
-                tracing::warn!(
-                    offset = at,
-                    "file shrank while being sent; closing connection"
-                );
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file truncated during read",
-                ));
-            }
-            f.filled += n;
-        }
-        stats::add(&stats::get().copy_bytes, want as u64);
-        stats::add(&stats::get().copy_reads, 1);
-        if let Some(Segment::File { offset, len }) = self.segments.front_mut() {
-            *offset += want as u64;
-            *len -= want as u64;
-            if *len == 0 {
-                self.segments.pop_front();
-            }
-        }
-        Ok(true)
-    }
-
-    /// Produces the next output chunk. Blocking.
-    fn read_next(&mut self, mut f: Filling) -> io::Result<Option<Output>> {
-        if self.encoder.is_none() {
-            return match self.segments.front() {
-                Some(Segment::File { .. }) => {
-                    self.fill(&mut f, false)?;
-                    Ok(Some(Output::Pooled(f.buf, f.filled)))
-                }
-                _ => Ok(None),
-            };
-        }
-        // Compressing: the input buffer is the reader's own.
-        let mut input = Filling {
-            buf: std::mem::take(&mut self.input),
-            want: self.chunk,
-            filled: 0,
-        };
-        if input.buf.len() < self.chunk {
-            input.buf.resize(self.chunk, 0);
-        }
-        let result = loop {
-            if !matches!(self.segments.front(), Some(Segment::File { .. })) {
-                break match self.encoder.take() {
-                    Some(e) => e.finish().map(|out| Some(Output::Owned(out))),
-                    None => Ok(None),
-                };
-            }
-            input.filled = 0;
-            if let Err(e) = self.fill(&mut input, false) {
-                break Err(e);
-            }
-            let encoder = self.encoder.as_mut().expect("compressing");
-            match encoder.push(&input.buf[..input.filled]) {
-                Ok(out) if out.is_empty() => continue,
-                Ok(out) => break Ok(Some(Output::Owned(out))),
-                Err(e) => break Err(e),
-            }
-        };
-        self.input = input.buf;
-        result
     }
 }
 
@@ -495,26 +303,33 @@ impl CopyBody {
             .as_ref()
             .expect("reader is home")
             .next_len(self.limit);
-        let Some((mut filling, charge)) = self.buffer(want, |b| b.try_charge(want)) else {
+        let Some((filling, charge)) = self.buffer(want, |b| b.try_charge(want)) else {
             return;
         };
-        let hold = Hold { slot, charge };
+        // Nothing is ready (checked above): a chunk read in place, or its
+        // error, waits there for the next poll.
+        self.ready = self.read(Hold { slot, charge }, filling);
+    }
+
+    /// Reads the next chunk into `filling`: in place if the page cache holds
+    /// it all (`RWF_NOWAIT`, on this worker), else (or when compressing,
+    /// `filling` then `None`) on the blocking pool, the part already read in
+    /// place kept. `Some`: the chunk read in place, or the error the read
+    /// met; `None`: the read is in flight.
+    fn read(&mut self, hold: Hold, mut filling: Option<Filling>) -> Option<io::Result<Bytes>> {
         if let Some(f) = &mut filling {
             let reader = self.reader.as_mut().expect("reader is home");
             match reader.fill(f, true) {
                 Ok(true) => {
                     let Filling { buf, filled, .. } = filling.expect("filled");
-                    self.ready = Some(Ok(self.chunk(Output::Pooled(buf, filled), hold)));
-                    return;
+                    return Some(Ok(self.chunk(Output::Pooled(buf, filled), hold)));
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    self.ready = Some(Err(e));
-                    return;
-                }
+                Ok(false) => {} // cold: finish this chunk on the blocking pool
+                Err(e) => return Some(Err(e)),
             }
         }
         self.start_read(hold, filling);
+        None
     }
 
     /// Yields a chunk of at most `self.limit` bytes, keeping the rest for the
@@ -627,12 +442,10 @@ impl CopyBody {
                 .as_ref()
                 .expect("reader is home")
                 .next_len(self.limit);
-            let Some((mut filling, charge)) =
-                self.buffer(want, |b| match b.poll_charge(cx, want) {
-                    Poll::Ready(charge) => Some(charge),
-                    Poll::Pending => None,
-                })
-            else {
+            let Some((filling, charge)) = self.buffer(want, |b| match b.poll_charge(cx, want) {
+                Poll::Ready(charge) => Some(charge),
+                Poll::Pending => None,
+            }) else {
                 // Waiting for the budget: keep the slot, hold nothing else,
                 // and look again when one of our own buffers comes back.
                 self.pool.notify(cx.waker());
@@ -644,24 +457,15 @@ impl CopyBody {
                 }
                 return Poll::Pending;
             };
-            let hold = Hold { slot, charge };
-            if let Some(f) = &mut filling {
-                // Warm path: what the page cache holds, copied right here.
-                let reader = self.reader.as_mut().expect("reader is home");
-                match reader.fill(f, true) {
-                    Ok(true) => {
-                        let Filling { buf, filled, .. } = filling.expect("filled");
-                        let chunk = self.chunk(Output::Pooled(buf, filled), hold);
-                        return self.emit(chunk);
-                    }
-                    Ok(false) => {} // cold: finish this chunk on the blocking pool
-                    Err(e) => {
-                        self.done = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
+            // Warm path: what the page cache holds, copied right here.
+            match self.read(Hold { slot, charge }, filling) {
+                Some(Ok(chunk)) => return self.emit(chunk),
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
                 }
+                None => {} // in flight on the blocking pool
             }
-            self.start_read(hold, filling);
         }
     }
 }
@@ -705,10 +509,11 @@ mod tests {
 
     use std::cell::Cell;
     use std::collections::HashSet;
-    use std::io::{Read, Write};
+    use std::io::{IoSliceMut, Read, Write};
     use std::task::Waker;
 
     use http_body_util::BodyExt;
+    use rustix::io::ReadWriteFlags;
 
     use crate::coding::Coding;
     use crate::transfer::multipart;

@@ -57,6 +57,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::config::TransferConfig;
 use crate::decision::{Plan, PlannedBody};
+use crate::stats::BodyPath;
 use budget::BodyBudget;
 use copy::CopyBody;
 use zerocopy::{SendfileBody, ZeroCopyLink};
@@ -95,10 +96,20 @@ pub enum TransferPath {
 impl TransferPath {
     pub fn name(self) -> &'static str {
         match self {
-            TransferPath::Sendfile => "sendfile",
-            TransferPath::Copy => "copy",
             TransferPath::Compressed => "compressed",
-            TransferPath::Inline => "inline",
+            path => BodyPath::from(path).name(),
+        }
+    }
+}
+
+/// The body-bytes counter a path's bytes go to: a compressed body's file
+/// bytes are read by the copying path.
+impl From<TransferPath> for BodyPath {
+    fn from(path: TransferPath) -> BodyPath {
+        match path {
+            TransferPath::Sendfile => BodyPath::Sendfile,
+            TransferPath::Copy | TransferPath::Compressed => BodyPath::Copy,
+            TransferPath::Inline => BodyPath::Inline,
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! The current contract, `wit/policy.wit` (`sluice:policy@0.2.0`), is what
 //! the rest of the host speaks: its types are re-exported here and used as
-//! `crate::policy::wit::*`. The frozen `wit/0.1.0/policy.wit` is generated
-//! beside it, and used only by `policy::v0_1`, which adapts 0.1.0 policies.
+//! `crate::contract::wit::*`. The frozen `wit/0.1.0/policy.wit` is generated
+//! beside it, and used only by the sandbox's adapter of 0.1.0 policies (`policy/v0_1.rs`).
 //! Each package gets its own module because both define the same names.
 
 /// `sluice:policy@0.2.0`: the generated `Policy`/`PolicyPre` for embedders

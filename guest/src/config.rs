@@ -280,7 +280,7 @@ fn show(value: &SettingValue) -> String {
     }
 }
 
-fn expected(name: &str, what: &str, value: &SettingValue) -> String {
+pub(crate) fn expected(name: &str, what: &str, value: &SettingValue) -> String {
     format!("{name}: expected {what}, got {}", show(value))
 }
 

@@ -285,7 +285,7 @@ pub(crate) fn expected(name: &str, what: &str, value: &SettingValue) -> String {
 }
 
 /// A string setting (trimmed).
-fn text<'v>(name: &str, value: &'v SettingValue) -> Result<&'v str, String> {
+pub(crate) fn text<'v>(name: &str, value: &'v SettingValue) -> Result<&'v str, String> {
     match value {
         SettingValue::Text(s) => Ok(s.trim()),
         _ => Err(expected(name, "a string", value)),
@@ -294,7 +294,7 @@ fn text<'v>(name: &str, value: &'v SettingValue) -> Result<&'v str, String> {
 
 /// A list setting: an array, or a comma-separated string. Items are trimmed
 /// and empty ones dropped.
-fn list<'v>(name: &str, value: &'v SettingValue) -> Result<Vec<&'v str>, String> {
+pub(crate) fn list<'v>(name: &str, value: &'v SettingValue) -> Result<Vec<&'v str>, String> {
     let items: Vec<&str> = match value {
         SettingValue::Text(s) => s.split(',').collect(),
         SettingValue::Items(items) => items.iter().map(String::as_str).collect(),
@@ -395,7 +395,7 @@ fn integer(name: &str, value: &SettingValue, min: i64, max: i64) -> Result<i32, 
 }
 
 /// A boolean, or its text: `true`/`false`, `on`/`off`, `yes`/`no`.
-fn boolean(name: &str, value: &SettingValue) -> Result<bool, String> {
+pub(crate) fn boolean(name: &str, value: &SettingValue) -> Result<bool, String> {
     match value {
         SettingValue::Boolean(b) => Ok(*b),
         SettingValue::Text(s) => match s.trim() {

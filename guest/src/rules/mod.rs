@@ -3,12 +3,16 @@
 //! `Config` yet. Setting parsers take the same `SettingValue` shapes as
 //! `config.rs`.
 //!
-//! So far: `redirects` (Netlify `_redirects` syntax) and `headers`
-//! (`_headers`). Rule tables are compiled once into `pattern::Index`, a trie
-//! of their patterns' segments. Every bound is a `pub const` below; going
-//! over one is an error naming it and its value.
+//! So far: `redirects` (Netlify `_redirects` syntax), `headers` (`_headers`),
+//! `fallback` (single-page apps), `error-pages` and `clean-urls`. Rule tables
+//! are compiled once into `pattern::Index`, a trie of their patterns'
+//! segments. Every bound is a `pub const` below; going over one is an error
+//! naming it and its value.
 
+pub mod clean_urls;
 pub(crate) mod encode;
+pub mod error_pages;
+pub mod fallback;
 pub mod headers;
 pub(crate) mod pattern;
 pub mod redirects;
@@ -18,6 +22,7 @@ use std::borrow::Cow;
 use crate::config;
 use crate::types::SettingValue;
 
+pub use error_pages::ErrorPages;
 pub use headers::{HeaderField, HeaderRules};
 pub use redirects::{Action, RedirectMatch, Redirects};
 
@@ -95,6 +100,41 @@ fn lines(text: &str) -> impl Iterator<Item = Result<(usize, &str), String>> {
     })
 }
 
+/// Checks that `path` names a file the way the host would hand a request path
+/// over: absolute, normalized (no empty, `.` or `..` segments), no NUL,
+/// backslash or control characters, and not a directory (no trailing `/`).
+/// Used for the paths the operator gives in `fallback` and `error-pages`,
+/// which are written as on disk (not URL-encoded).
+fn file_path(path: &str) -> Result<(), String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(format!(
+            "{path:?} is not an absolute path (starting with /)"
+        ));
+    };
+    if let Some(c) = path.chars().find(|&c| c.is_control() || c == '\\') {
+        return Err(format!(
+            "{path:?} contains {}",
+            if c == '\\' {
+                "a backslash".to_owned()
+            } else {
+                format!("control character U+{:04X}", u32::from(c))
+            }
+        ));
+    }
+    if rest.is_empty() || rest.ends_with('/') {
+        return Err(format!("{path:?} names a directory, not a file"));
+    }
+    if rest
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(format!(
+            "{path:?} is not normalized (empty, . or .. segment)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +191,34 @@ mod tests {
             "line 1: control character U+0000 (only tab is allowed)"
         );
         assert!(lines("\u{85}").next().unwrap().is_err(), "C1 controls too");
+    }
+
+    #[test]
+    fn file_paths_must_be_normalized() {
+        for ok in [
+            "/index.html",
+            "/a/b c/100%.html",
+            "/.well-known/x",
+            "/é.html",
+        ] {
+            assert_eq!(file_path(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("index.html", "not an absolute path"),
+            ("", "not an absolute path"),
+            ("/", "names a directory"),
+            ("/docs/", "names a directory"),
+            ("//x", "not normalized"),
+            ("/a//b", "not normalized"),
+            ("/a/../b", "not normalized"),
+            ("/./b", "not normalized"),
+            ("/a/..", "not normalized"),
+            ("/a\\b", "a backslash"),
+            ("/a\0b", "control character U+0000"),
+            ("/a\nb", "control character U+000A"),
+        ] {
+            let err = file_path(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 }

@@ -11,8 +11,8 @@
 //! public so the fuzz targets in `guest/fuzz` can reach them.
 //!
 //! `rules` is a site's rules (SPA fallback, error pages, clean URLs,
-//! `_redirects`, `_headers`) for the coming 0.3.0 policy: compiled and
-//! tested here, not yet wired into `decide`.
+//! directory listings, `_redirects`, `_headers`) for the coming 0.3.0
+//! policy: compiled and tested here, not yet wired into `decide`.
 
 pub mod accept_encoding;
 pub mod bindings;

@@ -45,6 +45,11 @@ pub(crate) const LITERAL: &AsciiSet = &CONTROLS
 /// Literal text of a fragment: as `LITERAL`, and a second `#` too.
 pub(crate) const FRAGMENT_LITERAL: &AsciiSet = &LITERAL.add(b'#');
 
+/// A file name in a listing's link: everything but `unreserved`, so that the
+/// link is the name whatever it contains (`?`, `#`, `%`, `:`, quotes,
+/// newlines) and needs no HTML escaping.
+pub(crate) const NAME: &AsciiSet = COMPONENT;
+
 /// Appends `s` to `out`, encoded with `set`.
 pub(crate) fn push(out: &mut String, s: &str, set: &'static AsciiSet) {
     out.extend(utf8_percent_encode(s, set));
@@ -115,6 +120,7 @@ mod tests {
         assert_eq!(enc("/a%20b?c=d&e#f", LITERAL), "/a%20b?c=d&e#f");
         assert_eq!(enc("/é \"x\"", LITERAL), "/%C3%A9%20%22x%22");
         assert_eq!(enc("a#b", FRAGMENT_LITERAL), "a%23b");
+        assert_eq!(enc("<script>\n", NAME), "%3Cscript%3E%0A");
     }
 
     #[test]

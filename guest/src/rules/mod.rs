@@ -4,16 +4,19 @@
 //! `config.rs`.
 //!
 //! So far: `redirects` (Netlify `_redirects` syntax), `headers` (`_headers`),
-//! `fallback` (single-page apps), `error-pages` and `clean-urls`. Rule tables
-//! are compiled once into `pattern::Index`, a trie of their patterns'
-//! segments. Every bound is a `pub const` below; going over one is an error
-//! naming it and its value.
+//! `fallback` (single-page apps), `error-pages`, `clean-urls` and `autoindex`
+//! (HTML and JSON listings). Rule tables are compiled once into
+//! `pattern::Index`, a trie of their patterns' segments. Every bound is a
+//! `pub const` below; going over one is an error naming it and its value.
 
+pub mod autoindex;
 pub mod clean_urls;
 pub(crate) mod encode;
 pub mod error_pages;
 pub mod fallback;
 pub mod headers;
+pub mod html;
+pub mod json;
 pub(crate) mod pattern;
 pub mod redirects;
 
@@ -22,6 +25,7 @@ use std::borrow::Cow;
 use crate::config;
 use crate::types::SettingValue;
 
+pub use autoindex::{Autoindex, Kind, ListingEntry};
 pub use error_pages::ErrorPages;
 pub use headers::{HeaderField, HeaderRules};
 pub use redirects::{Action, RedirectMatch, Redirects};

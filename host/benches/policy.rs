@@ -351,7 +351,9 @@ impl CacheHit {
         let path = sluice::resolve::normalize(&req.path).unwrap();
         let root = sluice::resolve::Root::open(dir.path()).unwrap();
         let caps = policy.capabilities();
-        let found = root.lookup(path.relative(), &caps.index_names, &caps.siblings);
+        let found = root
+            .lookup(path.relative(), &caps.index_names, &caps.siblings)
+            .unwrap();
         let fields = caps.fields.clone();
         let (decision, transport) = policy
             .decide(
@@ -366,10 +368,12 @@ impl CacheHit {
             &sluice::config::TransferConfig::default(),
         )
         .unwrap();
-        let cache = sluice::serve::DecisionCache::new(4 << 20).unwrap();
+        let store = sluice::serve::reuse::decisions(64 << 20);
+        let cache = sluice::serve::DecisionCache::new(&store, 4 << 20).unwrap();
         let mut key = Vec::new();
         write_key(&mut key, &request, &path, false, &fields, &found);
-        cache.insert(key.into(), std::sync::Arc::new(verdict));
+        let hash = cache.hash(&key);
+        cache.insert(key.into(), hash, verdict);
         CacheHit {
             _dir: dir,
             request,
@@ -393,7 +397,7 @@ impl CacheHit {
                 &self.fields,
                 &self.found,
             );
-            let verdict = self.cache.get(key).unwrap();
+            let verdict = self.cache.get(key, self.cache.hash(key)).unwrap();
             black_box(verdict.plan(&self.found).unwrap());
         });
     }

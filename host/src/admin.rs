@@ -55,15 +55,39 @@ async fn handle(
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/stats") => {
             let mut body = stats::get().render();
+            body.push_str(&app.stores.usage().render());
             if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
                 body.push_str(&format!("open_fds {}\n", fds.count()));
             }
+            let (idle, bytes) = app.sandbox.idle_instances();
+            body.push_str(&format!(
+                "idle_instances {idle}\nidle_instance_bytes {bytes}\n"
+            ));
+            body.push_str(&format!(
+                "body_memory_in_use {}\nbody_memory_limit {}\n",
+                app.body_budget.in_use(),
+                app.body_budget.bytes()
+            ));
             text(StatusCode::OK, body)
         }
         (&Method::GET, "/metrics") => {
             let fds = std::fs::read_dir("/proc/self/fd").ok().map(Iterator::count);
-            let body = stats::get()
-                .render_prometheus(app.sites().map(|(name, site)| (name, &site.counters)), fds);
+            let mut body = stats::get().render_prometheus(
+                app.sites().map(|(name, site)| (name, &site.counters)),
+                &app.stores.usage(),
+                fds,
+            );
+            idle_gauges(&mut body, &app);
+            body.push_str(&format!(
+                "# HELP sluice_body_memory_bytes Response-body bytes held in memory now ([limits] body-memory).\n\
+                 # TYPE sluice_body_memory_bytes gauge\n\
+                 sluice_body_memory_bytes {}\n\
+                 # HELP sluice_body_memory_limit_bytes The host-wide body budget.\n\
+                 # TYPE sluice_body_memory_limit_bytes gauge\n\
+                 sluice_body_memory_limit_bytes {}\n",
+                app.body_budget.in_use(),
+                app.body_budget.bytes()
+            ));
             let mut res = text(StatusCode::OK, body);
             res.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -82,12 +106,32 @@ async fn handle(
     })
 }
 
+/// The idle policy instances held host-wide (see `policy::idle`), as
+/// Prometheus gauges.
+fn idle_gauges(out: &mut String, app: &App) {
+    let (idle, bytes) = app.sandbox.idle_instances();
+    out.push_str(&format!(
+        "# HELP sluice_idle_instances Idle policy instances held, all sites together.\n\
+         # TYPE sluice_idle_instances gauge\nsluice_idle_instances {idle}\n\
+         # HELP sluice_idle_instance_bytes Linear memory of the idle policy instances \
+         (bounded by `idle-memory`).\n\
+         # TYPE sluice_idle_instance_bytes gauge\nsluice_idle_instance_bytes {bytes}\n"
+    ));
+}
+
 /// Serves the admin endpoints forever.
 pub async fn serve(app: Arc<App>, certs: Option<Arc<Certificates>>, listener: TcpListener) {
+    let mut pause = crate::server::AcceptPause::default();
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors, say: wait rather than spin.
+                pause.failed(&e, 0).await;
+                continue;
+            }
         };
+        pause.accepted();
         let (app, certs) = (app.clone(), certs.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| handle(app.clone(), certs.clone(), req));

@@ -1,14 +1,24 @@
 //! `sluice check POLICY.wasm`: a policy author's check that a component
 //! loads as the server would load it (compile, version, link, instantiate,
 //! `configure` with the configuration's `[policy]` settings, capability
-//! bounds, canary), and what it costs per call.
+//! bounds, canary), that its decisions for a real file, a directory and a
+//! missing path pass the server's own validation (`decision::validate`),
+//! and what a call costs.
+//!
+//! Everything the policy said is shown escaped and bounded
+//! ([`PolicyText`]): it is the output of untrusted code, shown on a
+//! terminal.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::config::{policy_settings, Config};
-use crate::policy::{wit, Fields, LoadError, Policy, Sandbox};
+use crate::config::{policy_settings, Config, TransferConfig};
+use crate::decision;
+use crate::policy::{wit, Capabilities, Fields, LoadError, Policy, Sandbox};
+use crate::policy_text::PolicyText;
+use crate::resolve::{normalize, Found, Root};
+use crate::serve::request;
 
 /// What `check` found out about a policy that loads.
 #[derive(Debug)]
@@ -20,8 +30,10 @@ pub struct Report {
 }
 
 /// Loads `path` exactly as `sluice serve` would with `config` (its
-/// `[sandbox]` limits and `[policy]` settings), then times `calls` calls of
-/// `decide` for a `GET` of a small file.
+/// `[sandbox]` limits and `[policy]` settings), validates its decisions for
+/// a real file, a directory and a missing path as the server does (an
+/// invalid one is an error naming the rule), then times `calls` calls of
+/// `decide` for the `GET` of the file.
 pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Report> {
     let pool = crate::policy::pool_for(&config.sandbox, 1, config.sandbox.memory.0);
     let sandbox =
@@ -36,7 +48,13 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
 
     let caps = policy.capabilities();
     let mut text = String::new();
-    let _ = writeln!(text, "  index names:      {:?}", caps.index_names);
+    let shown =
+        |names: &mut dyn Iterator<Item = &str>| names.map(PolicyText::from).collect::<Vec<_>>();
+    let _ = writeln!(
+        text,
+        "  index names:      {:?}",
+        shown(&mut caps.index_names.iter().map(String::as_str))
+    );
     let _ = writeln!(
         text,
         "  siblings:         {:?}",
@@ -50,7 +68,7 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
             );
         }
         Fields::Declared { headers, query } => {
-            let names: Vec<&str> = headers.iter().map(|h| h.as_str()).collect();
+            let names = shown(&mut headers.iter().map(|h| h.as_str()));
             let _ = writeln!(text, "  request headers:  {names:?}");
             let _ = writeln!(text, "  query:            {query}");
         }
@@ -66,26 +84,35 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
     );
     let _ = write!(text, "  zero-copy:        {}", caps.transport.zero_copy);
 
-    let req = wit::Request {
-        method: "GET".into(),
-        path: "/index.html".into(),
-        raw_query: None,
-        headers: vec![wit::Header {
-            name: "accept-encoding".into(),
-            value: "gzip, br".into(),
-        }],
-        tls: false,
-        version: wit::HttpVersion::Http11,
-    };
-    let entry = wit::Entry::File(wit::FileEntry {
-        meta: wit::FileMeta {
-            size: 4096,
-            mtime_ns: 1_700_000_000_000_000_000,
-            inode: 42,
-            device: 1,
-        },
-        siblings: vec![],
-    });
+    // Real files, looked up as the server looks them up, and the policy's
+    // decisions for them validated as the server validates them: a policy
+    // that passes `check` does not answer 500 for every file.
+    let site = Samples::new()?;
+    let transfer = TransferConfig::default();
+    let mut timed = None;
+    for (what, target) in [
+        ("a file", "/index.html"),
+        ("a directory", "/docs/"),
+        ("a missing path", "/missing.html"),
+    ] {
+        let (req, found) = site.request(target, caps)?;
+        let entry = request::entry_to_wit(&found);
+        let (decision, transport) = policy.decide(&req, &entry).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: decide(GET {target}), {what}, failed: {e}",
+                path.display()
+            )
+        })?;
+        decision::validate(decision, transport, &found, &transfer).map_err(|rule| {
+            anyhow::anyhow!(
+                "{}: decide(GET {target}), {what}, returned a decision the server refuses \
+                 (it would answer 500): {rule}",
+                path.display()
+            )
+        })?;
+        timed.get_or_insert((req, entry));
+    }
+    let (req, entry) = timed.expect("three requests made");
     let mut times = Vec::with_capacity(calls.max(1));
     for _ in 0..calls.max(1) {
         let start = Instant::now();
@@ -101,4 +128,38 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
         capabilities: text,
         call: (at(0.5), at(0.99)),
     })
+}
+
+/// A small site in a temporary directory: `index.html` (4 KiB), a
+/// directory `docs/` with an `index.html`, and no `missing.html`.
+struct Samples {
+    _dir: tempfile::TempDir,
+    root: Root,
+}
+
+impl Samples {
+    fn new() -> anyhow::Result<Samples> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("index.html"), [b'x'; 4096])?;
+        std::fs::create_dir(dir.path().join("docs"))?;
+        std::fs::write(dir.path().join("docs/index.html"), "<p>docs</p>\n")?;
+        let root = Root::open(dir.path())?;
+        Ok(Samples { _dir: dir, root })
+    }
+
+    /// `GET target` as the server hands it to the policy (only the fields
+    /// it declared), and what the lookup found.
+    fn request(&self, target: &str, caps: &Capabilities) -> anyhow::Result<(wit::Request, Found)> {
+        let http = http::Request::get(target)
+            .header(http::header::HOST, "localhost")
+            .header(http::header::ACCEPT_ENCODING, "gzip, br")
+            .body(())?;
+        let path = normalize(target).map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
+        let found = self
+            .root
+            .lookup(path.relative(), &caps.index_names, &caps.siblings)
+            .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
+        let req = request::to_wit(&http, &path, false, &caps.fields);
+        Ok((req, found))
+    }
 }

@@ -80,14 +80,33 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Limits for one policy component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SandboxLimits {
-    /// CPU time one `decide` (or `configure`) call may use: time the calling
-    /// thread was descheduled does not count, so a busy machine does not fail
-    /// a well-behaved policy.
+    /// CPU time one `decide` call may use (after an instance's first):
+    /// time the calling thread was descheduled does not count, so a busy
+    /// machine does not fail a well-behaved policy.
     pub deadline: Duration,
-    /// Wall-clock ceiling of one call, however little CPU it used.
+    /// Ceiling of one call's time on the CPU or blocked off it (time spent
+    /// waiting for a CPU is not counted).
     pub wall: Duration,
+    /// CPU time a new instance may use, on top of its first `decide`'s
+    /// deadline, for its warm-up: instantiation, `configure`, and what the
+    /// first call costs more than later ones.
+    pub warmup: Duration,
     /// Maximum linear memory of one instance.
     pub memory: u64,
+}
+
+impl SandboxLimits {
+    /// A new instance's budget for instantiation, `configure` and its first
+    /// `decide` together: the call's deadline and the warm-up allowance, so
+    /// a call that fits its deadline fits as an instance's first call too.
+    pub fn warmup_budget(&self) -> Duration {
+        self.deadline.saturating_add(self.warmup)
+    }
+
+    /// The ceiling over the same: the call's, and ten times the allowance.
+    pub fn warmup_wall(&self) -> Duration {
+        self.wall.saturating_add(self.warmup.saturating_mul(10))
+    }
 }
 
 /// Transfer-engine settings.
@@ -119,27 +138,62 @@ impl Default for TransferConfig {
     }
 }
 
-/// The host's caches (see `resolve::cache` and `serve::reuse`).
+/// The host's caches (see `resolve::cache` and `serve::reuse`): each site
+/// has a share of one host-wide cache of each kind (`shared_cache`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Request paths whose lookup (open descriptors, siblings, index) is kept,
     /// per site (nginx: `open_file_cache max=`).
     pub open_files: usize,
+    /// Descriptors the open-file caches of all sites hold together; 0 (the
+    /// default) is a quarter of the descriptor limit, at most 65,536 (see
+    /// `descriptors`). A cached absence counts as one.
+    pub descriptors: u64,
     /// How long a cached lookup is trusted before the path is walked again
     /// (nginx: `open_file_cache_valid`); 0 turns the open-file cache off.
     pub valid_ms: u64,
-    /// Bytes of reusable decisions kept per policy; 0 turns the decision
-    /// cache off.
+    /// Bytes of reusable decisions kept per site (per loaded policy); 0
+    /// turns the decision cache off.
     pub decisions: ByteSize,
+    /// Bytes of reusable decisions kept for all sites together, whatever
+    /// their number; 0 turns the decision cache off.
+    pub decisions_total: ByteSize,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             open_files: 1024,
+            descriptors: 0,
             valid_ms: 1000,
             decisions: ByteSize(4 << 20),
+            decisions_total: ByteSize(64 << 20),
+        }
+    }
+}
+
+/// Bounds that hold for the whole process, whatever the number of
+/// connections, streams and tenants.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Response-body bytes the process may hold in its own memory at once:
+    /// chunks on the copying path (TLS, HTTP/2, compression), small files
+    /// read whole, on-the-fly encoders' state. A body that finds it spent
+    /// waits for its turn (see `transfer::budget`).
+    pub body_memory: ByteSize,
+    /// The most of `body-memory` one client connection may hold (at least
+    /// one chunk is always let through, in turn): a few connections cannot
+    /// take it all.
+    pub body_memory_per_connection: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            body_memory: ByteSize(256 << 20),
+            body_memory_per_connection: ByteSize(4 << 20),
         }
     }
 }
@@ -150,17 +204,27 @@ impl Default for CacheConfig {
 pub struct SandboxConfig {
     /// CPU time per policy call, milliseconds.
     pub deadline_ms: u64,
-    /// Wall-clock ceiling per policy call, milliseconds; 0 for ten times
-    /// `deadline-ms`.
+    /// Ceiling per policy call of its time on the CPU or blocked off it
+    /// (not waiting for a CPU: a busy machine does not count against it),
+    /// milliseconds; 0 for ten times `deadline-ms`.
     pub wall_ms: u64,
+    /// CPU time a new instance may use for its warm-up (instantiation,
+    /// `configure`, and what its first `decide` costs more than later ones),
+    /// on top of that call's `deadline-ms`, milliseconds: an interpreter's
+    /// lazy compilation and first allocations are paid there, not out of a
+    /// request's deadline.
+    pub warmup_ms: u64,
     /// Calls of one site's policy that may run at once; 0 for half the
     /// runtime's workers (at least one). Further calls wait their turn
     /// without holding a worker, so one tenant cannot take them all.
     pub policy_workers: usize,
     pub memory: ByteSize,
     pub stack: ByteSize,
-    /// Pooling-allocator slots (live instances of all policies together).
+    /// Pooling-allocator slots (live instances of all sites together).
     pub instances: u32,
+    /// Linear memory the idle instances of all sites may hold together;
+    /// past it, the least recently used is dropped.
+    pub idle_memory: ByteSize,
     /// Epoch tick, milliseconds: the granularity of deadlines.
     pub tick_ms: u64,
 }
@@ -170,10 +234,12 @@ impl Default for SandboxConfig {
         SandboxConfig {
             deadline_ms: 10,
             wall_ms: 0,
+            warmup_ms: 100,
             policy_workers: 0,
             memory: ByteSize(16 << 20),
             stack: ByteSize(512 << 10),
             instances: 64,
+            idle_memory: ByteSize(512 << 20),
             tick_ms: 1,
         }
     }
@@ -184,6 +250,7 @@ impl SandboxConfig {
         SandboxLimits {
             deadline: Duration::from_millis(self.deadline_ms),
             wall: wall_ceiling(self.wall_ms, self.deadline_ms),
+            warmup: Duration::from_millis(self.warmup_ms),
             memory: self.memory.0,
         }
     }
@@ -254,6 +321,8 @@ pub struct VhostConfig {
     pub deadline_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wall_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_workers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -345,6 +414,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Where compiled policies are kept between starts, so a restart loads
     /// them instead of compiling again: `"auto"` (`$XDG_CACHE_HOME/sluice`,
     /// else `$HOME/.cache/sluice`, else none), `"off"`, or a directory.
@@ -411,6 +482,7 @@ impl Default for Config {
             transfer: TransferConfig::default(),
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),
+            limits: LimitsConfig::default(),
             compile_cache: default_compile_cache(),
             policy: BTreeMap::new(),
             vhost: Vec::new(),
@@ -731,6 +803,7 @@ mod tests {
             policy_file: Some("p.wasm".into()),
             deadline_ms: Some(1),
             wall_ms: Some(1),
+            warmup_ms: Some(1),
             policy_workers: Some(1),
             memory: Some(ByteSize(1 << 20)),
             tls_cert: Some("h.pem".into()),

@@ -98,6 +98,10 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "sluice=info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or pipe gets no escape
+        // sequences but those a policy's text might carry, and those are
+        // escaped (`policy_text`).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut cfg = match Cli::parse().command {
         Command::Serve(args) => args.config()?,
@@ -114,8 +118,17 @@ fn main() -> anyhow::Result<()> {
             "socket activation passed an https socket, but no tls-cert and tls-key are configured"
         );
     }
-    let descriptors = raise_fd_limit();
-    cfg.max_connections = fit_connections(cfg.max_connections, descriptors);
+    // The open-file caches' budget comes out of the limit first (App
+    // computes the same from the same limit); connections get the rest.
+    let descriptors = sluice::descriptors::raise_limit();
+    let cache = sluice::descriptors::cache_budget(cfg.cache.descriptors, descriptors);
+    cfg.max_connections =
+        sluice::descriptors::fit_connections(cfg.max_connections, descriptors, cache);
+    // Before the admin endpoint can be asked for it.
+    sluice::stats::get().max_connections.store(
+        cfg.max_connections as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if cfg.workers > 0 {
@@ -263,52 +276,4 @@ async fn run(
     let access_log = app.access_log.clone();
     sluice::server::serve(app, listener, tls, limits, shutdown, grace).await?;
     Ok(access_log)
-}
-
-/// Raises the soft descriptor limit to the hard one, as nginx's
-/// `worker_rlimit_nofile` would: every connection and every open-file cache
-/// entry holds descriptors, and the usual soft default (1024) is far below
-/// what a busy server needs. Returns the limit in force.
-fn raise_fd_limit() -> Option<u64> {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        let raised = Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => return limit.maximum,
-            Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
-        }
-    }
-    limit.current
-}
-
-/// Descriptors kept back from connections: listeners, the policies'
-/// engine, the open-file caches' first entries, the log.
-const RESERVED_FDS: u64 = 256;
-
-/// `max-connections`, lowered to what the descriptor limit can hold. A
-/// connection holds its socket and, while it sends a file, that file's
-/// descriptor (up to four with precompressed siblings, but mostly shared
-/// through the open-file cache): two per connection keeps `accept` from
-/// failing with EMFILE at the cap, which would leave clients half-served.
-fn fit_connections(max: usize, descriptors: Option<u64>) -> usize {
-    let Some(fds) = descriptors else {
-        return max; // unlimited
-    };
-    let fit = usize::try_from(fds.saturating_sub(RESERVED_FDS) / 2)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    if fit < max {
-        tracing::warn!(
-            max_connections = max,
-            descriptor_limit = fds,
-            lowered_to = fit,
-            "max-connections is more than the descriptor limit can hold (two per connection); lowered"
-        );
-        return fit;
-    }
-    max
 }

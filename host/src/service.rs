@@ -82,6 +82,7 @@ use crate::config::{
     TransferConfig,
 };
 use crate::serve::{self, App, Conn};
+use crate::transfer::budget::BodyBudget;
 #[cfg(doc)]
 use crate::transfer::zerocopy::SendfileIo;
 use crate::transfer::zerocopy::ZeroCopyLink;
@@ -94,6 +95,10 @@ use crate::transfer::{Channel, Meter, ResponseBody};
 pub struct Sluice {
     app: Arc<App>,
     connection: ConnectionInfo,
+    /// The connection's share of the host-wide body budget, when the
+    /// server set one (`[limits] body-memory-per-connection`); else the
+    /// whole budget.
+    budget: Option<Arc<BodyBudget>>,
 }
 
 /// What the connection a request arrived on tells the service.
@@ -206,6 +211,7 @@ impl Sluice {
         Sluice {
             app,
             connection: ConnectionInfo::default(),
+            budget: None,
         }
     }
 
@@ -220,7 +226,15 @@ impl Sluice {
         Sluice {
             app: self.app.clone(),
             connection,
+            budget: self.budget.clone(),
         }
+    }
+
+    /// This service with its bodies charged to `share` (a share of the
+    /// app's body budget: one connection's).
+    pub(crate) fn with_budget(mut self, share: Arc<BodyBudget>) -> Sluice {
+        self.budget = Some(share);
+        self
     }
 
     /// Runs forever, closing the descriptors of open-file cache entries past
@@ -248,7 +262,9 @@ impl Sluice {
             .unwrap_or_else(|| self.connection.clone());
         let req = Request::from_parts(parts, ());
         let app = self.app.clone();
+        let budget = self.budget.clone();
         async move {
+            let budget = budget.unwrap_or_else(|| app.body_budget.clone());
             let line = app
                 .access_log
                 .as_ref()
@@ -256,6 +272,7 @@ impl Sluice {
             let conn = Conn {
                 tls: connection.tls,
                 channel: Channel::for_request(connection.zero_copy.as_ref(), req.version()),
+                budget: &budget,
             };
             let (res, outcome) = serve::handle(&app, conn, req).await;
             let (parts, mut inner) = res.into_parts();
@@ -323,6 +340,30 @@ pub struct Body {
     inner: ResponseBody,
     /// The access log's record: counts the bytes, written when dropped.
     meter: Option<Arc<dyn Meter>>,
+}
+
+impl Body {
+    /// Gives back memory kept only for reuse, before a wait.
+    pub(crate) fn release_kept(&mut self) {
+        self.inner.release_kept();
+    }
+
+    /// The next chunk of at most `limit` bytes (at least one): for a
+    /// writer that can only send so much now, like an HTTP/2 stream within
+    /// its flow-control window (see `ResponseBody::poll_chunk`).
+    pub(crate) fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        limit: usize,
+    ) -> Poll<Option<io::Result<Bytes>>> {
+        let chunk = self.inner.poll_chunk(cx, limit);
+        if let (Some(meter), Poll::Ready(Some(Ok(data)))) = (&self.meter, &chunk) {
+            if !self.inner.counts_itself() {
+                meter.add(data.len() as u64);
+            }
+        }
+        chunk
+    }
 }
 
 impl http_body::Body for Body {

@@ -59,6 +59,15 @@ counters! {
     decision_cache_hits,
     /// Lookups answered by the open-file cache, without a path walk.
     open_file_hits,
+    /// Descriptors the open-file caches closed early because the process had
+    /// none left to open a file or accept a connection with.
+    open_file_releases,
+    /// Requests answered 503 because no descriptor was left to open their
+    /// file, even after the open-file caches gave theirs back.
+    no_descriptors,
+    /// `accept(2)` failures (out of descriptors, mostly); each pauses the
+    /// listener.
+    accept_errors,
     /// Policy instances created (instantiate + configure).
     policy_instances,
     /// Policy calls that trapped (including deadline and memory faults).
@@ -79,8 +88,11 @@ counters! {
     compiled_cache_rejects,
     /// Policy loads that reused a policy already configured with the same component, settings and limits.
     policies_shared,
-    /// Idle policy instances dropped because their policy went unused.
+    /// Idle policy instances dropped after going unused for 10 s.
     instances_reclaimed,
+    /// Idle policy instances dropped, least recently used first, to free a
+    /// pool slot for another site or keep idle instances within `idle-memory`.
+    instances_evicted,
     /// TLS certificates (with their keys) read again on reload and swapped in.
     certificate_reloads,
     /// TLS certificates refused on reload (the old one kept serving).
@@ -88,11 +100,18 @@ counters! {
     /// Accepted clients that found every connection slot taken and waited
     /// for one to close (`max-connections`).
     connection_cap_waits,
+    /// Times a response body found the host-wide body budget spent and
+    /// waited for its turn (`[limits] body-memory`).
+    body_budget_waits,
+    /// HTTP/2 streams reset because the client granted them no window for
+    /// the send timeout.
+    h2_streams_stalled,
 }
 
 /// The kinds of policy fault counted (`policy::CallError::kind`).
-pub const FAULTS: [&str; 8] = [
+pub const FAULTS: [&str; 9] = [
     "deadline",
+    "warmup",
     "wall_clock",
     "memory",
     "table",
@@ -145,6 +164,58 @@ impl Histogram {
     }
 }
 
+/// What the host-wide caches hold now against their bounds (gauges).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheUsage {
+    /// Bytes of every site's reusable decisions (`[cache] decisions-total`).
+    pub decision_bytes: u64,
+    pub decision_bytes_limit: u64,
+    pub decision_entries: u64,
+    /// Descriptors held by every site's open-file cache (`[cache] descriptors`).
+    pub open_file_descriptors: u64,
+    pub open_file_descriptors_limit: u64,
+}
+
+impl CacheUsage {
+    fn gauges(&self) -> [(&'static str, &'static str, u64); 5] {
+        [
+            (
+                "decision_cache_bytes",
+                "Bytes the decision caches of all sites hold (keys, verdicts, the cache's own slots).",
+                self.decision_bytes,
+            ),
+            (
+                "decision_cache_bytes_limit",
+                "The host-wide bound on decision-cache bytes ([cache] decisions-total).",
+                self.decision_bytes_limit,
+            ),
+            (
+                "decision_cache_entries",
+                "Decisions cached, all sites together.",
+                self.decision_entries,
+            ),
+            (
+                "open_file_cache_descriptors",
+                "Descriptors the open-file caches of all sites hold open.",
+                self.open_file_descriptors,
+            ),
+            (
+                "open_file_cache_descriptors_limit",
+                "The host-wide bound on open-file cache descriptors ([cache] descriptors).",
+                self.open_file_descriptors_limit,
+            ),
+        ]
+    }
+
+    /// `name value` lines, as [`Stats::render`].
+    pub fn render(&self) -> String {
+        self.gauges()
+            .iter()
+            .map(|(name, _, v)| format!("{name} {v}\n"))
+            .collect()
+    }
+}
+
 /// Responses of one site by status class (`1xx` … `5xx`).
 #[derive(Debug, Default)]
 pub struct SiteCounters {
@@ -171,6 +242,7 @@ impl Stats {
     pub fn render_prometheus<'a>(
         &self,
         sites: impl Iterator<Item = (&'a str, &'a SiteCounters)>,
+        caches: &CacheUsage,
         open_fds: Option<usize>,
     ) -> String {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -227,6 +299,21 @@ impl Stats {
                 "sluice_open_file_cache_hits_total",
                 "Lookups answered by the open-file cache.",
                 &self.open_file_hits,
+            ),
+            (
+                "sluice_open_file_releases_total",
+                "Descriptors the open-file caches closed early because the process had none left.",
+                &self.open_file_releases,
+            ),
+            (
+                "sluice_no_descriptors_total",
+                "Requests answered 503 because no descriptor was left to open their file.",
+                &self.no_descriptors,
+            ),
+            (
+                "sluice_accept_errors_total",
+                "Failed accept(2) calls (each pauses the listener).",
+                &self.accept_errors,
             ),
             (
                 "sluice_policy_instances_total",
@@ -333,6 +420,11 @@ impl Stats {
             "sluice_connection_cap_waits_total {}",
             load(&self.connection_cap_waits)
         );
+        for (name, help, v) in caches.gauges() {
+            let name = format!("sluice_{name}");
+            family(&mut out, &name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
         if let Some(fds) = open_fds {
             family(
                 &mut out,

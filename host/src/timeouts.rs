@@ -105,7 +105,7 @@ impl Activity {
     }
 
     /// Bytes arrived from the client.
-    fn read_bytes(&self) {
+    pub(crate) fn read_bytes(&self) {
         if self.in_flight.load(Ordering::Relaxed) == 0
             && self.first_byte.load(Ordering::Relaxed) == NONE
         {
@@ -119,7 +119,7 @@ impl Activity {
     }
 
     /// A request's header is complete and its service called.
-    fn request_started(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
         self.served.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
@@ -282,6 +282,61 @@ impl<I: Write + Unpin> Write for TimedIo<I> {
 
     fn is_write_vectored(&self) -> bool {
         // The zero-copy path depends on this staying what the inner I/O says.
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.guard(cx, r)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.guard(cx, r)
+    }
+}
+
+/// The same, for I/O spoken through tokio's traits (the HTTP/2 server's).
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TimedIo<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.activity.read_bytes();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for TimedIo<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.guard(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.guard(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
 

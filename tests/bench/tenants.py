@@ -23,11 +23,19 @@ What it measures, for each N in TENANTS (one run each, in order)
     disk cache, policies shared, instances made;
   - for the largest N (warm start): the first request to COLD_SAMPLES tenants
     never asked before, on an open keep-alive connection, against the second
-    request to the same tenant: (a) tenants with a component of their own
-    (the policy has no instance yet: instantiate + configure + decide), and
-    (b) tenants sharing a component another tenant has just used. Medians.
+    request to the same tenant: (a) tenants with a component of their own,
+    and (b) tenants sharing a component another tenant has just used (each
+    tenant has instances of its own, so both make one: instantiate +
+    configure + decide). Medians;
+  - for the largest N: what a warm tenant costs. Once the instances the
+    cold-request samples made were reclaimed (10 s idle), WARM tenants never
+    asked before get one request each; the growth of VmRSS divided by WARM
+    is the resident memory of one tenant's warm instance (and its caches),
+    beside the idle instances the server reports holding (/stats
+    idle_instances, idle_instance_bytes); then again once those are
+    reclaimed, which shows what a reclaimed instance leaves behind.
 
-Environment: TENANTS ("0 1000 10000"), DISTINCT (100), COLD_SAMPLES (20),
+Environment: TENANTS ("0 1000 10000"), DISTINCT (100), COLD_SAMPLES (20), WARM (200),
 SLUICE_BIN (target/release/sluice), GUEST_WASM (the default guest built by
 host/build.rs, target/guest-build/wasm32-wasip2/release/sluice_guest.wasm).
 
@@ -61,6 +69,9 @@ GUEST = os.environ.get(
 TENANTS = [int(n) for n in os.environ.get("TENANTS", "0 1000 10000").split()]
 DISTINCT = int(os.environ.get("DISTINCT", "100"))
 COLD_SAMPLES = int(os.environ.get("COLD_SAMPLES", "20"))
+WARM = int(os.environ.get("WARM", "200"))
+# The server drops idle instances unused for 10 s, sweeping every second.
+RECLAIMED_AFTER = 12.0
 START_LIMIT = 120.0
 
 
@@ -211,6 +222,30 @@ def cold_requests(server, n):
     return out
 
 
+def warm_tenants(server, n):
+    """RSS and idle instances before, while WARM unseen tenants are warm, and
+    after their instances are reclaimed."""
+    time.sleep(RECLAIMED_AFTER)
+    before, idle_before = server.rss_kib(), server.stats()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    # Tenants cold_requests did not touch (it samples the upper half).
+    picks = [j for j in range(n) if j % 50 != 25][:WARM]
+    t = time.perf_counter()
+    for j in picks:
+        timed_get(conn, f"t{j}.example")
+    took = time.perf_counter() - t
+    conn.close()
+    warm, idle_warm = server.rss_kib(), server.stats()
+    time.sleep(RECLAIMED_AFTER)
+    after, idle_after = server.rss_kib(), server.stats()
+    return {
+        "tenants": len(picks), "seconds": took,
+        "rss_kib": (before, warm, after),
+        "idle": [(s["idle_instances"], s["idle_instance_bytes"]) for s in (idle_before, idle_warm, idle_after)],
+        "evicted": idle_warm["instances_evicted"] - idle_before["instances_evicted"],
+    }
+
+
 def main():
     for path in (SLUICE, GUEST):
         if not os.path.exists(path):
@@ -220,6 +255,7 @@ def main():
     work = tempfile.mkdtemp(prefix="sluice-tenants-")
     rows = []
     cold = None
+    warm = None
     server = None
     try:
         for n in TENANTS:
@@ -237,6 +273,8 @@ def main():
             warm_stats = server.stats()
             if n == max(TENANTS):
                 cold = cold_requests(server, n)
+                log(f"N={n}: {WARM} warm tenants")
+                warm = warm_tenants(server, n)
             server.stop()
             server = None
             rows.append((n, t_cold, t_warm, rss, cold_stats, warm_stats))
@@ -268,6 +306,19 @@ def main():
         for label, (first, second, k) in cold.items():
             print(f"| {label} | {k} | {first * 1e6:.0f} µs | {second * 1e6:.0f} µs | "
                   f"{(first - second) * 1e6:.0f} µs |")
+    if warm:
+        (r0, r1, r2), k = warm["rss_kib"], warm["tenants"]
+        (i0, b0), (i1, b1), (i2, b2) = warm["idle"]
+        print(f"\nWarm tenants (N={max(TENANTS)}): {k} tenants never asked before, one request "
+              f"each ({warm['seconds']:.2f} s), each on an instance of its own:\n")
+        print("| | VmRSS | idle instances | their linear memory |")
+        print("|---|---:|---:|---:|")
+        print(f"| before (all reclaimed) | {r0 / 1024:.1f} MiB | {i0} | {b0 / 2**20:.1f} MiB |")
+        print(f"| {k} tenants warm | {r1 / 1024:.1f} MiB | {i1} | {b1 / 2**20:.1f} MiB |")
+        print(f"| 12 s later (reclaimed) | {r2 / 1024:.1f} MiB | {i2} | {b2 / 2**20:.1f} MiB |")
+        print(f"\nResident memory per warm tenant: **{(r1 - r0) / k:.0f} KiB**; "
+              f"left per tenant after its instance was reclaimed: {(r2 - r0) / k:.0f} KiB; "
+              f"instances evicted meanwhile: {warm['evicted']}.")
     print("\n```json")
     print(json.dumps([{"tenants": n, "start_cold_s": tc, "start_warm_s": tw, "rss_kib": rss}
                       for n, tc, tw, rss, _, _ in rows]))

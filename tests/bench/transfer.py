@@ -11,7 +11,9 @@ Reports throughput and MB per server CPU-second (and per server+client
 CPU-second), medians with [min-max], and the ratios the issue asks for.
 
 Usage: python3 tests/bench/transfer.py [--rounds 7] [--size-mib 256] [--no-build]
-The binary is $SLUICE_BIN, else $CARGO_TARGET_DIR (or target)/release/sluice.
+The binary is $SLUICE_BIN, else $CARGO_TARGET_DIR (or target)/release/sluice;
+$SLUICE_BASELINE_BIN adds an older build's zero-copy and copy 256 KiB rows
+(labelled $SLUICE_BASELINE_LABEL, default "baseline").
 Needs: nginx, curl, taskset; aiohttp (pip install aiohttp).
 """
 
@@ -52,20 +54,28 @@ def cpu_seconds(pid):
 def start_servers(tmp, www, sluice_bin):
     servers = []
 
-    def sluice(name, config):
+    def sluice(name, config, binary=sluice_bin):
         port = sf.free_port()
         cfg = os.path.join(tmp, f"{name}.toml")
         with open(cfg, "w") as f:
             f.write(config)
         env = dict(os.environ, SLUICE_LOG="warn")
         servers.append(
-            sf.Server(name, [sluice_bin, "serve", www, "--listen", f"127.0.0.1:{port}", "--workers", "1", "--config", cfg],
+            sf.Server(name, [binary, "serve", www, "--listen", f"127.0.0.1:{port}", "--workers", "1", "--config", cfg],
                       port, tmp, "sluice", env)
         )
 
     sluice("sluice zero-copy", "")
     sluice("sluice copy 256K", '[policy]\nzero-copy = "false"\nchunk-size = "256k"\n')
     sluice("sluice copy 16K", '[policy]\nzero-copy = "false"\nchunk-size = "16k"\n')
+    # An older build side by side (same rounds, same machine state), to see
+    # what a change costs: $SLUICE_BASELINE_BIN, labelled
+    # $SLUICE_BASELINE_LABEL.
+    baseline = os.environ.get("SLUICE_BASELINE_BIN")
+    if baseline:
+        label = os.environ.get("SLUICE_BASELINE_LABEL", "baseline")
+        sluice(f"{label} zero-copy", "", baseline)
+        sluice(f"{label} copy 256K", '[policy]\nzero-copy = "false"\nchunk-size = "256k"\n', baseline)
 
     def nginx(name, body_conf):
         port = sf.free_port()

@@ -19,6 +19,15 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
+/// The server binary the tests start: this build's, unless
+/// `SLUICE_E2E_BIN` names another (to measure an older build with the same
+/// test, for a before/after figure).
+pub fn sluice_bin() -> PathBuf {
+    std::env::var_os("SLUICE_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluice")))
+}
+
 /// A running `sluice serve`, killed on drop.
 pub struct Server {
     child: Child,
@@ -42,6 +51,11 @@ pub struct Options<'a> {
     pub activate: &'a [BorrowedFd<'a>],
     /// `LISTEN_FDNAMES` for them.
     pub fd_names: Option<&'a str>,
+    /// A command the server is run under (`["nice", "-n", "19"]`), if any.
+    pub under: &'a [&'a str],
+    /// Start the server with this descriptor limit (`RLIMIT_NOFILE`, soft
+    /// and hard), as `prlimit --nofile=N:N` would.
+    pub nofile: Option<u64>,
 }
 
 /// A command that runs `program` with `fds` handed over as systemd does:
@@ -97,14 +111,15 @@ impl Server {
     }
 
     pub fn start_with(root: &Path, opts: Options<'_>) -> Server {
-        let mut cmd = if opts.activate.is_empty() {
-            Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut cmd = if let [program, args @ ..] = opts.under {
+            assert!(opts.activate.is_empty(), "not both");
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(sluice_bin());
+            cmd
+        } else if opts.activate.is_empty() {
+            Command::new(sluice_bin())
         } else {
-            activated(
-                Path::new(env!("CARGO_BIN_EXE_sluice")),
-                opts.activate,
-                opts.fd_names,
-            )
+            activated(&sluice_bin(), opts.activate, opts.fd_names)
         };
         cmd.arg("serve")
             .arg(root)
@@ -125,6 +140,20 @@ impl Server {
             cmd.args(["--tls-listen", "127.0.0.1:0"]);
         }
         cmd.args(["--workers", &opts.workers.unwrap_or(2).to_string()]);
+        if let Some(n) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = rustix::process::Rlimit {
+                current: Some(n),
+                maximum: Some(n),
+            };
+            // setrlimit is a plain system call: safe between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)?;
+                    Ok(())
+                });
+            }
+        }
         cmd.env("SLUICE_LOG", "sluice=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -406,6 +435,29 @@ pub fn build_component(package: &str) -> PathBuf {
         .join("wasm32-wasip2")
         .join("release")
         .join(format!("{}.wasm", package.replace('-', "_")))
+}
+
+/// An example policy built outside cargo by `tests/run` (its build script
+/// needs python3 and pip, or Node and npm), whose path is in the variable
+/// `var` at run time (or was at build time, `compiled`):
+/// `SLUICE_PYTHON_POLICY` (tests/policies/python/build.sh) or
+/// `SLUICE_JS_POLICY` (tests/policies/js/build.sh).
+pub fn example_policy(var: &str, compiled: Option<&str>, build: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .or_else(|| compiled.map(Into::into))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "{var} is not set: run {build} (it writes the component under target/) and set \
+                 {var} to the component's path, or run ./tests/run"
+            )
+        });
+    assert!(
+        path.is_file(),
+        "{var}={} is not a file: run {build}",
+        path.display()
+    );
+    path
 }
 
 /// Polls `cond` every 20 ms for up to `limit`.

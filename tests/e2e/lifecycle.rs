@@ -170,7 +170,8 @@ fn socket_activation_serves_on_the_sockets_handed_over() {
 #[test]
 fn socket_activation_refuses_what_is_not_a_listening_tcp_socket() {
     let dir = site();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sluice"));
+    let bin = sluice_bin();
+    let bin = bin.as_path();
     let run = |fds: &[std::os::fd::BorrowedFd<'_>], names: Option<&str>| {
         let out = activated(bin, fds, names)
             .arg("serve")
@@ -390,7 +391,11 @@ fn at_the_connection_cap_new_clients_wait_until_one_closes() {
             ..Options::default()
         },
     );
-    assert_eq!(server.metric("sluice_max_connections"), 2.0);
+    // Set when the server starts serving, just after it prints its
+    // listeners: eventually, not at once.
+    assert!(eventually(Duration::from_secs(10), || server
+        .metric("sluice_max_connections")
+        == 2.0));
     let first = served_connection(server.addr);
     let second = served_connection(server.addr);
     // The third is accepted but waits for a slot, unanswered.

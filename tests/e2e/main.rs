@@ -2,15 +2,21 @@
 //! (reqwest, raw TCP, curl), real files. One test binary (each links
 //! wasmtime), one module per area.
 
+mod h2raw;
 mod harness;
 
 mod access_log;
+mod caches;
 mod check;
 mod conformance;
 mod embed;
+mod h2_attacks;
+mod isolation;
+mod js_policy;
 mod lifecycle;
 mod metrics;
 mod paths;
+mod policy_text;
 mod python_policy;
 mod reuse;
 mod sandbox;

@@ -29,25 +29,14 @@ cache-default = "max-age=600"
 "#;
 
 fn python_policy() -> PathBuf {
-    let path = std::env::var_os("SLUICE_PYTHON_POLICY")
-        .or_else(|| option_env!("SLUICE_PYTHON_POLICY").map(Into::into))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "SLUICE_PYTHON_POLICY is not set: run tests/policies/python/build.sh \
-                 (it writes target/python-policy/policy.wasm) and set \
-                 SLUICE_PYTHON_POLICY to the component's path"
-            )
-        });
-    assert!(
-        path.is_file(),
-        "SLUICE_PYTHON_POLICY={} is not a file: run tests/policies/python/build.sh",
-        path.display()
-    );
-    path
+    example_policy(
+        "SLUICE_PYTHON_POLICY",
+        option_env!("SLUICE_PYTHON_POLICY"),
+        "tests/policies/python/build.sh",
+    )
 }
 
-fn site() -> tempfile::TempDir {
+pub(crate) fn site() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::write(root.join("style.css"), "body { color: teal }\n").unwrap();
@@ -73,12 +62,18 @@ fn python_policy_serves_files_with_cache_control_by_extension() {
             ..Options::default()
         },
     );
-    whole_files_with_headers_by_extension(&server, dir.path());
-    if_none_match_gives_304(&server);
-    missing_and_directories(&server);
-    other_methods_get_405(&server);
-    head_is_get_without_body(&server, dir.path());
-    repeated_requests_come_from_the_decision_cache(&server);
+    behaves_as_the_example(&server, dir.path());
+}
+
+/// What the example policy does (`tests/policies/python/README.md`), for
+/// this one and its JavaScript twin (`js_policy.rs`), served from `site()`.
+pub(crate) fn behaves_as_the_example(server: &Server, root: &Path) {
+    whole_files_with_headers_by_extension(server, root);
+    if_none_match_gives_304(server);
+    missing_and_directories(server);
+    other_methods_get_405(server);
+    head_is_get_without_body(server, root);
+    repeated_requests_come_from_the_decision_cache(server);
 }
 
 fn whole_files_with_headers_by_extension(server: &Server, root: &Path) {

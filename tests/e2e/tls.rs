@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
-use crate::harness::{eventually, pseudo_random, runtime, sha256, Options, Server};
+use crate::harness::{eventually, pseudo_random, runtime, sha256, sluice_bin, Options, Server};
 
 const BIG: usize = 8 << 20;
 const STREAM_FILE: usize = 4 << 20;
@@ -447,7 +447,7 @@ fn plain_http_to_the_tls_port_is_refused_and_the_server_lives() {
 
 fn start_failure(args: &[&std::ffi::OsStr]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = Command::new(sluice_bin())
         .arg("serve")
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])

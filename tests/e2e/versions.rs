@@ -69,7 +69,7 @@ fn an_unsupported_version_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let relabelled = dir.path().join("relabelled.wasm");
     std::fs::write(&relabelled, bytes).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = std::process::Command::new(sluice_bin())
         .arg("serve")
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--policy"])

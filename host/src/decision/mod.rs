@@ -16,7 +16,9 @@ use http::StatusCode;
 use crate::coding::Coding;
 use crate::config::TransferConfig;
 use crate::policy::{wit, Transport};
+use crate::policy_text::PolicyText;
 use crate::resolve::{Found, FoundFile, OpenedFile};
+use crate::shared_cache::heap;
 
 /// Most ranges a decision may ask for (the policy's own cap is usually lower).
 pub const MAX_RANGES: usize = 64;
@@ -46,11 +48,11 @@ pub enum DecisionError {
     #[error("more than {MAX_HEADERS} header fields or {MAX_HEADER_BYTES} bytes of them")]
     TooManyHeaders,
     #[error("header name {0:?} is not a valid field name")]
-    HeaderName(String),
+    HeaderName(PolicyText),
     #[error("value of header {0:?} is not a valid field value")]
-    HeaderValue(String),
+    HeaderValue(PolicyText),
     #[error("header {0:?} is computed by the host")]
-    HostOwnedHeader(String),
+    HostOwnedHeader(PolicyText),
     #[error("content-range is only allowed on a 416 with an empty body, as `bytes */SIZE`")]
     ContentRange,
     #[error("inline body larger than {MAX_INLINE} bytes")]
@@ -135,20 +137,91 @@ impl Verdict {
         })
     }
 
-    /// Roughly the bytes this verdict holds, for bounding a cache of them.
-    pub fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum();
-        let body = match &self.body {
-            VerdictBody::Inline(b) => b.len(),
-            VerdictBody::Ranges { ranges, .. } => ranges.len() * 16,
-            _ => 0,
-        };
-        std::mem::size_of::<Verdict>() + headers + body
+    /// The same verdict laid out to be kept: its header map cloned to its
+    /// exact size (a map is built with room to spare; a clone's entries are
+    /// exactly its length) and every byte buffer already shared (the first
+    /// clone of a `Bytes` made from a `Vec` allocates its shared header,
+    /// which would otherwise happen on the first cache hit, uncounted). What
+    /// [`Verdict::heap_bytes`] counts is then what it holds.
+    pub fn compacted(self) -> Verdict {
+        let headers = self.headers.clone();
+        let body = self.body.clone();
+        drop(self.headers);
+        drop(self.body);
+        Verdict {
+            headers,
+            body,
+            ..self
+        }
     }
+
+    /// The heap bytes this verdict holds, allocator overhead included (see
+    /// [`heap`]), once [`Verdict::compacted`]; the decision cache's weight is
+    /// this, the key and the entry's own costs. A unit test checks it
+    /// against a counting allocator.
+    pub fn heap_bytes(&self) -> u64 {
+        heap_bytes_of_headers(&self.headers)
+            + match &self.body {
+                VerdictBody::Inline(b) => shared_bytes(b.len()),
+                VerdictBody::Ranges { ranges, .. } => heap(size_of_val::<[(u64, u64)]>(ranges)),
+                VerdictBody::Empty | VerdictBody::Full { .. } => 0,
+            }
+    }
+}
+
+/// A `Bytes` of `len` bytes copied from a slice and then cloned: its buffer
+/// and, once shared, its 24-byte `Shared` header (an empty one is static).
+fn shared_bytes(len: usize) -> u64 {
+    if len == 0 {
+        0
+    } else {
+        heap(len) + heap(3 * size_of::<usize>())
+    }
+}
+
+/// http's `HeaderMap` keeps one `Bucket` per name (hash, name, first value,
+/// links: 104 bytes on 64-bit targets) and one `ExtraValue` per further
+/// value (72), plus a table of 4-byte positions whose length is a power of
+/// two with a quarter left free. These are private types: the sizes are
+/// checked by the accounting test, which fails if an http release changes
+/// them.
+const HEADER_BUCKET: usize = 104;
+const HEADER_EXTRA_VALUE: usize = 72;
+
+fn heap_bytes_of_headers(headers: &HeaderMap) -> u64 {
+    if headers.capacity() == 0 {
+        return 0;
+    }
+    // `capacity()` is the table length less a quarter.
+    let mut table = headers.capacity().next_power_of_two();
+    if table - table / 4 < headers.capacity() {
+        table *= 2;
+    }
+    let names = headers.keys_len();
+    let mut bytes = heap(4 * table)
+        + heap(HEADER_BUCKET * names)
+        + heap(HEADER_EXTRA_VALUE * (headers.len() - names));
+    for (name, value) in headers {
+        // The one field the host adds itself, from static text (a policy
+        // may not set it: `HOST_OWNED`).
+        if name != header::CONTENT_ENCODING {
+            bytes += shared_bytes(value.len());
+        }
+    }
+    for name in headers.keys() {
+        if !is_standard(name) {
+            bytes += shared_bytes(name.as_str().len());
+        }
+    }
+    bytes
+}
+
+/// Whether `name` is one of http's standard names, which point to static
+/// text rather than a heap copy: parsed again, a standard name gives the
+/// very same `&'static str`, a custom one a new copy.
+fn is_standard(name: &HeaderName) -> bool {
+    HeaderName::from_bytes(name.as_str().as_bytes())
+        .is_ok_and(|again| std::ptr::eq(again.as_str(), name.as_str()))
 }
 
 /// What follows the head, validated.
@@ -244,11 +317,11 @@ pub fn validate(
     let mut content_range = None;
     for h in decision.headers {
         let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| DecisionError::HeaderName(h.name.clone()))?;
+            .map_err(|_| DecisionError::HeaderName(h.name.as_str().into()))?;
         let value = HeaderValue::from_str(&h.value)
-            .map_err(|_| DecisionError::HeaderValue(h.name.clone()))?;
+            .map_err(|_| DecisionError::HeaderValue(h.name.as_str().into()))?;
         if HOST_OWNED.contains(&name) || is_hop_by_hop(&name) {
-            return Err(DecisionError::HostOwnedHeader(h.name));
+            return Err(DecisionError::HostOwnedHeader(h.name.as_str().into()));
         }
         if name == header::CONTENT_RANGE {
             // One field: with two, which one the client believes is anyone's guess.
@@ -505,7 +578,7 @@ mod tests {
                 "empty name",
                 d(200, vec![h("", "x")], empty()),
                 &missing,
-                DecisionError::HeaderName(String::new()),
+                DecisionError::HeaderName("".into()),
             ),
             (
                 "name with colon",
@@ -951,7 +1024,7 @@ mod tests {
         });
         assert!(verdict.plan(&without).is_none());
         assert!(verdict.plan(&Found::Missing).is_none());
-        assert!(verdict.weight() > 0);
+        assert!(verdict.heap_bytes() > 0);
     }
 
     #[test]

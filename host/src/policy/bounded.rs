@@ -12,10 +12,17 @@
 //! So `decide` is called with [`BoundedDecision`] as its result type: the
 //! same layout, derived like the generated types, except that each list is
 //! measured where it lies in the guest's memory *during* the lift, before
-//! it is copied, and refused with the [`DecisionError`] of the limit it
-//! breaks (the limits the policy was given in `host-limits`): header count
-//! and bytes, inline body size, range count. Everything else is checked
-//! after the copy, by `decision::validate`, as for any decision.
+//! it is copied, against the limits the policy was given in `host-limits`:
+//! header count and bytes, inline body size, range count. A list over its
+//! limit is not copied: the lift records the [`DecisionError`] of the limit
+//! it breaks in place of the list, and goes on. Refusing by failing the
+//! lift instead would end the call before wasmtime runs the guest's
+//! post-return, which frees the result: the guest would keep that memory
+//! (and a runtime such as ComponentizeJS traps on its next call, finding
+//! the previous one unfinished) and the host ~33 bytes per refusal. So the
+//! call completes as any call does, and only then is the decision reported
+//! invalid. Everything else is checked after the copy, by
+//! `decision::validate`, as for any decision.
 //!
 //! Measuring reads only the list's pointer and length, and for headers each
 //! element's two string pointer pairs, as the canonical ABI lays them out
@@ -65,21 +72,22 @@ struct BoundedRanged {
     ranges: Measured<wit::ByteRange, RangeLimit>,
 }
 
-impl From<BoundedDecision> for wit::Decision {
-    fn from(d: BoundedDecision) -> Self {
-        wit::Decision {
-            status: d.status,
-            headers: d.headers.list,
-            body: match d.body {
+impl BoundedDecision {
+    /// The decision, or the limit one of its lists is over.
+    fn checked(self) -> Result<wit::Decision, DecisionError> {
+        Ok(wit::Decision {
+            status: self.status,
+            headers: self.headers.list?,
+            body: match self.body {
                 BoundedBody::Empty => wit::Body::Empty,
-                BoundedBody::Inline(bytes) => wit::Body::Inline(bytes.list),
+                BoundedBody::Inline(bytes) => wit::Body::Inline(bytes.list?),
                 BoundedBody::Full(full) => wit::Body::Full(full),
                 BoundedBody::Ranges(r) => wit::Body::Ranges(wit::RangedBody {
                     source: r.source,
-                    ranges: r.ranges.list,
+                    ranges: r.ranges.list?,
                 }),
             },
-        }
+        })
     }
 }
 
@@ -149,9 +157,10 @@ impl Limit for RangeLimit {
     }
 }
 
-/// A `list<T>` that is copied only if `L` accepts it where it lies.
+/// A `list<T>` that is copied only if `L` accepts it where it lies; else
+/// the limit it is over.
 struct Measured<T, L> {
-    list: Vec<T>,
+    list: Result<Vec<T>, DecisionError>,
     _limit: PhantomData<fn() -> L>,
 }
 
@@ -161,9 +170,14 @@ impl<T: Lift, L: Limit> Measured<T, L> {
         (ptr, len): (u32, u32),
         copy: impl FnOnce(&mut LiftContext<'_>) -> wasmtime::Result<Vec<T>>,
     ) -> wasmtime::Result<Self> {
-        L::check(cx.memory(), ptr as usize, len as usize).map_err(wasmtime::Error::new)?;
+        let list = match L::check(cx.memory(), ptr as usize, len as usize) {
+            Ok(()) => Ok(copy(cx)?),
+            // Not copied, and not an error of the lift (see the module
+            // comment): the call goes on to its post-return.
+            Err(over) => Err(over),
+        };
         Ok(Measured {
-            list: copy(cx)?,
+            list,
             _limit: PhantomData,
         })
     }
@@ -221,14 +235,15 @@ impl Decide {
         Ok(Decide(func))
     }
 
-    /// Calls `decide`. A decision over a limit is an error holding its
-    /// [`DecisionError`] (see [`over_limit`]).
+    /// Calls `decide`. The call completes (post-return included) whatever
+    /// the decision; one over a limit comes back as the [`DecisionError`]
+    /// of the limit, uncopied.
     pub(super) fn call(
         self,
         store: &mut Store<HostState>,
         req: &wit::Request,
         entry: &wit::Entry,
-    ) -> wasmtime::Result<wit::Decision> {
+    ) -> wasmtime::Result<Result<wit::Decision, DecisionError>> {
         // SAFETY: `new_unchecked` only skips the type check, and
         // `Decide::new` ran exactly this one on this same function (as the
         // generated bindings do: check at load, `new_unchecked` per call).
@@ -237,14 +252,8 @@ impl Decide {
         };
         typed
             .call(store, (req, entry))
-            .map(|(decision,)| decision.into())
+            .map(|(decision,)| decision.checked())
     }
-}
-
-/// The limit a failed [`Decide::call`] found its decision over, if that is
-/// why it failed.
-pub(super) fn over_limit(e: &wasmtime::Error) -> Option<DecisionError> {
-    e.downcast_ref::<DecisionError>().cloned()
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ use wasmtime::Engine;
 
 use super::instance::{HostState, Pre};
 use super::{wasi, wit, LoadError};
+use crate::policy_text::PolicyText;
 use crate::stats;
 
 /// The SHA-256 of a component's bytes.
@@ -108,7 +109,8 @@ impl Components {
         let component = match cached {
             Some(c) => c,
             None => {
-                let c = Component::new(engine, bytes).map_err(LoadError::Compile)?;
+                let c = Component::new(engine, bytes)
+                    .map_err(|e| LoadError::Compile(format!("{e:#}").into()))?;
                 stats::add(&stats::get().policy_compiles, 1);
                 if let Some(disk) = &self.disk {
                     disk.store(&key, &c);
@@ -143,13 +145,28 @@ fn package_version(engine: &Engine, component: &Component) -> Option<String> {
 
 /// Checks the version a component speaks and links it against the host.
 fn link(engine: &Engine, component: Component) -> Result<Compiled, LoadError> {
+    // A policy makes no HTTP requests, and no sluice host links wasi:http;
+    // say what usually brings it in, rather than that a link failed.
+    if let Some((name, _)) = component
+        .component_type()
+        .imports(engine)
+        .find(|(name, _)| name.starts_with("wasi:http/"))
+    {
+        return Err(LoadError::WasiHttp(name.into()));
+    }
     let found = package_version(engine, &component);
     let version = wit::SUPPORTED
         .iter()
         .copied()
         .find(|v| found.as_deref() == Some(*v))
-        .ok_or(LoadError::Version { found })?;
-    let link = |source| LoadError::Link { version, source };
+        .ok_or_else(|| LoadError::Version {
+            found: found.as_deref().map(PolicyText::from),
+        })?;
+    // Import and export names in the message are the component's own.
+    let link = |e: wasmtime::Error| LoadError::Link {
+        version,
+        reason: format!("{e:#}").into(),
+    };
     let mut linker = Linker::<HostState>::new(engine);
     // A std guest imports a dozen WASI interfaces even when it does no I/O;
     // they are linked against an empty context that grants nothing.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::compiled::{CacheDirError, Components, DiskCache};
+use super::idle::Idle;
 use crate::config::SandboxConfig;
 
 /// Largest wasm stack: wasm runs on the calling thread's stack (a tokio worker
@@ -48,9 +49,14 @@ pub fn wasmtime_config(settings: &SandboxConfig) -> Config {
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(4))
         .max_memory_size(usize::try_from(settings.memory.0).unwrap_or(usize::MAX))
-        // Keep the first pages resident between uses of a slot: measured
-        // here, it roughly halves instantiation after a retire.
-        .linear_memory_keep_resident(1 << 20);
+        // Give a retired instance's memory back to the system at once. A
+        // slot could keep its first pages resident for the next instance
+        // (memset instead of madvise), and once did, 1 MiB: it made a fresh
+        // instance a little cheaper, but every slot ever used then held
+        // ~900 KiB for good, however idle its tenant, up to 2 GiB over the
+        // 2,048 slots; the first request to a cold tenant measured no
+        // slower without it (tests/bench/tenants.py, BENCHMARKS.md).
+        .linear_memory_keep_resident(0);
 
     let mut config = Config::new();
     config
@@ -66,27 +72,28 @@ pub fn wasmtime_config(settings: &SandboxConfig) -> Config {
     config
 }
 
-/// Most slots the pool is raised to for the number of policies. Each slot
+/// Most slots the pool is raised to for the number of sites. Each slot
 /// reserves address space for two linear memories of about 4 GiB each
 /// (wasmtime's default reservation, which lets compiled code skip bounds
 /// checks), so 2048 slots reserve about 16 TiB of the 128 TiB a process
-/// has. More distinct policies than this covers still load: policies hold
-/// instances only while they are called and briefly after (see
-/// `Policy::reclaim`), so the slots in use follow the busy policies, not the
-/// configured ones. An explicit `instances` above it is kept.
+/// has. More sites than this covers still load and serve: a site holds
+/// instances only while it is called and briefly after (see `idle`), so the
+/// slots in use follow the busy sites, not the configured ones, and when
+/// every slot is taken a new instance takes the slot of the least recently
+/// used idle one, of any site. An explicit `instances` above it is kept.
 const MAX_RAISED_SLOTS: u32 = 2048;
 
-/// The pool every policy of `policies` distinct policies runs in, from the
-/// configured `[sandbox]`: the configured slot count is a floor, raised (up
-/// to [`MAX_RAISED_SLOTS`]) so adding tenants cannot starve them into 503s;
-/// a slot's memory is the largest any site may use, and at least 64 MiB
-/// (address space, not memory), so that a site's own limit, enforced by its
-/// stores' limiter, is what refuses a policy too big for it, with a message
-/// that names the setting.
-pub fn pool_for(configured: &SandboxConfig, policies: u32, largest_memory: u64) -> SandboxConfig {
+/// The pool the policies of `sites` sites run in (each site has instances
+/// of its own), from the configured `[sandbox]`: the configured slot count
+/// is a floor, raised (up to [`MAX_RAISED_SLOTS`]) so adding tenants cannot
+/// starve them into evictions; a slot's memory is the largest any site may
+/// use, and at least 64 MiB (address space, not memory), so that a site's
+/// own limit, enforced by its stores' limiter, is what refuses a policy too
+/// big for it, with a message that names the setting.
+pub fn pool_for(configured: &SandboxConfig, sites: u32, largest_memory: u64) -> SandboxConfig {
     let mut pool = *configured;
-    let needed = policies
-        .saturating_mul(super::slots_per_policy())
+    let needed = sites
+        .saturating_mul(super::slots_per_site())
         .min(MAX_RAISED_SLOTS);
     if needed > pool.instances {
         tracing::info!(
@@ -100,14 +107,15 @@ pub fn pool_for(configured: &SandboxConfig, policies: u32, largest_memory: u64) 
     pool
 }
 
-/// The engine plus what deadlines are measured in, and the components
-/// compiled for it.
+/// The engine plus what deadlines are measured in, the components
+/// compiled for it, and every site's idle instances.
 #[derive(Clone)]
 pub struct Sandbox {
     pub(crate) engine: Engine,
     pub(crate) tick: Duration,
     clock: Arc<ClockOwner>,
     pub(super) components: Arc<Components>,
+    pub(super) idle: Arc<Idle>,
 }
 
 /// Ticks after the last call before the epoch clock parks.
@@ -209,7 +217,20 @@ impl Sandbox {
             tick,
             clock: Arc::new(ClockOwner(clock)),
             components: Arc::new(Components::new(None)),
+            idle: Arc::new(Idle::new(settings.idle_memory.0)),
         })
+    }
+
+    /// Drops the idle instances (of every site) unused for `idle_for`: a
+    /// tenant that went quiet gives its pool slots and memory back, and its
+    /// next request makes a fresh instance.
+    pub fn reclaim_idle(&self, idle_for: Duration) -> usize {
+        self.idle.reclaim(idle_for)
+    }
+
+    /// Idle instances held, host-wide, and their linear memory in bytes.
+    pub fn idle_instances(&self) -> (usize, u64) {
+        self.idle.total()
     }
 
     /// Keeps compiled components in `dir` between starts (see `compiled`).

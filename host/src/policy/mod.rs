@@ -1,10 +1,12 @@
 //! Loading, limiting and calling policy components.
 //!
-//! A [`Policy`] is one compiled component with its settings and limits. Calls
-//! run on *warm* instances kept in a small pool and reused across requests
-//! (measured with `host/benches/policy.rs`; see `host/benches/RESULTS.md`). An
-//! instance that traps, overruns its deadline or hits a limit is dropped, never
-//! reused: its state is suspect.
+//! A [`Prepared`] policy is one compiled component with its settings and
+//! limits, configured and canary-tested: immutable, and shared by the sites
+//! that load the same. A [`Policy`] is one site's use of it: its calls run on
+//! *warm* instances of that site's own, kept idle between requests in a
+//! host-wide set (`idle`) and reused (measured with `host/benches/policy.rs`;
+//! see `host/benches/RESULTS.md`). An instance that traps, overruns its
+//! deadline or hits a limit is dropped, never reused: its state is suspect.
 //!
 //! Calls are synchronous on the async worker: wasm cannot block on I/O here
 //! (the WASI context is empty and every WASI import that could wait is
@@ -19,6 +21,7 @@
 mod bounded;
 mod compiled;
 mod engine;
+mod idle;
 mod instance;
 mod shared;
 mod v0_1;
@@ -27,7 +30,7 @@ pub mod wit;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::HeaderName;
@@ -36,12 +39,13 @@ pub use compiled::CacheDirError;
 use compiled::Compiled;
 pub use engine::{pool_for, wasmtime_config, Sandbox, MAX_WASM_STACK};
 pub use instance::Exceeded;
-use instance::{Configured, Warm};
+use instance::{ConfigureResult, Configured, Warm};
 pub use shared::Loader;
 
 use crate::coding::Coding;
 use crate::config::SandboxLimits;
 use crate::decision;
+use crate::policy_text::PolicyText;
 use crate::stats;
 
 /// The default policy, built from `guest/` by `host/build.rs`.
@@ -55,25 +59,31 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("not a valid WebAssembly component: {0:#}")]
-    Compile(wasmtime::Error),
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(PolicyText),
     #[error(
         "built against {}; this host supports sluice:policy@{}",
-        .found.as_deref().map_or("no sluice:policy package".to_owned(), |v| format!("sluice:policy@{v}")),
+        .found.as_ref().map_or("no sluice:policy package".to_owned(), |v| format!("sluice:policy@{v}")),
         wit::SUPPORTED.join(", @")
     )]
-    Version { found: Option<String> },
-    #[error("component does not fit sluice:policy@{version}: {source:#}")]
+    Version { found: Option<PolicyText> },
+    #[error(
+        "the component imports `{0}`, which no sluice host provides: a policy makes no HTTP \
+         requests. ComponentizeJS links wasi:http unless told not to: build with \
+         `--disable http fetch-event` (as tests/policies/js/build.sh does)"
+    )]
+    WasiHttp(PolicyText),
+    #[error("component does not fit sluice:policy@{version}: {reason}")]
     Link {
         version: &'static str,
-        source: wasmtime::Error,
+        reason: PolicyText,
     },
     #[error("cannot instantiate the policy: {0}")]
     Instantiate(CallError),
     #[error("`configure` failed: {0}")]
     Configure(CallError),
     #[error("policy refused its settings: {0}")]
-    Refused(String),
+    Refused(PolicyText),
     #[error("policy asked for more than the host allows: {0}")]
     Capabilities(#[from] CapabilityError),
     #[error("canary call `decide(GET /)` failed: {0}")]
@@ -87,6 +97,11 @@ pub enum LoadError {
 pub enum CallError {
     #[error("policy used up its {0:?} CPU-time deadline (`deadline-ms`)")]
     Deadline(Duration),
+    #[error(
+        "a new policy instance used up its {0:?} CPU-time budget for instantiation, `configure` \
+         and its first `decide` (`deadline-ms` plus the warm-up allowance `warmup-ms`)"
+    )]
+    Warmup(Duration),
     #[error("policy ran past its {0:?} wall-clock ceiling (`wall-ms`)")]
     WallClock(Duration),
     #[error("policy exceeded a limit: {0}")]
@@ -94,9 +109,9 @@ pub enum CallError {
     #[error("policy hit a wasm stack overflow (`stack` in [sandbox])")]
     Stack,
     #[error("policy trapped: {0}")]
-    Trap(String),
+    Trap(PolicyText),
     #[error("could not instantiate the policy: {0}")]
-    Instantiate(String),
+    Instantiate(PolicyText),
     #[error("the instance pool is full: {0} (`instances` in [sandbox] raises it)")]
     Pool(String),
     /// The call returned, but its decision is over one of the host's limits
@@ -113,6 +128,7 @@ impl CallError {
         let name = match self {
             CallError::Invalid(_) => return None,
             CallError::Deadline(_) => "deadline",
+            CallError::Warmup(_) => "warmup",
             CallError::WallClock(_) => "wall_clock",
             CallError::Exceeded(Exceeded::Memory { .. }) => "memory",
             CallError::Exceeded(Exceeded::Table { .. }) => "table",
@@ -144,11 +160,11 @@ pub enum CapabilityError {
     #[error("{0} index names, over the limit of {MAX_INDEX_NAMES}")]
     IndexNameCount(usize),
     #[error("index name {0:?} is not a plain file name of at most {MAX_NAME_LEN} bytes")]
-    IndexName(String),
+    IndexName(PolicyText),
     #[error("{0} request headers, over the limit of {MAX_REQUEST_HEADERS}")]
     RequestHeaderCount(usize),
     #[error("request header {0:?} is not a lower-case field name")]
-    RequestHeader(String),
+    RequestHeader(PolicyText),
 }
 
 /// Most index names a policy may ask the host to try per directory request.
@@ -235,7 +251,7 @@ impl Capabilities {
                         // would silently never match what the policy compares.
                         match HeaderName::from_bytes(n.as_bytes()) {
                             Ok(h) if h.as_str() == n => Ok(h),
-                            _ => Err(CapabilityError::RequestHeader(n)),
+                            _ => Err(CapabilityError::RequestHeader(n.into())),
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -265,7 +281,7 @@ impl Capabilities {
             return Err(CapabilityError::IndexNameCount(index_names.len()));
         }
         if let Some(bad) = index_names.iter().find(|n| !plain_file_name(n)) {
-            return Err(CapabilityError::IndexName(bad.clone()));
+            return Err(CapabilityError::IndexName(bad.as_str().into()));
         }
         let mut unique: Vec<Coding> = Vec::with_capacity(siblings.len());
         for c in siblings {
@@ -292,31 +308,24 @@ fn plain_file_name(name: &str) -> bool {
         && !name.contains(['/', '\0'])
 }
 
-/// A loaded, configured, canary-tested policy component.
-pub struct Policy {
+/// A compiled, configured, canary-tested policy: a component with its
+/// settings and limits and what it asked of the host. Immutable once
+/// loaded, so sites with the same component, settings and limits share one
+/// (see `shared.rs`); it holds no instance. A site calls it through its own
+/// [`Policy`], which holds that site's instances.
+pub struct Prepared {
     sandbox: Sandbox,
     /// Shared with every policy loaded from identical bytes.
     compiled: Arc<Compiled>,
     settings: Vec<wit::Setting>,
     limits: SandboxLimits,
     capabilities: Capabilities,
-    idle: Mutex<Vec<Warm>>,
-    max_idle: usize,
     name: String,
-    /// A moving average of this policy's `decide` wall time, ns.
-    typical_ns: AtomicU64,
-    /// When `decide` was last called, in ms since `epoch` (see `reclaim`).
-    last_call_ms: AtomicU64,
-    epoch: Instant,
 }
 
-/// A policy whose calls typically take longer than this is called off the
-/// async workers (`Policy::is_slow`).
-const SLOW: Duration = Duration::from_micros(200);
-
-impl std::fmt::Debug for Policy {
+impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Policy")
+        f.debug_struct("Prepared")
             .field("name", &self.name)
             .field("version", &self.compiled.version)
             .field("limits", &self.limits)
@@ -324,24 +333,163 @@ impl std::fmt::Debug for Policy {
     }
 }
 
+/// A policy whose calls typically take longer than this is called off the
+/// async workers (`Policy::is_slow`).
+const SLOW: Duration = Duration::from_micros(200);
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// Warm instances one policy keeps idle between requests.
+/// Warm instances one site keeps idle between requests.
 fn max_idle_instances() -> usize {
     2 * cores()
 }
 
-/// Pooling-allocator slots one policy can hold at once: its idle instances
+/// Pooling-allocator slots one site can hold at once: its idle instances
 /// plus one in flight per worker (at most one per core), doubled because a
 /// reload briefly keeps the old policy beside the new one.
-pub fn slots_per_policy() -> u32 {
+pub fn slots_per_site() -> u32 {
     u32::try_from(2 * (max_idle_instances() + cores())).unwrap_or(u32::MAX)
 }
 
+impl Prepared {
+    /// Compiles (or shares the compiled code of identical bytes), links,
+    /// configures and canary-tests a component. The canary's instance is not
+    /// kept: a policy holds no instance until a site's first request.
+    pub fn from_bytes(
+        sandbox: &Sandbox,
+        bytes: &[u8],
+        name: &str,
+        settings: &[wit::Setting],
+        limits: SandboxLimits,
+    ) -> Result<Prepared, LoadError> {
+        let compiled = sandbox.components.get(&sandbox.engine, bytes)?;
+        let mut prepared = Prepared {
+            sandbox: sandbox.clone(),
+            compiled,
+            settings: settings.to_vec(),
+            limits,
+            // Replaced by what `configure` returns, below.
+            capabilities: Capabilities {
+                index_names: Vec::new(),
+                siblings: Vec::new(),
+                fields: Fields::All,
+                reusable: false,
+                transport: Transport {
+                    chunk_size: 0,
+                    zero_copy: true,
+                },
+            },
+            name: name.to_owned(),
+        };
+        // The canary: a fresh instance must configure and then decide a plain
+        // request before this policy may serve anyone, all within the
+        // warm-up budget, as every new instance will.
+        let (mut warm, configured) = prepared.instance().map_err(LoadError::Instantiate)?;
+        let configured = configured
+            .map_err(LoadError::Configure)?
+            .map_err(|message| LoadError::Refused(message.into()))?;
+        prepared.capabilities = Capabilities::check(configured)?;
+        let (decision, transport) = warm
+            .decide(
+                &prepared.sandbox,
+                &canary_request(),
+                &wit::Entry::Missing,
+                prepared.capabilities.transport,
+            )
+            .map_err(|e| match e {
+                CallError::Invalid(rule) => LoadError::CanaryInvalid(rule),
+                fault => LoadError::Canary(fault),
+            })?;
+        decision::validate(
+            decision,
+            transport,
+            &crate::resolve::Found::Missing,
+            &crate::config::TransferConfig::default(),
+        )
+        .map_err(LoadError::CanaryInvalid)?;
+        // The canary's instance is dropped here: a policy nobody asks for
+        // should cost only its settings, and an instance belongs to one site.
+        Ok(prepared)
+    }
+
+    /// A new instance: instantiated, then `configure`d, within its warm-up
+    /// budget (which its first `decide` continues). The outer error is a
+    /// fault of instantiation or `configure`; the inner one `configure`'s
+    /// own answer. When every pool slot is taken, the least recently used
+    /// idle instance of any site is dropped to free one (see `idle`).
+    fn instance(&self) -> Result<(Warm, ConfigureResult), CallError> {
+        let mut warm = loop {
+            let made = {
+                let _running = self.sandbox.running();
+                Warm::new(&self.sandbox, &self.compiled.pre, self.limits)
+            };
+            match made {
+                Err(CallError::Pool(_)) if self.sandbox.idle.evict_lru() => continue,
+                made => break made?,
+            }
+        };
+        stats::add(&stats::get().policy_instances, 1);
+        let configured = warm.configure(&self.sandbox, &self.settings, host_limits());
+        Ok((warm, configured))
+    }
+
+    /// A new instance for a site's request, configured with the settings it
+    /// accepted at load.
+    fn fresh(&self) -> Result<Warm, CallError> {
+        let (warm, configured) = self.instance()?;
+        // It accepted these settings at load; refusing them now means it is
+        // not the pure function of its settings it should be.
+        configured?.map_err(|message| {
+            CallError::Trap(format!("configure refused settings it had accepted: {message}").into())
+        })?;
+        Ok(warm)
+    }
+}
+
+/// One site's policy: a [`Prepared`] policy (perhaps shared with other
+/// sites) and this site's own instances, kept in the host-wide idle set
+/// under this site's name (`idle`). An instance, its memory and anything a
+/// call can write belong to one site; so does the moving average that says
+/// whether its calls are slow.
+pub struct Policy {
+    prepared: Arc<Prepared>,
+    owner: idle::Owner,
+    /// A moving average of this site's `decide` wall time, ns (warm-up
+    /// calls excluded).
+    typical_ns: AtomicU64,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("prepared", &self.prepared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Policy {
+    /// The site's policy was replaced (a reload) or the site is gone: its
+    /// idle instances are of no use to anyone else.
+    fn drop(&mut self) {
+        self.prepared.sandbox.idle.forget(self.owner);
+    }
+}
+
 impl Policy {
-    /// Loads a component from a file (`None`: the built-in default policy).
+    /// A site's policy over `prepared`, holding no instance yet.
+    pub fn new(prepared: Arc<Prepared>) -> Policy {
+        let owner = prepared.sandbox.idle.owner();
+        Policy {
+            prepared,
+            owner,
+            typical_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Loads a component from a file (`None`: the built-in default policy),
+    /// for one site.
     pub fn load(
         sandbox: &Sandbox,
         file: Option<&Path>,
@@ -367,9 +515,7 @@ impl Policy {
         }
     }
 
-    /// Compiles (or shares the compiled code of identical bytes), links,
-    /// configures and canary-tests a component. The canary's instance is not
-    /// kept: a policy holds no instance until its first request.
+    /// [`Prepared::from_bytes`], for one site.
     pub fn from_bytes(
         sandbox: &Sandbox,
         bytes: &[u8],
@@ -377,167 +523,144 @@ impl Policy {
         settings: &[wit::Setting],
         limits: SandboxLimits,
     ) -> Result<Policy, LoadError> {
-        let compiled = sandbox.components.get(&sandbox.engine, bytes)?;
-        let mut policy = Policy {
-            sandbox: sandbox.clone(),
-            compiled,
-            settings: settings.to_vec(),
-            limits,
-            // Replaced by what `configure` returns, below.
-            capabilities: Capabilities {
-                index_names: Vec::new(),
-                siblings: Vec::new(),
-                fields: Fields::All,
-                reusable: false,
-                transport: Transport {
-                    chunk_size: 0,
-                    zero_copy: true,
-                },
-            },
-            idle: Mutex::new(Vec::new()),
-            max_idle: max_idle_instances(),
-            name: name.to_owned(),
-            typical_ns: AtomicU64::new(0),
-            last_call_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-        };
-        // The canary: a fresh instance must configure and then decide a plain
-        // request before this policy may serve anyone.
-        let mut warm = policy.instantiate().map_err(LoadError::Instantiate)?;
-        let configured = policy
-            .configure(&mut warm)
-            .map_err(LoadError::Configure)?
-            .map_err(LoadError::Refused)?;
-        policy.capabilities = Capabilities::check(configured)?;
-        policy.idle.lock().expect("not poisoned").push(warm);
-        let (decision, transport) = policy
-            .decide(&canary_request(), &wit::Entry::Missing)
-            .map_err(|e| match e {
-                CallError::Invalid(rule) => LoadError::CanaryInvalid(rule),
-                fault => LoadError::Canary(fault),
-            })?;
-        decision::validate(
-            decision,
-            transport,
-            &crate::resolve::Found::Missing,
-            &crate::config::TransferConfig::default(),
-        )
-        .map_err(LoadError::CanaryInvalid)?;
-        // An idle policy holds no instance (and so no pool slot or linear
-        // memory): many tenants share few policies, and one nobody asks for
-        // should cost only its settings.
-        policy.idle.lock().expect("not poisoned").clear();
-        Ok(policy)
+        Prepared::from_bytes(sandbox, bytes, name, settings, limits)
+            .map(|p| Policy::new(Arc::new(p)))
     }
 
     /// What the policy asked of the host.
     pub fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
+        &self.prepared.capabilities
     }
 
     /// The policy's name for log lines (its file, or "built-in default").
     pub fn name(&self) -> &str {
-        &self.name
+        &self.prepared.name
     }
 
-    /// Whether this policy's calls typically take long enough (over 200 µs)
+    /// The `sluice:policy` version the component was built against.
+    pub fn version(&self) -> &'static str {
+        self.prepared.compiled.version
+    }
+
+    /// The shared, immutable part.
+    pub fn prepared(&self) -> &Arc<Prepared> {
+        &self.prepared
+    }
+
+    /// Whether this site's calls typically take long enough (over 200 µs)
     /// that they should not run on an async worker, where they would delay
     /// every other request queued there.
     pub fn is_slow(&self) -> bool {
         self.typical_ns.load(Ordering::Relaxed) > SLOW.as_nanos() as u64
     }
 
-    /// The `sluice:policy` version the component was built against.
-    pub fn version(&self) -> &'static str {
-        self.compiled.version
-    }
-
-    /// Drops the idle instances if no call came for `idle_for`: a tenant
-    /// that went quiet gives its pool slots and memory back, and its next
-    /// request makes a fresh instance.
-    pub fn reclaim(&self, idle_for: Duration) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last = self.last_call_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < u64::try_from(idle_for.as_millis()).unwrap_or(u64::MAX) {
-            return;
-        }
-        let dropped = std::mem::take(&mut *self.idle.lock().expect("not poisoned"));
-        if !dropped.is_empty() {
-            stats::add(&stats::get().instances_reclaimed, dropped.len() as u64);
-        }
-    }
-
-    /// Idle instances held now.
+    /// Idle instances this site holds now.
     pub fn idle_instances(&self) -> usize {
-        self.idle.lock().expect("not poisoned").len()
+        self.prepared.sandbox.idle.held(self.owner)
     }
 
-    fn instantiate(&self) -> Result<Warm, CallError> {
-        let _running = self.sandbox.running();
-        let warm = Warm::new(&self.sandbox, &self.compiled.pre, self.limits)?;
-        stats::add(&stats::get().policy_instances, 1);
-        Ok(warm)
+    /// Starts a call: takes one of this site's idle instances, if it has
+    /// one (see [`Call::is_slow`]).
+    pub fn call(&self) -> Call<'_> {
+        Call {
+            policy: self,
+            warm: self.prepared.sandbox.idle.take(self.owner),
+        }
     }
 
-    fn configure(&self, warm: &mut Warm) -> Result<Result<Configured, String>, CallError> {
-        warm.arm(&self.sandbox);
-        let _running = self.sandbox.running();
-        warm.configure(&self.settings, host_limits())
-    }
-
-    /// Calls `decide` on a warm instance (creating one if none is idle);
-    /// returns the decision and how its file bytes may be moved.
+    /// Calls `decide` on one of this site's instances (creating one if
+    /// none is idle); returns the decision and how its file bytes may be
+    /// moved.
     pub fn decide(
         &self,
         req: &wit::Request,
         entry: &wit::Entry,
     ) -> Result<(wit::Decision, Transport), CallError> {
+        self.call().decide(req, entry)
+    }
+}
+
+/// A call about to be made on a site's policy, with the idle instance it
+/// will run on, if the site had one.
+pub struct Call<'a> {
+    policy: &'a Policy,
+    warm: Option<Warm>,
+}
+
+impl Call<'_> {
+    /// Whether the call should run off the async workers: the site's calls
+    /// are typically slow, or this one first makes and warms up a new
+    /// instance (up to `warmup-ms` of CPU time more than a call).
+    pub fn is_slow(&self) -> bool {
+        self.warm.is_none() || self.policy.is_slow()
+    }
+
+    /// Calls `decide`; returns the decision and how its file bytes may be
+    /// moved.
+    pub fn decide(
+        self,
+        req: &wit::Request,
+        entry: &wit::Entry,
+    ) -> Result<(wit::Decision, Transport), CallError> {
         stats::add(&stats::get().policy_calls, 1);
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_call_ms.store(now, Ordering::Relaxed);
-        let idle = self.idle.lock().expect("not poisoned").pop();
-        let mut warm = match idle {
+        let policy = self.policy;
+        let prepared = &*policy.prepared;
+        let mut warm = match self.warm {
             Some(w) => w,
-            None => {
-                let mut w = self.instantiate()?;
-                // It accepted these settings at load; refusing them now means
-                // it is not the pure function of its settings it should be.
-                self.configure(&mut w)?.map_err(|message| {
-                    CallError::Trap(format!(
-                        "configure refused settings it had accepted: {message}"
-                    ))
-                })?;
-                w
-            }
+            None => prepared.fresh().inspect_err(count_fault)?,
         };
-        warm.arm(&self.sandbox);
-        let running = self.sandbox.running();
+        let warming = warm.is_new();
         let start = Instant::now();
-        let result = warm.decide(req, entry, self.capabilities.transport);
-        drop(running);
-        // An exponential moving average (weight 1/8): racy updates from two
-        // threads lose a sample, which a moving average can afford.
+        let result = warm.decide(
+            &prepared.sandbox,
+            req,
+            entry,
+            prepared.capabilities.transport,
+        );
         let elapsed = start.elapsed();
         stats::get().policy_latency.observe(elapsed);
-        let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let typical = self.typical_ns.load(Ordering::Relaxed);
-        self.typical_ns
-            .store(typical - typical / 8 + took / 8, Ordering::Relaxed);
+        if warming {
+            tracing::debug!(
+                policy = prepared.name,
+                cpu_us = warm.cpu_used().as_micros() as u64,
+                budget_ms = prepared.limits.warmup_budget().as_millis() as u64,
+                "new instance warmed up (instantiate, configure, first decide; `warmup-ms`)"
+            );
+        } else {
+            // An exponential moving average (weight 1/8): racy updates from
+            // two threads lose a sample, which a moving average can afford.
+            // A new instance's first call is not typical of the site.
+            let took = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            let typical = policy.typical_ns.load(Ordering::Relaxed);
+            policy
+                .typical_ns
+                .store(typical - typical / 8 + took / 8, Ordering::Relaxed);
+        }
         match result.as_ref().map_err(CallError::kind) {
             Ok(_) | Err(None) => {
-                let mut idle = self.idle.lock().expect("not poisoned");
-                if idle.len() < self.max_idle {
-                    idle.push(warm);
-                }
+                prepared
+                    .sandbox
+                    .idle
+                    .give(policy.owner, warm, max_idle_instances());
             }
-            Err(Some(kind)) => {
+            Err(Some(_)) => {
                 // The instance is dropped here: after a trap its memory and
                 // globals may be mid-update, so it is never called again.
-                stats::add(&stats::get().policy_traps, 1);
-                stats::add(&stats::get().faults[kind], 1);
+                drop(warm);
+                if let Err(e) = &result {
+                    count_fault(e);
+                }
             }
         }
         result
+    }
+}
+
+/// Counts a failed call by kind of fault (an invalid decision is not one).
+fn count_fault(e: &CallError) {
+    if let Some(kind) = e.kind() {
+        stats::add(&stats::get().policy_traps, 1);
+        stats::add(&stats::get().faults[kind], 1);
     }
 }
 
@@ -603,13 +726,15 @@ mod tests {
                 .decide(&canary_request(), &wit::Entry::Missing)
                 .unwrap();
         }
-        // Sequential calls share the one instance the canary left warm.
-        assert_eq!(policy.idle.lock().unwrap().len(), 1);
+        // Sequential calls share the one instance the first call made.
+        assert_eq!(policy.idle_instances(), 1);
+        assert_eq!(policy.prepared.sandbox.idle_instances().0, 1);
     }
 
     #[test]
     fn an_idle_policy_holds_no_instance() {
         let policy = load(DEFAULT_POLICY).unwrap();
+        let sandbox = policy.prepared.sandbox.clone();
         assert_eq!(
             policy.idle_instances(),
             0,
@@ -619,16 +744,89 @@ mod tests {
             .decide(&canary_request(), &wit::Entry::Missing)
             .unwrap();
         assert_eq!(policy.idle_instances(), 1, "made on the first call");
-        policy.reclaim(Duration::from_secs(60));
+        sandbox.reclaim_idle(Duration::from_secs(60));
         assert_eq!(policy.idle_instances(), 1, "called recently: kept");
         std::thread::sleep(Duration::from_millis(20));
-        policy.reclaim(Duration::from_millis(10));
+        sandbox.reclaim_idle(Duration::from_millis(10));
         assert_eq!(policy.idle_instances(), 0, "quiet: reclaimed");
         // And the next call makes a fresh one.
         let (decision, _) = policy
             .decide(&canary_request(), &wit::Entry::Missing)
             .unwrap();
         assert_eq!(decision.status, 404);
+        // A site's policy that goes (a reload) takes its instances along.
+        drop(policy);
+        assert_eq!(sandbox.idle_instances(), (0, 0));
+    }
+
+    #[test]
+    fn sites_sharing_a_policy_have_instances_of_their_own() {
+        let a = load(DEFAULT_POLICY).unwrap();
+        let b = Policy::new(a.prepared.clone());
+        a.decide(&canary_request(), &wit::Entry::Missing).unwrap();
+        assert_eq!((a.idle_instances(), b.idle_instances()), (1, 0));
+        // b's first call makes an instance of its own, not a's.
+        b.decide(&canary_request(), &wit::Entry::Missing).unwrap();
+        assert_eq!((a.idle_instances(), b.idle_instances()), (1, 1));
+        assert_eq!(a.prepared.sandbox.idle_instances().0, 2);
+    }
+
+    #[test]
+    fn a_full_pool_takes_the_least_recently_used_idle_instance() {
+        // Two slots, three sites: the third site's first call takes the
+        // slot of the least recently used idle instance (site a's), instead
+        // of failing.
+        let config = SandboxConfig {
+            instances: 2,
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::new(&config).unwrap();
+        let prepared = Arc::new(
+            Prepared::from_bytes(&sandbox, DEFAULT_POLICY, "t", &[], config.limits()).unwrap(),
+        );
+        let sites: Vec<Policy> = (0..3).map(|_| Policy::new(prepared.clone())).collect();
+        for site in &sites {
+            let (decision, _) = site
+                .decide(&canary_request(), &wit::Entry::Missing)
+                .unwrap();
+            assert_eq!(decision.status, 404);
+        }
+        let held: Vec<usize> = sites.iter().map(Policy::idle_instances).collect();
+        assert_eq!(held, [0, 1, 1]);
+    }
+
+    #[test]
+    fn idle_instances_are_bounded_by_their_memory_host_wide() {
+        let config = SandboxConfig::default();
+        let sandbox = Sandbox::new(&config).unwrap();
+        let prepared = Arc::new(
+            Prepared::from_bytes(&sandbox, DEFAULT_POLICY, "t", &[], config.limits()).unwrap(),
+        );
+        let one = {
+            let p = Policy::new(prepared.clone());
+            p.decide(&canary_request(), &wit::Entry::Missing).unwrap();
+            sandbox.idle_instances().1
+        };
+        assert!(one > 0);
+        // Room for two instances' memory: a third site's instance, given
+        // back, pushes out the least recently used one.
+        let config = SandboxConfig {
+            idle_memory: crate::config::ByteSize(2 * one),
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::new(&config).unwrap();
+        let prepared = Arc::new(
+            Prepared::from_bytes(&sandbox, DEFAULT_POLICY, "t", &[], config.limits()).unwrap(),
+        );
+        let sites: Vec<Policy> = (0..3).map(|_| Policy::new(prepared.clone())).collect();
+        for i in [0, 1, 0, 2] {
+            sites[i]
+                .decide(&canary_request(), &wit::Entry::Missing)
+                .unwrap();
+        }
+        let held: Vec<usize> = sites.iter().map(Policy::idle_instances).collect();
+        assert_eq!(held, [1, 0, 1], "site 1 was the least recently used");
+        assert_eq!(sandbox.idle_instances(), (2, 2 * one));
     }
 
     #[test]
@@ -639,12 +837,12 @@ mod tests {
             Policy::from_bytes(&sandbox, DEFAULT_POLICY, name, &[], settings.limits()).unwrap()
         };
         let (a, b) = (load("a"), load("b"));
-        assert!(Arc::ptr_eq(&a.compiled, &b.compiled));
+        assert!(Arc::ptr_eq(&a.prepared.compiled, &b.prepared.compiled));
         let mut other = DEFAULT_POLICY.to_vec();
         // A custom section appended: other bytes, the same behaviour.
         other.extend_from_slice(&[0, 4, 3, b'x', b'y', b'z']);
         let c = Policy::from_bytes(&sandbox, &other, "c", &[], settings.limits()).unwrap();
-        assert!(!Arc::ptr_eq(&a.compiled, &c.compiled));
+        assert!(!Arc::ptr_eq(&a.prepared.compiled, &c.prepared.compiled));
     }
 
     #[test]

@@ -3,27 +3,33 @@
 //! Thousands of tenants typically share a few policy components, most with
 //! the same settings. A [`Loader`] reads each policy file once, and loads
 //! (configure + canary) each distinct *(component bytes, settings, limits)*
-//! once; sites with the same triple share one [`Policy`], its instances
-//! included. That is sound because everything a policy's behaviour depends
-//! on is in the triple: `configure` gets only the settings (and the host's
-//! limits, the same for all), the limits bound every call, and `decide` gets
-//! the request — `Host` header included — and the file's metadata. The WIT
-//! requires a policy to be a function of its settings (the host already
-//! refuses one whose `configure` answers differently on a new instance), and
-//! requests land on whichever warm instance is free, so no site could rely
-//! on instance state anyway.
+//! once; sites with the same triple share one [`Prepared`] policy: the
+//! compiled code, and what `configure` and the canary established (the
+//! capabilities). That is sound because all of it is immutable and a
+//! function of the triple: `configure` gets only the settings (and the
+//! host's limits, the same for all), and the WIT requires a policy to be a
+//! function of its settings (the host refuses one whose `configure` answers
+//! differently on a new instance).
 //!
-//! What stays per site is what depends on the site: its root, its open-file
-//! and decision caches (decisions depend on the file found under that root),
-//! its counters and its share of the workers (`policy-workers`), so one
-//! tenant's load cannot take another's turns even when they share a policy.
+//! Instances are never shared. An instance's memory holds whatever its
+//! calls wrote — a policy may keep state between calls however the contract
+//! discourages it, and a 0.1.0 policy is given every request header,
+//! cookies included — so each site calls its policy on instances of its own
+//! ([`super::Policy`]), and one tenant's requests can never run on an
+//! instance another tenant's requests wrote to. (When sites shared
+//! instances, outside testing saw tenant B's responses carry tenant A's
+//! request paths 10,518 times: `sandbox::tenants_never_share_an_instance`.)
+//!
+//! Also per site: its root, its open-file and decision caches (decisions
+//! depend on the file found under that root), its counters and its share of
+//! the workers (`policy-workers`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::compiled::{key, Key};
-use super::{wit, LoadError, Policy, Sandbox, DEFAULT_POLICY};
+use super::{wit, LoadError, Prepared, Sandbox, DEFAULT_POLICY};
 use crate::config::SandboxLimits;
 use crate::stats;
 
@@ -31,7 +37,7 @@ use crate::stats;
 type File = Result<(Key, Arc<[u8]>), Arc<LoadError>>;
 
 /// A loaded policy, or why it could not be (shared by every site asking).
-type Outcome = Result<Arc<Policy>, Arc<LoadError>>;
+type Outcome = Result<Arc<Prepared>, Arc<LoadError>>;
 
 /// Loads policies for many sites, sharing what is identical. Keep one for a
 /// start-up or a reload, then drop it: a reload must read files again.
@@ -80,7 +86,7 @@ impl<'a> Loader<'a> {
             || "built-in default".to_owned(),
             |p| p.display().to_string(),
         );
-        let loaded = Policy::from_bytes(sandbox, &bytes, &name, settings, limits)
+        let loaded = Prepared::from_bytes(sandbox, &bytes, &name, settings, limits)
             .map(Arc::new)
             .map_err(Arc::new);
         self.policies.insert(id, loaded.clone());

@@ -21,53 +21,84 @@
 //!   1 s), after which every entry is walked again;
 //! * `valid-ms = 0` turns the cache off: every request walks its path.
 //!
-//! Bounds: at most `open-files` paths per site, each holding at most
-//! 1 + (number of sibling codings) descriptors; entries older than the window
-//! are dropped by [`FileCache::sweep`], so a deleted file's space is not held
-//! for long.
+//! Bounds. Every site's entries live in one host-wide cache
+//! ([`crate::shared_cache`]) weighed in descriptors: all sites together hold
+//! at most `[cache] descriptors` (a share of the descriptor limit, see
+//! [`crate::descriptors`]; a cached absence counts as one), evicting across
+//! sites (S3-FIFO), and one site at most `open-files` paths (so with many
+//! tenants, set `open-files` well below `descriptors` for each to keep a
+//! share even of hot paths). An entry also costs a few hundred bytes of
+//! memory (its path, its `Found`, its slots), so the budget bounds that too.
+//! Entries older than the window are dropped by [`sweep`], so a deleted
+//! file's space is not held for long.
+//!
+//! Running short. A lookup that finds no descriptor left (EMFILE, ENFILE)
+//! first makes every site's cache give back half of what it holds, then
+//! tries once more; if that fails too, the request is told so (the handler
+//! answers 503) and nothing is cached: an absence is cached only when the
+//! kernel said the path is not there.
 
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{Found, Root};
+use super::{Found, NoDescriptors, Root};
 use crate::coding::Coding;
 use crate::config::CacheConfig;
+use crate::shared_cache::{Quota, Share, SharedCache};
 use crate::stats;
 
-struct Cached {
+/// A cached lookup and when it stops being trusted.
+pub struct Cached {
     found: Found,
-    at: Instant,
+    until: Instant,
+}
+
+/// The host-wide store of every site's cached lookups, weighed in
+/// descriptors.
+pub type OpenFiles = SharedCache<Cached>;
+
+/// The host-wide store bounded to `descriptors`.
+pub fn open_files(descriptors: u64) -> OpenFiles {
+    SharedCache::new(descriptors, 1, false)
+}
+
+/// Closes the descriptors of entries past their window, every site's.
+pub fn sweep(store: &OpenFiles) {
+    let now = Instant::now();
+    store.retain(|cached| now < cached.until);
 }
 
 /// Recent lookups of one site's paths, for the policy now loaded (whose
-/// capabilities say which index names and siblings a lookup includes).
+/// capabilities say which index names and siblings a lookup includes): its
+/// share of the host-wide store.
 pub struct FileCache {
     valid: Duration,
-    capacity: usize,
-    /// Made on the first lookup: quick_cache sizes its tables up front, and
-    /// a site nobody visits (one of thousands of tenants) should not pay.
-    entries: OnceLock<quick_cache::sync::Cache<Box<str>, Arc<Cached>>>,
+    store: OpenFiles,
+    share: Share<Cached>,
 }
 
 impl std::fmt::Debug for FileCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileCache")
             .field("valid", &self.valid)
-            .field("entries", &self.entries.get().map_or(0, |e| e.len()))
+            .field("entries", &self.share.len())
             .finish()
     }
 }
 
 impl FileCache {
-    /// A cache as configured; `None` when it is turned off.
-    pub fn new(config: &CacheConfig) -> Option<FileCache> {
-        if config.valid_ms == 0 || config.open_files == 0 {
+    /// A site's cache as configured, a share of `store`; `None` when it is
+    /// turned off.
+    pub fn new(store: &OpenFiles, config: &CacheConfig) -> Option<FileCache> {
+        if config.valid_ms == 0 || config.open_files == 0 || store.bound() == 0 {
             return None;
         }
         Some(FileCache {
             valid: Duration::from_millis(config.valid_ms),
-            capacity: config.open_files,
-            entries: OnceLock::new(),
+            store: store.clone(),
+            share: store.share(Quota {
+                weight: u64::MAX,
+                items: config.open_files as u64,
+            }),
         })
     }
 
@@ -79,60 +110,72 @@ impl FileCache {
         relative: &str,
         index_names: &[String],
         codings: &[Coding],
-    ) -> Found {
+    ) -> Result<Found, NoDescriptors> {
         let now = Instant::now();
-        let entries = self
-            .entries
-            .get_or_init(|| quick_cache::sync::Cache::new(self.capacity));
-        if let Some(cached) = entries.get(relative) {
-            if now.duration_since(cached.at) < self.valid {
+        let hash = self.share.hash(relative.as_bytes());
+        if let Some(cached) = self.share.get(relative.as_bytes(), hash) {
+            if now < cached.until {
                 if let Some(found) = cached.found.refreshed() {
                     stats::add(&stats::get().open_file_hits, 1);
-                    return found;
+                    return Ok(found);
                 }
             }
         }
-        let found = root.lookup(relative, index_names, codings);
-        entries.insert(
-            relative.into(),
-            Arc::new(Cached {
-                found: found.clone(),
-                at: now,
-            }),
-        );
-        found
-    }
-
-    /// Drops entries older than the window, closing their descriptors.
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        let Some(entries) = self.entries.get() else {
-            return;
+        let found = match root.lookup(relative, index_names, codings) {
+            Ok(found) => found,
+            Err(e) => {
+                // Out of descriptors: the caches give back half of theirs
+                // (every site's: the limit is the process's), then one more
+                // try. The cache is for speed; it must not cost a request.
+                let released = self.store.release(self.store.weight().div_ceil(2));
+                if released > 0 {
+                    tracing::warn!(
+                        error = %e,
+                        released,
+                        "no descriptor left to open a file: the open-file caches closed some"
+                    );
+                    stats::add(&stats::get().open_file_releases, released);
+                }
+                root.lookup(relative, index_names, codings)?
+            }
         };
-        entries.retain(|_, cached| now.duration_since(cached.at) < self.valid);
+        let descriptors = found.descriptors() as u64;
+        self.share.insert(
+            relative.as_bytes().into(),
+            hash,
+            Cached {
+                found: found.clone(),
+                until: now + self.valid,
+            },
+            descriptors,
+        );
+        Ok(found)
     }
 
-    /// Descriptors the cache holds open (for the admin counters and tests).
-    pub fn descriptors(&self) -> usize {
-        self.entries
-            .get()
-            .into_iter()
-            .flat_map(|e| e.iter())
-            .map(|(_, c)| c.found.descriptors())
-            .sum()
+    /// Descriptors this site's entries hold open (for tests).
+    pub fn descriptors(&self) -> u64 {
+        self.share.weight()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn cache(valid_ms: u64) -> FileCache {
-        FileCache::new(&CacheConfig {
-            valid_ms,
-            ..CacheConfig::default()
-        })
+        FileCache::new(
+            &open_files(1024),
+            &CacheConfig {
+                valid_ms,
+                ..CacheConfig::default()
+            },
+        )
         .unwrap()
+    }
+
+    fn lookup(cache: &FileCache, root: &Root, path: &str, codings: &[Coding]) -> Found {
+        cache.lookup(root, path, &[], codings).unwrap()
     }
 
     fn size(found: &Found) -> Option<u64> {
@@ -149,17 +192,17 @@ mod tests {
         std::fs::write(&path, "hello").unwrap();
         let root = Root::open(dir.path()).unwrap();
         let cache = cache(60_000);
-        assert_eq!(size(&cache.lookup(&root, "a.txt", &[], &[])), Some(5));
+        assert_eq!(size(&lookup(&cache, &root, "a.txt", &[])), Some(5));
         // Truncated and rewritten in place: same inode, new size.
         std::fs::write(&path, "hello, world").unwrap();
-        assert_eq!(size(&cache.lookup(&root, "a.txt", &[], &[])), Some(12));
+        assert_eq!(size(&lookup(&cache, &root, "a.txt", &[])), Some(12));
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
             .unwrap()
             .set_len(2)
             .unwrap();
-        assert_eq!(size(&cache.lookup(&root, "a.txt", &[], &[])), Some(2));
+        assert_eq!(size(&lookup(&cache, &root, "a.txt", &[])), Some(2));
     }
 
     #[test]
@@ -168,13 +211,13 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "old").unwrap();
         let root = Root::open(dir.path()).unwrap();
         let cache = cache(60_000);
-        let before = match cache.lookup(&root, "a.txt", &[], &[]) {
+        let before = match lookup(&cache, &root, "a.txt", &[]) {
             Found::File(f) => f.file.meta.inode,
             other => panic!("{other:?}"),
         };
         std::fs::write(dir.path().join("new.txt"), "brand new").unwrap();
         std::fs::rename(dir.path().join("new.txt"), dir.path().join("a.txt")).unwrap();
-        match cache.lookup(&root, "a.txt", &[], &[]) {
+        match lookup(&cache, &root, "a.txt", &[]) {
             Found::File(f) => {
                 assert_ne!(f.file.meta.inode, before);
                 assert_eq!(f.file.meta.size, 9);
@@ -184,7 +227,7 @@ mod tests {
         // Deleted: missing at once too.
         std::fs::remove_file(dir.path().join("a.txt")).unwrap();
         assert!(matches!(
-            cache.lookup(&root, "a.txt", &[], &[]),
+            lookup(&cache, &root, "a.txt", &[]),
             Found::Missing
         ));
     }
@@ -195,14 +238,13 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
         let root = Root::open(dir.path()).unwrap();
         let cache = cache(200);
-        let siblings = |cache: &FileCache| match cache.lookup(&root, "a.txt", &[], &[Coding::Gzip])
-        {
+        let siblings = |cache: &FileCache| match lookup(cache, &root, "a.txt", &[Coding::Gzip]) {
             Found::File(f) => f.siblings.len(),
             other => panic!("{other:?}"),
         };
         assert_eq!(siblings(&cache), 0);
         assert!(matches!(
-            cache.lookup(&root, "b.txt", &[], &[]),
+            lookup(&cache, &root, "b.txt", &[]),
             Found::Missing
         ));
         std::fs::write(dir.path().join("a.txt.gz"), "gz").unwrap();
@@ -212,7 +254,7 @@ mod tests {
         assert_eq!(siblings(&cache), 0);
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(siblings(&cache), 1);
-        assert_eq!(size(&cache.lookup(&root, "b.txt", &[], &[])), Some(1));
+        assert_eq!(size(&lookup(&cache, &root, "b.txt", &[])), Some(1));
     }
 
     #[test]
@@ -220,16 +262,72 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
         let root = Root::open(dir.path()).unwrap();
-        let cache = cache(50);
-        cache.lookup(&root, "a.txt", &[], &[]);
+        let store = open_files(1024);
+        let cache = FileCache::new(
+            &store,
+            &CacheConfig {
+                valid_ms: 50,
+                ..CacheConfig::default()
+            },
+        )
+        .unwrap();
+        lookup(&cache, &root, "a.txt", &[]);
         assert_eq!(cache.descriptors(), 1);
         std::thread::sleep(Duration::from_millis(80));
-        cache.sweep();
+        sweep(&store);
         assert_eq!(cache.descriptors(), 0);
-        assert!(FileCache::new(&CacheConfig {
-            valid_ms: 0,
-            ..CacheConfig::default()
-        })
+        assert!(FileCache::new(
+            &store,
+            &CacheConfig {
+                valid_ms: 0,
+                ..CacheConfig::default()
+            }
+        )
         .is_none());
+    }
+
+    /// One budget for every site: a site reading many files evicts across
+    /// sites (closing what it evicts) but not another site's file in use.
+    #[test]
+    fn all_sites_together_hold_at_most_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            std::fs::write(dir.path().join(format!("f{i}")), "x").unwrap();
+        }
+        let root = Root::open(dir.path()).unwrap();
+        let store = open_files(8);
+        let config = CacheConfig {
+            valid_ms: 60_000,
+            ..CacheConfig::default()
+        };
+        let (a, b) = (
+            FileCache::new(&store, &config).unwrap(),
+            FileCache::new(&store, &config).unwrap(),
+        );
+        let file = |found: Found| match found {
+            Found::File(f) => f.file.file,
+            other => panic!("{other:?}"),
+        };
+        let hot = file(lookup(&b, &root, "f0", &[]));
+        assert!(Arc::ptr_eq(&hot, &file(lookup(&b, &root, "f0", &[]))));
+        let mut flooded = Vec::new();
+        for i in 1..40 {
+            flooded.push(Arc::downgrade(&file(lookup(
+                &a,
+                &root,
+                &format!("f{i}"),
+                &[],
+            ))));
+            assert!(store.weight() <= 8, "{}", store.weight());
+            // b's file, in use, stays cached: the same descriptor.
+            assert!(Arc::ptr_eq(&hot, &file(lookup(&b, &root, "f0", &[]))));
+        }
+        // What was evicted was closed (no reference left to its File).
+        let open = flooded.iter().filter(|w| w.upgrade().is_some()).count();
+        assert!(open <= 7, "{open} of a's descriptors still open");
+        assert_eq!(a.descriptors() + b.descriptors(), store.weight());
+        // A site going (a reload) closes its entries at once.
+        drop(a);
+        assert_eq!(store.weight(), 1);
     }
 }

@@ -12,6 +12,6 @@ mod cache;
 mod normalize;
 mod open;
 
-pub use cache::FileCache;
+pub use cache::{open_files, sweep, Cached, FileCache, OpenFiles};
 pub use normalize::{normalize, NormalPath, PathError};
-pub use open::{FileMeta, Found, FoundFile, OpenedFile, Root, RootError};
+pub use open::{FileMeta, Found, FoundFile, NoDescriptors, OpenedFile, Root, RootError};

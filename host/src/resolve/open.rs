@@ -21,6 +21,13 @@ pub enum RootError {
     NoOpenat2,
 }
 
+/// A lookup failed because the process (EMFILE) or the system (ENFILE) has
+/// no descriptor left: not an answer about the path, so never "missing" and
+/// never cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no file descriptor left: {0}")]
+pub struct NoDescriptors(pub rustix::io::Errno);
+
 /// Metadata of an opened regular file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMeta {
@@ -127,65 +134,86 @@ impl Root {
     }
 
     /// Opens `relative` beneath the root: a regular file or a directory, or
-    /// `None` for anything else (including every error, which the caller reports
-    /// uniformly as "missing").
-    fn open_node(&self, relative: &str) -> Option<(OwnedFd, rustix::fs::Stat)> {
+    /// `None` for anything else (including every error about the path, which
+    /// the caller reports uniformly as "missing"); an error for want of a
+    /// descriptor is not about the path, and is returned as such.
+    fn open_node(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(OwnedFd, rustix::fs::Stat)>, NoDescriptors> {
         let fd = match self.open_beneath(relative) {
             Ok(fd) => fd,
+            Err(e @ (rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)) => {
+                return Err(NoDescriptors(e))
+            }
             Err(e) => {
                 if e == rustix::io::Errno::XDEV || e == rustix::io::Errno::LOOP {
                     tracing::debug!(path = relative, error = %e, "refused a path resolving outside the root");
                 }
-                return None;
+                return Ok(None);
             }
         };
-        let stat = rustix::fs::fstat(&fd).ok()?;
-        Some((fd, stat))
+        Ok(rustix::fs::fstat(&fd).ok().map(|stat| (fd, stat)))
     }
 
-    fn open_file(&self, relative: &str) -> Option<OpenedFile> {
-        let (fd, stat) = self.open_node(relative)?;
-        (FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile).then(|| opened(fd, &stat))
+    fn open_file(&self, relative: &str) -> Result<Option<OpenedFile>, NoDescriptors> {
+        Ok(self.open_node(relative)?.and_then(|(fd, stat)| {
+            (FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile)
+                .then(|| opened(fd, &stat))
+        }))
     }
 
-    fn found_file(&self, relative: &str, file: OpenedFile, codings: &[Coding]) -> FoundFile {
-        let siblings = codings
-            .iter()
-            .filter_map(|&c| {
-                let sibling = self.open_file(&format!("{relative}{}", c.suffix()))?;
-                Some((c, sibling))
-            })
-            .collect();
-        FoundFile { file, siblings }
+    fn found_file(
+        &self,
+        relative: &str,
+        file: OpenedFile,
+        codings: &[Coding],
+    ) -> Result<FoundFile, NoDescriptors> {
+        let mut siblings = Vec::new();
+        for &c in codings {
+            if let Some(sibling) = self.open_file(&format!("{relative}{}", c.suffix()))? {
+                siblings.push((c, sibling));
+            }
+        }
+        Ok(FoundFile { file, siblings })
     }
 
     /// Looks up a normalized path: opens it, and for a file its siblings in
-    /// `codings`, for a directory the first of `index_names` present.
-    pub fn lookup(&self, relative: &str, index_names: &[String], codings: &[Coding]) -> Found {
-        let Some((fd, stat)) = self.open_node(relative) else {
-            return Found::Missing;
+    /// `codings`, for a directory the first of `index_names` present. Fails
+    /// only when a descriptor could not be had (and then holds none).
+    pub fn lookup(
+        &self,
+        relative: &str,
+        index_names: &[String],
+        codings: &[Coding],
+    ) -> Result<Found, NoDescriptors> {
+        let Some((fd, stat)) = self.open_node(relative)? else {
+            return Ok(Found::Missing);
         };
-        match FileType::from_raw_mode(stat.st_mode) {
+        Ok(match FileType::from_raw_mode(stat.st_mode) {
             FileType::RegularFile => {
-                Found::File(self.found_file(relative, opened(fd, &stat), codings))
+                Found::File(self.found_file(relative, opened(fd, &stat), codings)?)
             }
             FileType::Directory => {
                 drop(fd);
                 // The policy's capabilities were checked at load: each name
                 // is one plain file name.
-                let index = index_names.iter().find_map(|name| {
+                let mut index = None;
+                for name in index_names {
                     let path = if relative == "." {
                         name.clone()
                     } else {
                         format!("{relative}/{name}")
                     };
-                    let file = self.open_file(&path)?;
-                    Some((name.clone(), self.found_file(&path, file, codings)))
-                });
+                    if let Some(file) = self.open_file(&path)? {
+                        index = Some((name.clone(), self.found_file(&path, file, codings)?));
+                        break;
+                    }
+                }
                 Found::Directory { index }
             }
             _ => Found::Missing,
-        }
+        })
     }
 }
 
@@ -285,9 +313,15 @@ mod tests {
         symlink("a.txt", dir.path().join("inside")).unwrap();
         let root = Root::open(dir.path()).unwrap();
         let codings = [Coding::Gzip];
-        assert!(matches!(root.lookup("abs", &[], &codings), Found::Missing));
-        assert!(matches!(root.lookup("rel", &[], &codings), Found::Missing));
-        match root.lookup("a.txt", &[], &codings) {
+        assert!(matches!(
+            root.lookup("abs", &[], &codings),
+            Ok(Found::Missing)
+        ));
+        assert!(matches!(
+            root.lookup("rel", &[], &codings),
+            Ok(Found::Missing)
+        ));
+        match root.lookup("a.txt", &[], &codings).unwrap() {
             Found::File(f) => {
                 assert_eq!(f.file.meta.size, 5);
                 assert!(
@@ -299,7 +333,7 @@ mod tests {
         }
         assert!(matches!(
             root.lookup("inside", &[], &codings),
-            Found::File(_)
+            Ok(Found::File(_))
         ));
     }
 }

@@ -14,12 +14,14 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 pub use reuse::DecisionCache;
-pub use site::{request_host, App, Loaded, Site, SiteSpec};
+pub use site::{request_host, App, Loaded, Site, SiteSpec, Stores};
 
 use crate::decision::{self, Verdict};
 use crate::policy::CallError;
 use crate::resolve::{normalize, Found, NormalPath};
+use crate::shared_cache::Held;
 use crate::stats;
+use crate::transfer::budget::BodyBudget;
 use crate::transfer::{self, Channel, ResponseBody};
 
 /// What the connection tells the handler about itself.
@@ -28,6 +30,9 @@ pub struct Conn<'a> {
     /// Whether the request arrived over TLS (given to the policy).
     pub tls: bool,
     pub channel: Channel<'a>,
+    /// What the body's bytes are charged to: the connection's share of the
+    /// host-wide body budget.
+    pub budget: &'a Arc<BodyBudget>,
 }
 
 /// A short plain-text response made by the host itself (errors the policy
@@ -96,7 +101,16 @@ async fn respond<B>(
         }
     };
     let loaded = site.loaded();
-    let found = loaded.lookup(&site.root, path.relative());
+    let found = match loaded.lookup(&site.root, path.relative()) {
+        Ok(found) => found,
+        Err(e) => {
+            no_descriptors(&path, e);
+            return host_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable: the server has no file descriptor left\n",
+            );
+        }
+    };
     let verdict = match verdict(app, outcome, &loaded, &req, &path, conn.tls, &found).await {
         Ok(v) => v,
         Err(response) => return *response,
@@ -107,13 +121,37 @@ async fn respond<B>(
         return host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
     };
     let head_only = req.method() == Method::HEAD;
-    match transfer::respond(plan, head_only, conn.channel, &app.transfer) {
+    match transfer::respond(plan, head_only, conn.channel, &app.transfer, conn.budget) {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(path = %path.path, error = %e, "cannot start the body");
             host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
         }
     }
+}
+
+/// Counts a request answered 503 for want of a descriptor, and logs it: at
+/// most one line a second, saying how many went unlogged, so a process out
+/// of descriptors does not also flood its log.
+fn no_descriptors(path: &NormalPath, e: crate::resolve::NoDescriptors) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LOGGED_AT: AtomicU64 = AtomicU64::new(0);
+    static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+    stats::add(&stats::get().no_descriptors, 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LOGGED_AT.swap(now, Relaxed) == now {
+        UNLOGGED.fetch_add(1, Relaxed);
+        return;
+    }
+    tracing::warn!(
+        path = %path.path,
+        error = %e,
+        also_unlogged = UNLOGGED.swap(0, Relaxed),
+        "no descriptor left to open the file, even after the open-file caches gave theirs \
+         back: answered 503"
+    );
 }
 
 /// The policy's validated decision for this request: from the decision
@@ -123,10 +161,10 @@ async fn respond<B>(
 /// Fair sharing between tenants: a call first takes one of the site's turns
 /// (`policy-workers`, by default half the workers), waiting for one without
 /// holding a worker; so however loaded one tenant's policy is, its calls
-/// occupy at most that many workers. A policy whose calls are typically slow
-/// is called under `block_in_place`, which hands this worker's other tasks
-/// to another thread for the duration: requests queued behind the call are
-/// not delayed by it.
+/// occupy at most that many workers. A call that is typically slow, or that
+/// first makes and warms up a new instance, runs under `block_in_place`,
+/// which hands this worker's other tasks to another thread for the
+/// duration: requests queued behind the call are not delayed by it.
 async fn verdict<B>(
     app: &App,
     outcome: &mut Outcome<'_>,
@@ -135,19 +173,22 @@ async fn verdict<B>(
     path: &NormalPath,
     tls: bool,
     found: &Found,
-) -> Result<Arc<Verdict>, Box<Response<ResponseBody>>> {
+) -> Result<Decided, Box<Response<ResponseBody>>> {
     let policy = &loaded.policy;
     let caps = policy.capabilities();
     let key = loaded.decisions.as_ref().map(|cache| {
         KEY.with_borrow_mut(|key| {
             request::write_key(key, req, path, tls, &caps.fields, found);
-            cache.get(key).ok_or_else(|| Box::<[u8]>::from(&key[..]))
+            let hash = cache.hash(key);
+            cache
+                .get(key, hash)
+                .ok_or_else(|| (Box::<[u8]>::from(&key[..]), hash))
         })
     });
     let key = match key {
         Some(Ok(hit)) => {
             stats::add(&stats::get().decision_cache_hits, 1);
-            return Ok(hit);
+            return Ok(Decided::Cached(hit));
         }
         Some(Err(miss)) => Some(miss),
         None => None,
@@ -160,12 +201,13 @@ async fn verdict<B>(
         Ok(turn) => turn,
         Err(_) => site.calls.acquire().await.expect("never closed"),
     };
-    let call = || policy.decide(&wit_req, &wit_entry);
+    // After the turn: the call takes one of the site's idle instances.
+    let call = policy.call();
     let started = Instant::now();
-    let answer = if policy.is_slow() {
-        off_the_workers(call)
+    let answer = if call.is_slow() {
+        off_the_workers(|| call.decide(&wit_req, &wit_entry))
     } else {
-        call()
+        call.decide(&wit_req, &wit_entry)
     };
     outcome.policy_time = Some(started.elapsed());
     let invalid = |rule: decision::DecisionError| {
@@ -195,11 +237,27 @@ async fn verdict<B>(
         }
     })?;
     let verdict = decision::validate(decision, transport, found, &app.transfer).map_err(invalid)?;
-    let verdict = Arc::new(verdict);
-    if let (Some(cache), Some(key)) = (&loaded.decisions, key) {
-        cache.insert(key, verdict.clone());
+    Ok(match (&loaded.decisions, key) {
+        (Some(cache), Some((key, hash))) => Decided::Cached(cache.insert(key, hash, verdict)),
+        _ => Decided::Fresh(verdict),
+    })
+}
+
+/// A validated decision: kept in the decision cache, or made for this
+/// request alone (a policy whose decisions are not reusable).
+enum Decided {
+    Cached(Held<Verdict>),
+    Fresh(Verdict),
+}
+
+impl std::ops::Deref for Decided {
+    type Target = Verdict;
+    fn deref(&self) -> &Verdict {
+        match self {
+            Decided::Cached(held) => held,
+            Decided::Fresh(verdict) => verdict,
+        }
     }
-    Ok(verdict)
 }
 
 /// Runs `f` where it does not hold up the tasks queued on this worker:
@@ -222,6 +280,7 @@ mod tests {
     use crate::config::Config;
     use crate::transfer::Channel;
     use http_body_util::BodyExt;
+    use std::sync::Arc;
 
     fn build(root: &std::path::Path, extra: &str) -> Arc<App> {
         let mut config: Config = toml::from_str(extra).unwrap();
@@ -234,6 +293,7 @@ mod tests {
             tls: false,
             // No zero-copy link: bodies take the copying (or inline) path.
             channel: Channel { zero_copy: None },
+            budget: &app.body_budget,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -1,7 +1,7 @@
 //! Sites (virtual hosts): a root and a policy each, chosen by `Host`, and
 //! the application they make up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,14 +9,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::Request;
 
-use super::reuse::DecisionCache;
+use super::reuse::{self, DecisionCache, Decisions};
 use crate::access_log::AccessLog;
 use crate::config::{
     policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits, TransferConfig,
 };
 use crate::policy::{self, wit, LoadError, Loader, Policy, Sandbox};
-use crate::resolve::{FileCache, Found, Root};
+use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root};
 use crate::stats;
+use crate::transfer::budget::BodyBudget;
 
 /// Where a site's policy comes from, kept for reloads.
 #[derive(Debug, Clone)]
@@ -31,60 +32,86 @@ pub struct SiteSpec {
 
 impl SiteSpec {
     /// Compiles, configures and canary-tests this site's policy, or shares
-    /// the one `loader` already made from the same bytes, settings and limits.
-    fn load_policy(&self, loader: &mut Loader<'_>) -> Result<Arc<Policy>, Arc<LoadError>> {
-        loader.load(self.policy_file.as_deref(), &self.settings, self.limits)
-    }
-
-    /// What makes two sites' policies the same before any file is read (an
-    /// upper bound on the distinct policies: identical bytes under two
-    /// paths count twice).
-    fn policy_identity(&self) -> (Option<&PathBuf>, String, SandboxLimits) {
-        (
-            self.policy_file.as_ref(),
-            format!("{:?}", self.settings),
-            self.limits,
-        )
+    /// the one `loader` already made from the same bytes, settings and
+    /// limits; the site calls it on instances of its own.
+    fn load_policy(&self, loader: &mut Loader<'_>) -> Result<Policy, Arc<LoadError>> {
+        loader
+            .load(self.policy_file.as_deref(), &self.settings, self.limits)
+            .map(Policy::new)
     }
 }
 
-/// How long a policy may go without a call before its idle instances are
-/// dropped (its next request then makes a fresh one: well under a
+/// How long an idle instance is kept without a call before it is dropped
+/// (its site's next request then makes a fresh one: well under a
 /// millisecond for a typical policy, see BENCHMARKS.md).
 const RECLAIM_AFTER: Duration = Duration::from_secs(10);
 
 /// A loaded policy with the caches that depend on it: lookups follow its
 /// capabilities (index names, siblings) and decisions are its own, so both
-/// are replaced with it on reload. The policy may be shared with other sites
-/// (see `policy::Loader`); the caches are this site's, and take no memory
-/// until its first request.
+/// are replaced with it on reload. What the policy shares with other sites
+/// is immutable (see `policy::Loader`); its instances and the caches are
+/// this site's, and take no memory until its first request.
 pub struct Loaded {
-    pub policy: Arc<Policy>,
+    pub policy: Policy,
     pub(super) decisions: Option<DecisionCache>,
     files: Option<FileCache>,
 }
 
 impl Loaded {
-    fn new(policy: Arc<Policy>, cache: &CacheConfig) -> Loaded {
+    fn new(policy: Policy, cache: &CacheConfig, stores: &Stores) -> Loaded {
         let decisions = if policy.capabilities().reusable {
-            DecisionCache::new(cache.decisions.0)
+            DecisionCache::new(&stores.decisions, cache.decisions.0)
         } else {
             None
         };
         Loaded {
             decisions,
-            files: FileCache::new(cache),
+            files: FileCache::new(&stores.open_files, cache),
             policy,
         }
     }
 
     /// Looks up a normalized path for this policy, through the open-file
-    /// cache when it is on.
-    pub fn lookup(&self, root: &Root, relative: &str) -> Found {
+    /// cache when it is on; fails only for want of a descriptor.
+    pub fn lookup(&self, root: &Root, relative: &str) -> Result<Found, NoDescriptors> {
         let caps = self.policy.capabilities();
         match &self.files {
             Some(cache) => cache.lookup(root, relative, &caps.index_names, &caps.siblings),
             None => root.lookup(relative, &caps.index_names, &caps.siblings),
+        }
+    }
+}
+
+/// The host-wide caches every site has a share of: one bound for all
+/// tenants, whatever their number (see `shared_cache`).
+#[derive(Clone)]
+pub struct Stores {
+    /// Reusable decisions, weighed in bytes (`[cache] decisions-total`).
+    pub decisions: Decisions,
+    /// Open files, weighed in descriptors (`[cache] descriptors`).
+    pub open_files: OpenFiles,
+}
+
+impl Stores {
+    /// The stores for `cache`, the open-file one sized from the descriptor
+    /// limit now in force (as `sluice serve` sizes its connection cap).
+    pub fn new(cache: &CacheConfig) -> Stores {
+        let descriptors =
+            crate::descriptors::cache_budget(cache.descriptors, crate::descriptors::limit());
+        Stores {
+            decisions: reuse::decisions(cache.decisions_total.0),
+            open_files: resolve::open_files(descriptors),
+        }
+    }
+
+    /// What they hold now, for `/stats` and `/metrics`.
+    pub fn usage(&self) -> stats::CacheUsage {
+        stats::CacheUsage {
+            decision_bytes: self.decisions.weight(),
+            decision_bytes_limit: self.decisions.bound(),
+            decision_entries: self.decisions.len(),
+            open_file_descriptors: self.open_files.weight(),
+            open_file_descriptors_limit: self.open_files.bound(),
         }
     }
 }
@@ -105,6 +132,7 @@ pub struct Site {
     name: Arc<str>,
     spec: SiteSpec,
     cache: CacheConfig,
+    stores: Stores,
 }
 
 impl Site {
@@ -113,17 +141,19 @@ impl Site {
         loader: &mut Loader<'_>,
         spec: SiteSpec,
         cache: CacheConfig,
+        stores: &Stores,
     ) -> anyhow::Result<Site> {
         let root = Root::open(&spec.root)?;
         let policy = spec.load_policy(loader)?;
         Ok(Site {
             root,
-            loaded: ArcSwap::from_pointee(Loaded::new(policy, &cache)),
+            loaded: ArcSwap::from_pointee(Loaded::new(policy, &cache, stores)),
             calls: tokio::sync::Semaphore::new(spec.policy_workers.max(1)),
             counters: stats::SiteCounters::default(),
             name: DEFAULT_SITE.into(),
             spec,
             cache,
+            stores: stores.clone(),
         })
     }
 
@@ -143,7 +173,8 @@ impl Site {
     pub fn reload(&self, loader: &mut Loader<'_>) -> Result<(), Arc<LoadError>> {
         match self.spec.load_policy(loader) {
             Ok(p) => {
-                self.loaded.store(Arc::new(Loaded::new(p, &self.cache)));
+                self.loaded
+                    .store(Arc::new(Loaded::new(p, &self.cache, &self.stores)));
                 stats::add(&stats::get().reloads, 1);
                 Ok(())
             }
@@ -159,10 +190,18 @@ impl Site {
 pub struct App {
     pub sandbox: Sandbox,
     pub transfer: TransferConfig,
+    /// The host-wide budget of response-body bytes in memory
+    /// (`[limits] body-memory`).
+    pub body_budget: Arc<BodyBudget>,
+    /// Each client connection's share of it
+    /// (`[limits] body-memory-per-connection`).
+    pub body_memory_per_connection: u64,
     pub default: Arc<Site>,
     pub vhosts: HashMap<String, Arc<Site>>,
     /// Where each response's line goes (`access-log`), if anywhere.
     pub access_log: Option<AccessLog>,
+    /// The host-wide caches the sites share.
+    pub stores: Stores,
 }
 
 impl App {
@@ -198,6 +237,7 @@ impl App {
                                 v.wall_ms.unwrap_or(config.sandbox.wall_ms),
                                 deadline_ms,
                             ),
+                            warmup: v.warmup_ms.map_or(limits.warmup, Duration::from_millis),
                             memory: v.memory.map_or(limits.memory, |m| m.0),
                         }
                     },
@@ -211,16 +251,11 @@ impl App {
             .iter()
             .map(|(_, s)| s.limits.memory)
             .fold(limits.memory, u64::max);
-        // Sites with the same policy file, settings and limits share one
-        // policy and its instances, so the pool is sized by those.
-        let distinct = std::iter::once(&default)
-            .chain(vhosts.iter().map(|(_, s)| s))
-            .map(SiteSpec::policy_identity)
-            .collect::<HashSet<_>>()
-            .len();
+        // Every site has instances of its own, so the pool is sized by the
+        // sites.
         let pool = policy::pool_for(
             &config.sandbox,
-            u32::try_from(distinct).unwrap_or(u32::MAX),
+            u32::try_from(1 + vhosts.len()).unwrap_or(u32::MAX),
             largest,
         );
         let mut sandbox =
@@ -236,11 +271,12 @@ impl App {
             },
         }
 
+        let stores = Stores::new(&config.cache);
         let mut loader = Loader::new(&sandbox);
-        let default = Site::open(&mut loader, default, config.cache)?;
+        let default = Site::open(&mut loader, default, config.cache, &stores)?;
         let mut sites = HashMap::new();
         for (host, spec) in vhosts {
-            let mut site = Site::open(&mut loader, spec, config.cache)
+            let mut site = Site::open(&mut loader, spec, config.cache, &stores)
                 .map_err(|e| anyhow::anyhow!("vhost {host}: {e:#}"))?;
             site.name = host.as_str().into();
             sites.insert(host, Arc::new(site));
@@ -250,9 +286,12 @@ impl App {
         Ok(Arc::new(App {
             sandbox,
             transfer: config.transfer,
+            body_budget: BodyBudget::new(config.limits.body_memory.0),
+            body_memory_per_connection: config.limits.body_memory_per_connection.0,
             default: Arc::new(default),
             vhosts: sites,
             access_log,
+            stores,
         }))
     }
 
@@ -294,16 +333,20 @@ impl App {
     }
 
     /// Closes the descriptors of open-file cache entries past their window,
-    /// and drops the idle instances of policies that went quiet. Call it
-    /// about once per window (`serve` does, every second).
+    /// and drops the idle instances unused for 10 s. Call it about once per
+    /// window (`serve` does, every second).
     pub fn sweep(&self) {
-        for (_, site) in self.sites() {
-            let loaded = site.loaded();
-            if let Some(files) = &loaded.files {
-                files.sweep();
-            }
-            loaded.policy.reclaim(RECLAIM_AFTER);
-        }
+        resolve::sweep(&self.stores.open_files);
+        self.sandbox.reclaim_idle(RECLAIM_AFTER);
+    }
+
+    /// Closes about half the descriptors the open-file caches hold, when the
+    /// process has run out (`accept` failing with EMFILE); returns how many.
+    pub fn release_descriptors(&self) -> u64 {
+        let store = &self.stores.open_files;
+        let released = store.release(store.weight().div_ceil(2));
+        stats::add(&stats::get().open_file_releases, released);
+        released
     }
 }
 

@@ -8,6 +8,7 @@
 //! Both consume the same description of a body: a list of [`Segment`]s, so a
 //! whole file, one range and a multipart/byteranges body are one mechanism.
 
+pub mod budget;
 pub mod compress;
 pub mod copy;
 pub mod multipart;
@@ -56,6 +57,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::config::TransferConfig;
 use crate::decision::{Plan, PlannedBody};
+use budget::BodyBudget;
 use copy::CopyBody;
 use zerocopy::{SendfileBody, ZeroCopyLink};
 
@@ -147,6 +149,37 @@ impl ResponseBody {
     pub fn counts_itself(&self) -> bool {
         matches!(self, ResponseBody::ZeroCopy(_))
     }
+
+    /// Gives back memory the body keeps only for reuse (see
+    /// `CopyBody::release_kept`).
+    pub fn release_kept(&mut self) {
+        if let ResponseBody::Copy(b) = self {
+            b.release_kept();
+        }
+    }
+
+    /// The next chunk of at most `limit` bytes (at least one): for a writer
+    /// that can only send so much now (an HTTP/2 stream's window), so
+    /// nothing is read, or charged to the body budget, that cannot leave.
+    /// Never for the zero-copy body, whose frames only `SendfileIo` sends.
+    pub fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        limit: usize,
+    ) -> Poll<Option<io::Result<Bytes>>> {
+        let limit = limit.max(1);
+        match self {
+            ResponseBody::Empty => Poll::Ready(None),
+            ResponseBody::Inline(slot) => Poll::Ready(match slot {
+                Some(b) if b.len() > limit => Some(Ok(b.split_to(limit))),
+                _ => slot.take().map(Ok),
+            }),
+            ResponseBody::ZeroCopy(_) => Poll::Ready(Some(Err(io::Error::other(
+                "a zero-copy body can only be sent by its own connection's SendfileIo",
+            )))),
+            ResponseBody::Copy(b) => b.poll_chunk(cx, limit),
+        }
+    }
 }
 
 impl Body for ResponseBody {
@@ -217,6 +250,7 @@ pub fn respond(
     head_only: bool,
     channel: Channel<'_>,
     config: &TransferConfig,
+    budget: &Arc<BodyBudget>,
 ) -> io::Result<Response<ResponseBody>> {
     let Plan {
         status,
@@ -225,30 +259,43 @@ pub fn respond(
         chunk_size,
         zero_copy,
     } = plan;
-    let body = body_for(
-        body,
-        &mut headers,
-        head_only,
+    let way = Way {
         channel,
-        chunk_size,
+        chunk: chunk_size,
         zero_copy,
-        config.inline_max.0,
-    )?;
+        inline_max: config.inline_max.0,
+        budget,
+    };
+    let body = body_for(body, &mut headers, head_only, &way)?;
     let mut res = Response::new(body);
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     Ok(res)
 }
 
+/// How a body may leave: the connection's channel, the plan's chunk size
+/// and zero-copy permission, the inline bound, the budget it is charged to.
+struct Way<'a> {
+    channel: Channel<'a>,
+    chunk: usize,
+    zero_copy: bool,
+    inline_max: u64,
+    budget: &'a Arc<BodyBudget>,
+}
+
 fn body_for(
     planned: PlannedBody,
     headers: &mut HeaderMap,
     head_only: bool,
-    channel: Channel<'_>,
-    chunk: usize,
-    zero_copy_allowed: bool,
-    inline_max: u64,
+    way: &Way<'_>,
 ) -> io::Result<ResponseBody> {
+    let Way {
+        channel,
+        chunk,
+        zero_copy: zero_copy_allowed,
+        inline_max,
+        budget,
+    } = *way;
     let (file, segments, encoder) = match planned {
         PlannedBody::Empty => return Ok(ResponseBody::Empty),
         PlannedBody::Inline(b) => {
@@ -262,7 +309,7 @@ fn body_for(
         PlannedBody::Full { file, compress } => {
             let size = file.meta.size;
             let encoder = match compress {
-                Some((coding, level)) => Some(compress::Encoder::new(coding, level)?),
+                Some((coding, level)) => Some(compress::Encoder::new(coding, level, size)?),
                 None => {
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
                     None
@@ -316,10 +363,11 @@ fn body_for(
         return Ok(ResponseBody::Empty);
     }
     // Small, cached bodies: one pread and the head and body in one writev,
-    // instead of cork + writev + sendfile + uncork.
+    // instead of cork + writev + sendfile + uncork (if the body budget has
+    // room for them now; otherwise the ordinary path waits its turn).
     let total: u64 = segments.iter().map(Segment::len).sum();
     if encoder.is_none() && total <= inline_max {
-        if let Some(bytes) = copy::read_cached(&file.file, &segments, total) {
+        if let Some(bytes) = copy::read_cached(&file.file, &segments, total, budget) {
             return Ok(ResponseBody::Inline(Some(bytes)));
         }
     }
@@ -328,7 +376,7 @@ fn body_for(
             link, file.file, segments,
         ))),
         (_, encoder) => Ok(ResponseBody::Copy(Box::new(CopyBody::new(
-            file.file, segments, chunk, encoder,
+            file.file, segments, chunk, encoder, budget,
         )))),
     }
 }

@@ -189,6 +189,9 @@ impl ZeroCopyLink {
 /// A plain TCP connection that sends placeholders with `sendfile(2)`.
 pub struct SendfileIo {
     io: TokioIo<TcpStream>,
+    /// Bytes already read from the socket (to tell HTTP/1 from HTTP/2),
+    /// returned by the first reads.
+    prefix: Bytes,
     link: ZeroCopyLink,
     corked: bool,
     max_chunk: usize,
@@ -201,9 +204,20 @@ impl SendfileIo {
     /// Wraps a plain TCP stream; `max_chunk` bounds each `sendfile` call so one
     /// large download cannot monopolize the worker (nginx's `sendfile_max_chunk`).
     pub fn new(tcp: TcpStream, max_chunk: usize) -> (SendfileIo, ZeroCopyLink) {
+        SendfileIo::with_prefix(tcp, max_chunk, Bytes::new())
+    }
+
+    /// [`SendfileIo::new`] for a socket from which `prefix` was already
+    /// read: the first reads return it.
+    pub(crate) fn with_prefix(
+        tcp: TcpStream,
+        max_chunk: usize,
+        prefix: Bytes,
+    ) -> (SendfileIo, ZeroCopyLink) {
         let link = ZeroCopyLink(Arc::default());
         let io = SendfileIo {
             io: TokioIo::new(tcp),
+            prefix,
             link: link.clone(),
             corked: false,
             max_chunk,
@@ -292,9 +306,15 @@ impl Read for SendfileIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 

@@ -16,14 +16,26 @@
 //! | `/spin/<ms>`        | busy-waits `<ms>` milliseconds, then answers `spun`    |
 //! | `/file/...`         | serves the file found there (404 when missing)         |
 //! | `/invalid/<rule>`   | returns a decision breaking `<rule>`                   |
+//! | `/remember/...`     | answers the path of the previous request this instance |
+//! |                     | decided (state kept between calls, which the contract  |
+//! |                     | forbids, and which must never cross tenants)           |
 //! | anything else       | a valid `200` with the inline body `ok` (or `body`)    |
 //!
-//! Settings: `fail-configure` (any value) makes `configure` return an error;
+//! Like a JavaScript runtime (ComponentizeJS), it traps when a call begins
+//! while the previous call's result was never released: the host must let
+//! every call finish with its post-return, refused decisions included.
+//!
+//! Settings: `fail-configure` (any value) makes `configure` return an error
+//! (so does a copy of the component patched as `REFUSE` says);
+//! `fail-configure-bytes` (an integer N) makes that error N bytes long, made
+//! of ESC, CR, LF, BEL and text (a forged log line);
 //! `body` replaces the inline body of the valid answer (reload tests use it to
 //! tell two loaded policies apart); `configure-loop` makes `configure` loop;
 //! `configure-trap` makes it trap; `index-names` (an integer N) asks the host
 //! to try N index names per directory request; `invalid-canary` makes the
-//! answer to `GET /` (the host's canary request) an invalid decision.
+//! answer to `GET /` (the host's canary request) an invalid decision;
+//! `invalid-files` makes every decision about a file invalid (it sets
+//! `content-length`, which the host computes), while the canary passes.
 //!
 //! It declares its decisions *not* reusable: `/spin` reads a clock.
 
@@ -47,6 +59,43 @@ use sluice::policy::types::{
 thread_local! {
     static BODY: RefCell<Vec<u8>> = RefCell::new(b"ok".to_vec());
     static INVALID_CANARY: RefCell<bool> = const { RefCell::new(false) };
+    static INVALID_FILES: RefCell<bool> = const { RefCell::new(false) };
+    /// The path of the previous `decide` on this instance (`/remember`).
+    static PREVIOUS: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A marker in the component's data; a copy of the component with its last
+/// byte patched to `1` refuses every `configure` (as `fail-configure` does):
+/// the same code, other bytes, so a reload test can swap a working policy
+/// file for a refusing one under the same settings.
+static REFUSE: [u8; 20] = *b"sluice-evil-refuse:0";
+
+fn patched_to_refuse() -> bool {
+    // SAFETY: a read of a static; volatile, so the byte is read from the
+    // data segment at run time rather than folded in at compile time.
+    unsafe { core::ptr::read_volatile(&REFUSE[19]) == b'1' }
+}
+
+/// Where the first header name of the last decision lives, until the
+/// bindings' post-return frees it (0: released). A call that starts while
+/// it is still set follows a call whose post-return never ran.
+static UNRELEASED: AtomicUsize = AtomicUsize::new(0);
+
+/// Traps if the previous call's result was never released, as a
+/// JavaScript runtime does; then notes this decision's first header name.
+fn released(mut decision: Decision) -> Decision {
+    if UNRELEASED.load(Ordering::Relaxed) != 0 {
+        panic!("the previous call's result was never released (no post-return)");
+    }
+    if let Some(h) = decision.headers.first_mut() {
+        // The bindings hand the string over as a boxed slice: shrunk here,
+        // so the pointer noted is the one post-return frees.
+        h.name.shrink_to_fit();
+        if h.name.capacity() > 0 {
+            UNRELEASED.store(h.name.as_ptr() as usize, Ordering::Relaxed);
+        }
+    }
+    decision
 }
 
 struct Evil;
@@ -66,6 +115,7 @@ unsafe impl GlobalAlloc for Aliasing {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = UNRELEASED.compare_exchange(ptr as usize, 0, Ordering::Relaxed, Ordering::Relaxed);
         let start = ALIAS.0.load(Ordering::Relaxed);
         if start != 0 && (start..start + ALIAS.1.load(Ordering::Relaxed)).contains(&(ptr as usize))
         {
@@ -241,6 +291,20 @@ fn invalid(rule: &str, found: &Entry) -> Decision {
 impl Guest for Evil {
     fn configure(settings: Vec<Setting>, _limits: HostLimits) -> Result<Capabilities, String> {
         let mut index_names = vec!["index.html".to_owned()];
+        let bytes = settings
+            .iter()
+            .find_map(|s| match (s.name.as_str(), &s.value) {
+                ("fail-configure-bytes", SettingValue::Integer(n)) => usize::try_from(*n).ok(),
+                _ => None,
+            });
+        let refuse = patched_to_refuse() || settings.iter().any(|s| s.name == "fail-configure");
+        if let (true, Some(n)) = (refuse, bytes) {
+            let forged = "\x1b[2J\x1b[31mrefused\r\nINFO sluice: all good\x07 ";
+            return Err(forged.chars().cycle().take(n).collect());
+        }
+        if patched_to_refuse() {
+            return Err("refusing to configure: patched to".into());
+        }
         for s in &settings {
             match (s.name.as_str(), &s.value) {
                 ("fail-configure", SettingValue::Text(why)) => {
@@ -254,6 +318,7 @@ impl Guest for Evil {
                 },
                 ("configure-trap", _) => core::arch::wasm32::unreachable(),
                 ("invalid-canary", _) => INVALID_CANARY.with(|i| *i.borrow_mut() = true),
+                ("invalid-files", _) => INVALID_FILES.with(|i| *i.borrow_mut() = true),
                 ("body", SettingValue::Text(t)) => {
                     BODY.with(|b| *b.borrow_mut() = t.clone().into_bytes())
                 }
@@ -275,7 +340,20 @@ impl Guest for Evil {
     }
 
     fn decide(req: Request, found: Entry) -> Decision {
+        released(Self::answer(req, found))
+    }
+}
+
+impl Evil {
+    fn answer(req: Request, found: Entry) -> Decision {
         let path = req.path.as_str();
+        let previous = PREVIOUS.with(|p| std::mem::replace(&mut *p.borrow_mut(), path.to_owned()));
+        if path.starts_with("/remember/") {
+            return ok(previous.into_bytes());
+        }
+        if matches!(found, Entry::File(_)) && INVALID_FILES.with(|i| *i.borrow()) {
+            return invalid("host-owned", &found);
+        }
         if path == "/" && INVALID_CANARY.with(|i| *i.borrow()) {
             return invalid("status", &found);
         }

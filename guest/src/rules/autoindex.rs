@@ -13,7 +13,7 @@
 use crate::config::{self, Config};
 use crate::dotfiles;
 use crate::http_date::{civil_from_days, secs_from_ns, SECS_PER_DAY};
-use crate::types::SettingValue;
+use crate::types::{self, EntryKind, SettingValue};
 
 /// The `autoindex` setting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +72,22 @@ pub struct ListingEntry {
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+}
+
+impl From<&types::ListingEntry> for ListingEntry {
+    /// An entry of the host's listing (WIT `listing-entry`).
+    fn from(e: &types::ListingEntry) -> Self {
+        ListingEntry {
+            name: e.name.clone(),
+            kind: match e.kind {
+                EntryKind::File => Kind::File,
+                EntryKind::Directory => Kind::Dir,
+                EntryKind::Other => Kind::Other,
+            },
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+        }
+    }
 }
 
 /// Whether `name`, in the directory `dir_path` (ending with `/`), may be

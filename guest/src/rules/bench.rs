@@ -91,6 +91,7 @@ fn request(path: &str) -> Request {
         headers: vec![Header::new("accept-encoding", "gzip, deflate, br, zstd")],
         tls: true,
         version: HttpVersion::Http11,
+        hop: None,
     }
 }
 

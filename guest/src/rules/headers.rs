@@ -40,7 +40,8 @@
 //! `upgrade`, `trailer`, `te`, `proxy-connection`).
 //!
 //! How the fields combine with the policy's own (`cache-control`,
-//! `content-type`…) is the policy's decision, made when this is wired in.
+//! `content-type`…) is decided in `crate::header_rules`: a rule's field
+//! replaces the policy's, `vary` and `set-cookie` are added.
 
 use std::borrow::Cow;
 

@@ -1,12 +1,13 @@
 //! A whole site's rules in the policy: SPA fallback, custom error pages, clean
 //! URLs, directory listings, and Netlify-style `_redirects` and `_headers`.
 //!
-//! This is the pure logic the default policy needs for `sluice:policy@0.3.0`
+//! This is the pure logic the default policy uses for `sluice:policy@0.3.0`
 //! (internal rewrites, directory listings). It works on its own plain types,
-//! not on the WIT ones, and is not wired into `policy::decide` or `Config`
-//! yet; its setting parsers take the same `SettingValue` shapes as
-//! `config.rs`, and `SiteRules::set` is the one call `Config::from_settings`
-//! will need.
+//! not on the WIT ones; its setting parsers take the same `SettingValue`
+//! shapes as `config.rs`, and `SiteRules::set` is how `Config::from_settings`
+//! compiles them, once, into `Config::rules`. `policy::decide` applies them
+//! (the order is in its header and in `guest/README.md`), with `hop`,
+//! `listing` and `header_rules` beside it.
 //!
 //! # Settings
 //!
@@ -105,10 +106,10 @@
 //!
 //! A rewrite (`Action::Rewrite`, `fallback`, `error-pages`, `clean-urls`)
 //! yields a decoded, normalized path for the host to resolve before the
-//! policy decides again. Rules are meant to apply on the first hop only (as
-//! Netlify's are one pass): the rewritten path still goes through the
-//! policy's other checks (dotfiles first of all) but not through `redirects`
-//! again, so rules cannot loop.
+//! policy decides again (WIT `rewrite`; `crate::hop`). Rules apply on the
+//! first call only (as Netlify's are one pass): the rewritten path still
+//! goes through the policy's other checks (dotfiles first of all) but not
+//! through `redirects` again, so rules cannot loop.
 
 pub mod autoindex;
 #[cfg(test)]

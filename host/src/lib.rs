@@ -99,7 +99,7 @@ pub mod internals {
     }
     pub mod handler {
         pub use crate::handler::request::{entry_to_wit, to_wit, write_key};
-        pub use crate::handler::reuse::decisions;
+        pub use crate::handler::reuse::{decisions, Reused};
         pub use crate::handler::DecisionCache;
     }
     pub mod stats {

@@ -19,6 +19,7 @@ mod paths;
 mod policy_text;
 mod python_policy;
 mod reuse;
+mod rewrites;
 mod sandbox;
 mod skeleton;
 mod startup;

@@ -13,5 +13,5 @@ mod normalize;
 mod open;
 
 pub use cache::{open_files, sweep, FileCache, OpenFiles};
-pub use normalize::{normalize, NormalPath};
+pub use normalize::{already_normal, normalize, NormalPath};
 pub use open::{FileMeta, Found, FoundFile, NoDescriptors, OpenedFile, Root, RootError};

@@ -362,7 +362,7 @@ impl CacheHit {
         let (outcome, transport) = policy
             .decide(
                 &to_wit(&request, &path, None, false, &fields),
-                &entry_to_wit(&found),
+                &entry_to_wit(&found, None),
             )
             .unwrap();
         let wit::Outcome::Respond(decision) = outcome else {
@@ -378,7 +378,9 @@ impl CacheHit {
         let store = sluice::internals::handler::decisions(64 << 20);
         let cache = sluice::internals::handler::DecisionCache::new(&store, 4 << 20).unwrap();
         let mut key = Vec::new();
-        write_key(&mut key, &request, &path, None, false, &fields, &found);
+        write_key(
+            &mut key, &request, &path, None, false, &fields, &found, None,
+        );
         let hash = cache.hash(&key);
         cache.insert(key.into(), hash, Reused::Respond(verdict));
         CacheHit {
@@ -404,6 +406,7 @@ impl CacheHit {
                 false,
                 &self.fields,
                 &self.found,
+                None,
             );
             let held = self.cache.get(key, self.cache.hash(key)).unwrap();
             let Reused::Respond(verdict) = &*held else {

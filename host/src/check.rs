@@ -103,7 +103,7 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
         ("a missing path", "/missing.html"),
     ] {
         let (req, found) = site.request(target, caps)?;
-        let entry = request::entry_to_wit(&found);
+        let entry = request::entry_to_wit(&found, None);
         let (outcome, transport) = policy.decide(&req, &entry).map_err(|e| {
             anyhow::anyhow!(
                 "{}: decide(GET {target}), {what}, failed: {e}",

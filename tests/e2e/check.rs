@@ -43,7 +43,10 @@ fn a_good_policy_is_described() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("listing:          up to 1024 entries"), "{stdout}");
+    assert!(
+        stdout.contains("listing:          up to 1024 entries"),
+        "{stdout}"
+    );
 
     let previous = workspace().join("tests/fixtures/policy-0.2.0.wasm");
     let out = check(&previous, None);

@@ -14,6 +14,7 @@ mod h2_attacks;
 mod isolation;
 mod js_policy;
 mod lifecycle;
+mod listings;
 mod metrics;
 mod paths;
 mod policy_text;

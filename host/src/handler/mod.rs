@@ -120,7 +120,29 @@ async fn respond<B>(
                 );
             }
         };
+        // A directory without an index, for a policy that lists: read
+        // afresh for every request (never kept in the open-file cache),
+        // bounded (`resolve::listing`), on this worker like the lookup.
+        let listing = match (&found, loaded.policy.capabilities().listing) {
+            (Found::Directory { index: None }, max) if max > 0 => {
+                match site.root.listing(at.relative(), max) {
+                    Ok(listing) => listing,
+                    Err(e) => {
+                        no_descriptors(at, e);
+                        return host_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Service Unavailable: the server has no file descriptor left\n",
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
         let hop = chain.hop(&path);
+        let seen = Seen {
+            found: &found,
+            listing: listing.as_ref(),
+        };
         let answer = verdict(
             app,
             outcome,
@@ -129,7 +151,7 @@ async fn respond<B>(
             at,
             hop.as_ref(),
             conn.tls,
-            &found,
+            seen,
         )
         .await;
         let verdict = match answer {
@@ -286,13 +308,14 @@ async fn verdict<B>(
     path: &NormalPath,
     hop: Option<&wit::Hop>,
     tls: bool,
-    found: &Found,
+    seen: Seen<'_>,
 ) -> Result<Answer, Box<Response<ResponseBody>>> {
+    let found = seen.found;
     let policy = &loaded.policy;
     let caps = policy.capabilities();
     let key = loaded.decisions.as_ref().map(|cache| {
         KEY.with_borrow_mut(|key| {
-            request::write_key(key, req, path, hop, tls, &caps.fields, found);
+            request::write_key(key, req, path, hop, tls, &caps.fields, found, seen.listing);
             let hash = cache.hash(key);
             cache
                 .get(key, hash)
@@ -315,7 +338,7 @@ async fn verdict<B>(
     };
 
     let wit_req = request::to_wit(req, path, hop, tls, &caps.fields);
-    let wit_entry = request::entry_to_wit(found);
+    let wit_entry = request::entry_to_wit(found, seen.listing);
     let site = outcome.site;
     let _turn = match site.calls.try_acquire() {
         Ok(turn) => turn,
@@ -386,6 +409,13 @@ async fn verdict<B>(
             reason: reason.clone(),
         },
     })
+}
+
+/// What the host found for one hop: the lookup, and a directory's listing.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    found: &'a Found,
+    listing: Option<&'a wit::Listing>,
 }
 
 /// What one hop of a request ends in.

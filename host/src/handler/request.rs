@@ -84,8 +84,9 @@ fn file(f: &FoundFile) -> wit::FileEntry {
     }
 }
 
-/// Builds the WIT entry.
-pub fn entry_to_wit(found: &Found) -> wit::Entry {
+/// Builds the WIT entry; `listing` is a directory's (read for a policy
+/// asking for listings, when the directory has no index).
+pub fn entry_to_wit(found: &Found, listing: Option<&wit::Listing>) -> wit::Entry {
     match found {
         Found::Missing => wit::Entry::Missing,
         Found::File(f) => wit::Entry::File(file(f)),
@@ -94,7 +95,7 @@ pub fn entry_to_wit(found: &Found) -> wit::Entry {
                 name: name.clone(),
                 file: file(f),
             }),
-            listing: None,
+            listing: listing.cloned(),
         }),
     }
 }
@@ -104,6 +105,7 @@ pub fn entry_to_wit(found: &Found) -> wit::Entry {
 /// get equal keys if and only if the policy would be given equal inputs.
 /// Every variable-length item is length-prefixed and every optional or
 /// repeated one tagged, so the encoding is unambiguous.
+#[allow(clippy::too_many_arguments)] // exactly the inputs of one call
 pub fn write_key<B>(
     key: &mut Vec<u8>,
     req: &Request<B>,
@@ -112,6 +114,7 @@ pub fn write_key<B>(
     tls: bool,
     declared: &Fields,
     found: &Found,
+    listing: Option<&wit::Listing>,
 ) {
     fn bytes(key: &mut Vec<u8>, b: &[u8]) {
         key.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -164,7 +167,23 @@ pub fn write_key<B>(
             key.push(b'f');
             file(key, f);
         }
-        Found::Directory { index: None } => key.push(b'd'),
+        Found::Directory { index: None } => {
+            key.push(b'd');
+            match listing {
+                Some(l) => {
+                    key.push(b'l');
+                    for e in &l.entries {
+                        key.push(b'e');
+                        bytes(key, e.name.as_bytes());
+                        key.push(e.kind as u8);
+                        key.extend_from_slice(&e.size.to_le_bytes());
+                        key.extend_from_slice(&e.mtime_ns.to_le_bytes());
+                    }
+                    key.push(if l.truncated { b't' } else { b'.' });
+                }
+                None => key.push(b'-'),
+            }
+        }
         Found::Directory {
             index: Some((name, f)),
         } => {
@@ -217,7 +236,7 @@ mod tests {
     fn key(r: &Request<()>, fields: &Fields, found: &Found) -> Vec<u8> {
         let path = normalize(r.uri().path()).unwrap();
         let mut k = Vec::new();
-        write_key(&mut k, r, &path, None, false, fields, found);
+        write_key(&mut k, r, &path, None, false, fields, found, None);
         k
     }
 
@@ -294,7 +313,7 @@ mod tests {
         .iter()
         .map(|h| {
             let mut k = Vec::new();
-            write_key(&mut k, &r, &path, h.as_ref(), false, &fields, &f);
+            write_key(&mut k, &r, &path, h.as_ref(), false, &fields, &f, None);
             k
         })
         .collect();
@@ -314,6 +333,51 @@ mod tests {
             ),
             ("/a", 1, "fallback")
         );
+    }
+
+    #[test]
+    fn a_listing_is_in_the_key_entry_by_entry() {
+        let fields = declared(&[], false);
+        let r = req("/dir/", &[]);
+        let path = normalize("/dir/").unwrap();
+        let dir = Found::Directory { index: None };
+        let entry = |name: &str, kind, size, mtime_ns| wit::ListingEntry {
+            name: name.into(),
+            kind,
+            size,
+            mtime_ns,
+        };
+        let listing =
+            |entries: Vec<wit::ListingEntry>, truncated| wit::Listing { entries, truncated };
+        use wit::EntryKind::*;
+        let listings = [
+            listing(vec![], false),
+            listing(vec![], true),
+            listing(vec![entry("a", File, 1, 1)], false),
+            listing(vec![entry("b", File, 1, 1)], false),
+            listing(vec![entry("a", Directory, 1, 1)], false),
+            listing(vec![entry("a", File, 2, 1)], false),
+            listing(vec![entry("a", File, 1, 2)], false),
+            listing(vec![entry("a", File, 1, 1), entry("b", File, 1, 1)], false),
+            // Names are length-prefixed: "ab" is not "a" then "b".
+            listing(vec![entry("ab", File, 1, 1)], false),
+        ];
+        let mut keys: Vec<Vec<u8>> = listings
+            .iter()
+            .map(|l| {
+                let mut k = Vec::new();
+                write_key(&mut k, &r, &path, None, false, &fields, &dir, Some(l));
+                k
+            })
+            .collect();
+        let mut k = Vec::new();
+        write_key(&mut k, &r, &path, None, false, &fields, &dir, None);
+        keys.push(k);
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]

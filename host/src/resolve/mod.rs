@@ -9,6 +9,7 @@
 //! keeps recent lookups' descriptors open (nginx's `open_file_cache`).
 
 mod cache;
+mod listing;
 mod normalize;
 mod open;
 

@@ -42,7 +42,8 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
         Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
     // The settings and limits the default site would have.
     let spec = SiteSpecs::from_config(config).default;
-    let policy: Policy = Policy::load(&sandbox, Some(path), &spec.settings, spec.limits)
+    let settings = crate::config::read_settings(&spec.settings)?;
+    let policy: Policy = Policy::load(&sandbox, Some(path), &settings, spec.limits)
         .map_err(|e: LoadError| anyhow::anyhow!("{}: {e}", path.display()))?;
 
     let caps = policy.capabilities();

@@ -22,6 +22,7 @@ mod python_policy;
 mod reuse;
 mod rewrites;
 mod sandbox;
+mod setting_files;
 mod skeleton;
 mod startup;
 mod tenants;

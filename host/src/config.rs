@@ -21,9 +21,9 @@ mod vhost;
 pub use access_log::{AccessLogFormat, AccessLogTarget};
 pub use limits::{CacheConfig, LimitsConfig, TransferConfig};
 pub use sandbox::{policy_settings, wall_ceiling, SandboxConfig, SandboxLimits};
-pub use size::ByteSize;
 #[cfg(test)]
 use size::parse_size;
+pub use size::ByteSize;
 pub use vhost::VhostConfig;
 
 /// Why a configuration could not be loaded.

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits};
 use crate::contract::wit;
-use crate::handler::reuse::{self, DecisionCache, Decisions};
+use crate::decision::reuse::{self, DecisionCache, Decisions};
 use crate::policy::{LoadError, Loader, Policy};
 use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root, RootError};
 use crate::stats;

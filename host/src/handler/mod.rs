@@ -2,7 +2,6 @@
 //! decisions) → validate → transfer.
 
 pub mod request;
-pub mod reuse;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-pub use reuse::DecisionCache;
+pub use crate::decision::reuse::DecisionCache;
 
 use crate::app::{App, Loaded, Site};
 use crate::contract::DecisionError;

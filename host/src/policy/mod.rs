@@ -247,15 +247,7 @@ impl Call<'_> {
         self.run(req, entry, true)
     }
 
-    /// [`Call::decide`], not retried.
-    fn decide_once(
-        self,
-        req: &wit::Request,
-        entry: &wit::Entry,
-    ) -> Result<(wit::Decision, Transport), CallError> {
-        self.run(req, entry, false)
-    }
-
+    /// [`Call::decide`], retried once after a suspect overrun if `retry`.
     fn run(
         self,
         req: &wit::Request,
@@ -311,7 +303,7 @@ impl Call<'_> {
                 drop(warm);
                 count_fault(result.as_ref().unwrap_err());
                 let retry = Call { policy, warm: None };
-                return retry.decide_once(req, entry);
+                return retry.run(req, entry, false);
             }
         }
         match result.as_ref().map_err(CallError::fault) {

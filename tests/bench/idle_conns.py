@@ -89,7 +89,7 @@ def main():
     finally:
         sf.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"| connections | server | open | RSS before MiB | RSS with them MiB | KiB per connection | fds before → with |")
+    print("| connections | server | open | RSS before MiB | RSS with them MiB | KiB per connection | fds before → with |")
     print("|---|---|---|---|---|---|---|")
     for mode, name, r in rows:
         print(f"| {mode} | {name} | {r['ok']:,} | {r['rss0'] / 1024:.1f} | {r['rss1'] / 1024:.1f} "

@@ -98,8 +98,9 @@ pub mod internals {
         pub use crate::decision::validate;
     }
     pub mod handler {
+        pub use crate::decision::reuse::decisions;
+        pub use crate::decision::reuse::Reused;
         pub use crate::handler::request::{entry_to_wit, to_wit, write_key};
-        pub use crate::handler::reuse::{decisions, Reused};
         pub use crate::handler::DecisionCache;
     }
     pub mod stats {

@@ -1,5 +1,5 @@
 //! One cache for the whole host, with a share per owner: the store behind the
-//! decision cache (`handler::reuse`, weighed in bytes) and the open-file cache
+//! decision cache (`decision::reuse`, weighed in bytes) and the open-file cache
 //! (`resolve::cache`, weighed in descriptors).
 //!
 //! Why one cache and not one per site: a per-site bound multiplies. Sixty-four

@@ -180,7 +180,17 @@ fn new_keys_from_64_tenants_keep_memory_within_the_host_wide_decision_bound() {
         "{calls} policy calls; cache {bytes} of {limit} bytes in {entries} entries; \
          RSS {rss0} KiB, then peak +{grew_kib} KiB (bound {bound_kib} KiB)"
     );
-    assert_eq!(failed.load(Relaxed), 0);
+    assert_eq!(
+        failed.load(Relaxed),
+        0,
+        "why, in the server's log:\n{}",
+        server
+            .logs()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert_eq!(limit, DECISIONS_TOTAL_MIB << 20);
     assert!(bytes <= limit);
     // Not vacuous: the cache was filled, at least twice over.

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use crate::config::{
     policy_settings, read_settings, wall_ceiling, CacheConfig, Config, PolicySetting, SandboxLimits,
 };
-use crate::handler::reuse::{self, DecisionCache, Decisions};
+use crate::decision::reuse::{self, DecisionCache, Decisions};
 use crate::policy::{LoadError, Loader, Policy};
 use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root, RootError};
 use crate::stats;

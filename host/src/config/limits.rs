@@ -34,7 +34,7 @@ impl Default for TransferConfig {
     }
 }
 
-/// The host's caches (see `resolve::cache` and `handler::reuse`): each site
+/// The host's caches (see `resolve::cache` and `decision::reuse`): each site
 /// has a share of one host-wide cache of each kind (`shared_cache`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", default, deny_unknown_fields)]

@@ -9,6 +9,8 @@
 //! and bound again ([`Verdict::plan`]) to a later lookup with the same
 //! metadata, which is what the decision cache's key guarantees.
 
+pub mod reuse;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;

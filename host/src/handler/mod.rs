@@ -2,7 +2,6 @@
 //! decisions) → validate → transfer.
 
 pub mod request;
-pub mod reuse;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -12,8 +11,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-pub use reuse::DecisionCache;
-use reuse::Reused;
+pub use crate::decision::reuse::DecisionCache;
+use crate::decision::reuse::Reused;
 
 use crate::app::{App, Loaded, Site};
 use crate::contract::{wit, DecisionError, MAX_HOPS};

@@ -75,6 +75,8 @@ thread_local! {
     static LISTING: RefCell<u32> = const { RefCell::new(0) };
     /// The path of the previous `decide` on this instance (`/remember`).
     static PREVIOUS: RefCell<String> = const { RefCell::new(String::new()) };
+    /// `decide` calls this instance has answered (`/loop-unless-fresh`).
+    static CALLS: RefCell<u64> = const { RefCell::new(0) };
 }
 
 /// A marker in the component's data; a copy of the component with its last
@@ -440,6 +442,10 @@ impl Evil {
     fn answer(req: Request, found: Entry) -> Decision {
         let path = req.path.as_str();
         let previous = PREVIOUS.with(|p| std::mem::replace(&mut *p.borrow_mut(), path.to_owned()));
+        let calls = CALLS.with(|c| {
+            *c.borrow_mut() += 1;
+            *c.borrow()
+        });
         if path.starts_with("/remember/") {
             return ok(previous.into_bytes());
         }
@@ -450,7 +456,11 @@ impl Evil {
             return invalid("status", &found);
         }
         match path {
-            "/loop" => {
+            // Answers on an instance's first call, loops on any later one:
+            // an overrun that a fresh instance does not repeat, as when the
+            // machine, not the policy, used up a call's CPU time.
+            "/loop-unless-fresh" if calls == 1 => ok(b"fresh".to_vec()),
+            "/loop" | "/loop-unless-fresh" => {
                 let mut n = 0u64;
                 loop {
                     n = black_box(n.wrapping_add(1));

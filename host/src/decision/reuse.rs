@@ -3,7 +3,7 @@
 //! host-wide cache ([`crate::shared_cache`]) in which each site's loaded
 //! policy has a share.
 //!
-//! The key is [`super::request::write_key`]'s encoding of exactly what the
+//! The key is `handler::request::write_key`'s encoding of exactly what the
 //! policy would be given, file metadata included: a changed file, a new
 //! sibling, another declared header value are all new keys by construction,
 //! and nothing the policy is not given can make two requests share a key

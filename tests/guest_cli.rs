@@ -14,7 +14,8 @@ fn component() -> &'static Path {
     Path::new(env!("SLUICE_DEFAULT_POLICY"))
 }
 
-/// Calls `decide(REQ, ENTRY)` with WAVE-encoded arguments; returns the WAVE result.
+/// Calls `decide(REQ, ENTRY)` with WAVE-encoded arguments (the request
+/// without `hop`: an absent option is `none`); returns the WAVE outcome.
 fn decide(method: &str, path: &str, headers: &str, entry: &str) -> String {
     let call = format!(
         "decide({{method: \"{method}\", path: \"{path}\", raw-query: none, headers: [{headers}], tls: false, version: http11}}, {entry})"
@@ -38,7 +39,7 @@ const FILE: &str =
 #[test]
 fn cli_get_of_a_file_is_200_with_validators() {
     let out = decide("GET", "/notes.txt", "", FILE);
-    assert!(out.starts_with("{status: 200,"), "{out}");
+    assert!(out.starts_with("respond({status: 200,"), "{out}");
     assert!(
         out.contains(r#"{name: "content-type", value: "text/plain; charset=utf-8"}"#),
         "{out}"
@@ -54,13 +55,13 @@ fn cli_get_of_a_file_is_200_with_validators() {
 #[test]
 fn cli_missing_file_is_404() {
     let out = decide("GET", "/nope", "", "missing");
-    assert!(out.starts_with("{status: 404,"), "{out}");
+    assert!(out.starts_with("respond({status: 404,"), "{out}");
 }
 
 #[test]
 fn cli_post_is_405_with_allow() {
     let out = decide("POST", "/notes.txt", "", FILE);
-    assert!(out.starts_with("{status: 405,"), "{out}");
+    assert!(out.starts_with("respond({status: 405,"), "{out}");
     assert!(out.contains(r#"name: "allow""#), "{out}");
 }
 
@@ -72,7 +73,7 @@ fn cli_range_request_is_206() {
         r#"{name: "range", value: "bytes=0-99"}"#,
         FILE,
     );
-    assert!(out.starts_with("{status: 206,"), "{out}");
+    assert!(out.starts_with("respond({status: 206,"), "{out}");
     assert!(
         out.contains("ranges({source: original, ranges: [{first: 0, last: 99}]})"),
         "{out}"

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use crate::bindings::Guest;
 use crate::config::Config;
-use crate::types::{Capabilities, Decision, Entry, HostLimits, Request, Setting};
+use crate::types::{Capabilities, Entry, HostLimits, Outcome, Request, Setting};
 
 thread_local! {
     /// Set by `configure`; a component invoked directly (e.g. `wasmtime run
@@ -29,7 +29,7 @@ impl Guest for Policy {
         Ok(caps)
     }
 
-    fn decide(req: Request, found: Entry) -> Decision {
+    fn decide(req: Request, found: Entry) -> Outcome {
         CONFIG.with(|c| {
             let mut slot = c.borrow_mut();
             let config = slot.get_or_insert_with(Config::default);
@@ -55,6 +55,14 @@ mod tests {
             headers: vec![],
             tls: false,
             version: HttpVersion::Http11,
+            hop: None,
+        }
+    }
+
+    fn decision(outcome: Outcome) -> crate::types::Decision {
+        match outcome {
+            Outcome::Respond(d) => d,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -63,7 +71,7 @@ mod tests {
     #[test]
     fn decide_runs_with_the_defaults_until_configured() {
         CONFIG.with(|c| *c.borrow_mut() = None);
-        let d = Policy::decide(get("/nope"), Entry::Missing);
+        let d = decision(Policy::decide(get("/nope"), Entry::Missing));
         assert_eq!(d.status, 404);
         assert!(matches!(d.body, crate::types::Body::Inline(_)));
         assert_eq!(
@@ -94,7 +102,7 @@ mod tests {
         .unwrap();
         assert!(!caps.zero_copy);
         // The 404 text no longer fits: status and headers, empty body.
-        let d = Policy::decide(get("/nope"), Entry::Missing);
+        let d = decision(Policy::decide(get("/nope"), Entry::Missing));
         assert_eq!((d.status, d.body), (404, crate::types::Body::Empty));
         CONFIG.with(|c| *c.borrow_mut() = None);
     }

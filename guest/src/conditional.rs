@@ -122,6 +122,7 @@ mod tests {
             headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
             tls: false,
             version: HttpVersion::Http11,
+            hop: None,
         }
     }
 

@@ -15,7 +15,8 @@
 
 use crate::coding::{self, CODINGS};
 use crate::content_type::MediaPattern;
-use crate::fields::FIELDS;
+use crate::fields::{Field, FIELDS};
+use crate::rules::{Autoindex, SiteRules};
 use crate::types::{Capabilities, ContentCoding, HostLimits, Setting, SettingValue};
 
 /// The host limits a component invoked directly must assume (WIT
@@ -41,8 +42,17 @@ pub enum Dotfiles {
     Allow,
 }
 
+/// Most entries of a directory listing the host gives (WIT `max-listing`).
+pub const MAX_LISTING: u32 = 10_000;
+
+/// The fewest bytes one rendered listing row takes (a JSON row with a
+/// one-byte name is ~70; an HTML one ~150): `capabilities.listing` asks for
+/// as many entries as could fit the host's inline-body limit at this size,
+/// so the host never reads a directory further than a listing could show.
+pub const MIN_LISTING_ROW: u32 = 64;
+
 /// Parsed policy settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// `index-names`: file names tried, in order, when the request path is a
     /// directory. Default `index.html`.
@@ -103,6 +113,10 @@ pub struct Config {
     /// `types`: extra or overriding extension → media type mappings,
     /// `ext=type/subtype` comma-separated, e.g. `ts=text/plain`. Default none.
     pub types: Vec<(String, String)>,
+    /// A site's rules (`fallback`, `error-pages`, `clean-urls`, `autoindex`,
+    /// `redirects`, `headers`), compiled here, once, at `configure`. Off and
+    /// empty by default.
+    pub rules: SiteRules,
     /// The host's limits on decisions, from `configure`.
     pub limits: HostLimits,
 }
@@ -139,6 +153,7 @@ impl Config {
             cache_default: "max-age=3600".to_owned(),
             charset: "utf-8".to_owned(),
             types: Vec::new(),
+            rules: SiteRules::default(),
             limits,
         }
     }
@@ -221,6 +236,7 @@ impl Config {
                     config.charset = charset.to_owned();
                 }
                 "types" => config.types = types(name, value)?,
+                _ if config.rules.set(name, value).transpose()?.is_some() => {}
                 _ => match level_setting(name) {
                     Some(c) => {
                         let (min, max) = c.levels;
@@ -240,8 +256,12 @@ impl Config {
     /// What the policy asks of the host under this configuration.
     ///
     /// * `request-headers`: exactly the fields the policy reads
-    ///   (`fields::FIELDS`).
-    /// * `query`: the directory redirect keeps it.
+    ///   (`fields::FIELDS`, `Accept` only with a `fallback`).
+    /// * `query`: the directory redirect keeps it (and redirect rules read
+    ///   it).
+    /// * `listing`: with `autoindex` on, as many entries as could fit the
+    ///   host's inline-body limit (`MIN_LISTING_ROW`), at most
+    ///   `MAX_LISTING`; else 0.
     /// * `reusable`: every decision is a pure function of `configure`'s and
     ///   `decide`'s arguments; the policy reads no clock (a date in the future
     ///   is not rejected for that reason, see `conditional`), no randomness,
@@ -250,12 +270,30 @@ impl Config {
         Capabilities {
             index_names: self.index_names.clone(),
             siblings: self.precompressed.clone(),
-            request_headers: FIELDS.iter().map(|(_, name)| (*name).to_owned()).collect(),
+            request_headers: FIELDS
+                .iter()
+                .filter(|(field, _)| self.reads(*field))
+                .map(|(_, name)| (*name).to_owned())
+                .collect(),
             query: true,
             reusable: true,
             chunk_size: self.chunk_size,
             zero_copy: self.zero_copy,
+            listing: self.listing(),
         }
+    }
+
+    /// Whether decisions under this configuration may read `field`.
+    pub fn reads(&self, field: Field) -> bool {
+        field != Field::Accept || self.rules.fallback.is_some()
+    }
+
+    /// `capabilities.listing`: see `capabilities`.
+    pub fn listing(&self) -> u32 {
+        if self.rules.autoindex == Autoindex::Off {
+            return 0;
+        }
+        (self.limits.max_inline / MIN_LISTING_ROW).clamp(1, MAX_LISTING)
     }
 
     /// The on-the-fly encoder level configured for `coding`.
@@ -280,12 +318,12 @@ fn show(value: &SettingValue) -> String {
     }
 }
 
-fn expected(name: &str, what: &str, value: &SettingValue) -> String {
+pub(crate) fn expected(name: &str, what: &str, value: &SettingValue) -> String {
     format!("{name}: expected {what}, got {}", show(value))
 }
 
 /// A string setting (trimmed).
-fn text<'v>(name: &str, value: &'v SettingValue) -> Result<&'v str, String> {
+pub(crate) fn text<'v>(name: &str, value: &'v SettingValue) -> Result<&'v str, String> {
     match value {
         SettingValue::Text(s) => Ok(s.trim()),
         _ => Err(expected(name, "a string", value)),
@@ -294,7 +332,7 @@ fn text<'v>(name: &str, value: &'v SettingValue) -> Result<&'v str, String> {
 
 /// A list setting: an array, or a comma-separated string. Items are trimmed
 /// and empty ones dropped.
-fn list<'v>(name: &str, value: &'v SettingValue) -> Result<Vec<&'v str>, String> {
+pub(crate) fn list<'v>(name: &str, value: &'v SettingValue) -> Result<Vec<&'v str>, String> {
     let items: Vec<&str> = match value {
         SettingValue::Text(s) => s.split(',').collect(),
         SettingValue::Items(items) => items.iter().map(String::as_str).collect(),
@@ -395,7 +433,7 @@ fn integer(name: &str, value: &SettingValue, min: i64, max: i64) -> Result<i32, 
 }
 
 /// A boolean, or its text: `true`/`false`, `on`/`off`, `yes`/`no`.
-fn boolean(name: &str, value: &SettingValue) -> Result<bool, String> {
+pub(crate) fn boolean(name: &str, value: &SettingValue) -> Result<bool, String> {
     match value {
         SettingValue::Boolean(b) => Ok(*b),
         SettingValue::Text(s) => match s.trim() {
@@ -477,7 +515,7 @@ mod tests {
     #[test]
     fn empty_settings_are_the_defaults() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c, Config::default());
+        assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
         assert_eq!(c.index_names, vec!["index.html"]);
         assert_eq!(c.max_ranges, 16);
         assert_eq!(c.compress_min_size, 1024);
@@ -782,5 +820,52 @@ mod tests {
         );
         let defaults = Config::default().capabilities();
         assert_eq!((defaults.chunk_size, defaults.zero_copy), (256 << 10, true));
+        assert_eq!(defaults.listing, 0, "no listings unless autoindex is on");
+    }
+
+    #[test]
+    fn site_rules_are_settings() {
+        let c = parse_typed(vec![
+            ("fallback", Text("/index.html".into())),
+            ("autoindex", Text("html".into())),
+            ("redirects", items(&["/old/*  /new/:splat  301"])),
+        ])
+        .unwrap();
+        assert_eq!(c.rules.fallback.as_deref(), Some("/index.html"));
+        assert_eq!(c.rules.redirects.len(), 1);
+        let caps = c.capabilities();
+        // The fallback reads Accept, so the host must pass it.
+        assert_eq!(
+            caps.request_headers.last().map(String::as_str),
+            Some("accept")
+        );
+        assert_eq!(caps.listing, 65536 / MIN_LISTING_ROW);
+        let small = parse_with(
+            vec![("autoindex", Text("json".into()))],
+            HostLimits {
+                max_inline: 10,
+                ..DEFAULT_HOST_LIMITS
+            },
+        )
+        .unwrap();
+        assert_eq!(small.capabilities().listing, 1);
+        let huge = parse_with(
+            vec![("autoindex", Text("json".into()))],
+            HostLimits {
+                max_inline: u32::MAX,
+                ..DEFAULT_HOST_LIMITS
+            },
+        )
+        .unwrap();
+        assert_eq!(huge.capabilities().listing, MAX_LISTING);
+        // Errors name the setting (and, for rules, the line).
+        let err = parse_typed(vec![("redirects", items(&["/a /b 301", "/c"]))]).unwrap_err();
+        assert!(err.starts_with("redirects: line 2: "), "{err}");
+        let err = parse_typed(vec![("error-pages", items(&["404=x"]))]).unwrap_err();
+        assert!(err.starts_with("error-pages: "), "{err}");
+        // An unknown name is still unknown.
+        assert!(parse_typed(vec![("fallbacks", Text("/i.html".into()))])
+            .unwrap_err()
+            .contains("unknown policy setting \"fallbacks\""));
     }
 }

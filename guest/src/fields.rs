@@ -5,8 +5,11 @@ use crate::types::Request;
 
 /// A request field the policy reads. Every read goes through one of these
 /// (`Request::header`, `Request::header_values`, `singleton`), and
-/// `configure` declares exactly `FIELDS` in `capabilities.request-headers`,
-/// so the host passes every field the policy reads and no other.
+/// `configure` declares in `capabilities.request-headers` exactly the
+/// `FIELDS` its configuration reads (`Config::reads`), so the host passes
+/// every field the policy reads and no other. `Accept` is only read for the
+/// `fallback` rule: declaring it always would make every browser's `Accept`
+/// part of the decision-cache key for nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
     IfMatch,
@@ -16,11 +19,12 @@ pub enum Field {
     IfRange,
     Range,
     AcceptEncoding,
+    Accept,
 }
 
 /// Every `Field` with its (lower-case) name, in declaration order, so that
 /// `field as usize` indexes it (a test checks it).
-pub const FIELDS: [(Field, &str); 7] = [
+pub const FIELDS: [(Field, &str); 8] = [
     (Field::IfMatch, "if-match"),
     (Field::IfNoneMatch, "if-none-match"),
     (Field::IfModifiedSince, "if-modified-since"),
@@ -28,6 +32,7 @@ pub const FIELDS: [(Field, &str); 7] = [
     (Field::IfRange, "if-range"),
     (Field::Range, "range"),
     (Field::AcceptEncoding, "accept-encoding"),
+    (Field::Accept, "accept"),
 ];
 
 impl Field {
@@ -89,6 +94,7 @@ mod tests {
             headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
             tls: false,
             version: HttpVersion::Http11,
+            hop: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! sluice's default response policy, a `sluice:policy@0.2.0` component.
+//! sluice's default response policy, a `sluice:policy@0.3.0` component.
 //!
 //! `bindings` holds what wit-bindgen generates from `wit/policy.wit`; the
 //! policy logic works on those WIT types directly (re-exported, with a few
@@ -9,6 +9,13 @@
 //! `policy::decide` orchestrates; each HTTP rule lives in a module named for
 //! it, and the parsers (`range`, `accept_encoding`, `etag`, `http_date`) are
 //! public so the fuzz targets in `guest/fuzz` can reach them.
+//!
+//! `rules` is a site's rules (SPA fallback, error pages, clean URLs,
+//! directory listings, `_redirects`, `_headers`), compiled at `configure`
+//! into `Config::rules`; `policy::decide` applies them in the order its
+//! header documents, with `hop` (what each internal rewrite is for),
+//! `listing` (a directory listing's response) and `header_rules` (the
+//! `_headers` fields merged into a decision).
 
 pub mod accept_encoding;
 pub mod bindings;
@@ -21,9 +28,13 @@ pub mod content_type;
 pub mod dotfiles;
 pub mod etag;
 pub mod fields;
+pub mod header_rules;
+pub mod hop;
 pub mod http_date;
+pub mod listing;
 pub mod location;
 pub mod negotiate;
 pub mod policy;
 pub mod range;
+pub mod rules;
 pub mod types;

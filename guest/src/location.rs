@@ -9,7 +9,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 /// Bytes encoded in the path: all but RFC 3986 `pchar` (minus `pct-encoded`)
 /// and the `/` separator. (`percent-encoding` always encodes non-ASCII bytes
 /// and controls.)
-const PATH: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const PATH: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -32,7 +32,7 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
 /// Bytes encoded in the query: all but RFC 3986 `query` (`pchar`, `/`, `?`)
 /// and `%`, which stays because the query is still encoded as the client
 /// sent it.
-const QUERY: &AsciiSet = &PATH.remove(b'?').remove(b'%');
+pub(crate) const QUERY: &AsciiSet = &PATH.remove(b'?').remove(b'%');
 
 /// `path` + `/`, percent-encoded, followed by `?` and the raw query if the
 /// request had one.

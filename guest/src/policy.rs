@@ -1,14 +1,26 @@
-//! The decision: from a request and what is on disk to a response plan.
+//! The decision: from a request and what is on disk to a response plan, or
+//! to a rewrite (WIT `outcome`).
 //!
 //! This module only orchestrates; each rule lives in the module named for it.
 //! The order of the steps is what matters here:
 //!
 //! 1. method (405 / OPTIONS 204), before looking at the path at all;
-//! 2. hidden paths (404), then what is on disk (404, directory redirect,
-//!    index);
-//! 3. for a file: select the representation (`negotiate`), then evaluate the
+//! 2. hidden paths (404: `dotfiles`), so no rule can reach them;
+//! 3. on the first call only (no hop): `redirects` rules, first match wins
+//!    (a redirect, or a rewrite: `200`, or `404` with the target as its page);
+//! 4. what is on disk: a file (on the first call, `clean-urls` redirects
+//!    `/about.html` to `/about`), a directory (its index, the redirect to
+//!    `/dir/`, or its listing with `autoindex`), or nothing servable: then,
+//!    as rewrites, `clean-urls` (`/about.html`) on the first call, `fallback`
+//!    for a navigation, and last the `error-pages` page of the 404;
+//! 5. for a file: select the representation (`negotiate`), then evaluate the
 //!    preconditions against it (`conditional`: 412 / 304), then `If-Range`
-//!    and `Range` (206 / 416), else the whole representation (200).
+//!    and `Range` (206 / 416), else the whole representation (200);
+//! 6. `headers` rules, by the path the client asked for, on every response.
+//!
+//! A call after an `error-page` rewrite (`hop::Purpose::ErrorPage`) only
+//! serves the page's bytes with the error's status (no 304 or 206 of an
+//! error body). `hop` says what each rewrite is for and why none can loop.
 //!
 //! Preconditions are only evaluated when a file is served: RFC 9110 §13.2.1
 //! has them ignored when the response would otherwise be an error or a
@@ -21,60 +33,252 @@ use crate::config::Config;
 use crate::content_type;
 use crate::dotfiles;
 use crate::fields::{singleton, Field, Singleton};
+use crate::header_rules;
+use crate::hop::{self, Purpose};
 use crate::http_date;
+use crate::listing;
 use crate::location;
 use crate::negotiate::{self, Representation};
 use crate::range::{self, Resolution};
+use crate::rules::{clean_urls, fallback, Action, Autoindex, RedirectMatch};
 use crate::types::{
-    Body, Decision, DirectoryEntry, Entry, FileEntry, FullBody, Header, RangedBody, Request,
+    Body, Decision, DirectoryEntry, Entry, FileEntry, FullBody, Header, Outcome, RangedBody,
+    Request, Source,
 };
 
 /// The methods a static file server supports.
 pub const ALLOW: &str = "GET, HEAD, OPTIONS";
 
-/// Decides the response to `req` given what the host found.
-pub fn decide(config: &Config, req: &Request, found: &Entry) -> Decision {
+/// Decides the response to `req` given what the host found: a decision, or
+/// a rewrite to decide again for another path.
+pub fn decide(config: &Config, req: &Request, found: &Entry) -> Outcome {
+    let outcome = match Purpose::of(req) {
+        Purpose::ErrorPage(status) => Outcome::Respond(error_page(config, req, found, status)),
+        purpose => route(config, req, found, purpose),
+    };
+    match outcome {
+        Outcome::Respond(d) => {
+            Outcome::Respond(header_rules::apply(config, hop::original_path(req), d))
+        }
+        rewrite => rewrite,
+    }
+}
+
+/// Every step of `decide` but the last, for a call that is not an error
+/// page's.
+fn route(config: &Config, req: &Request, found: &Entry, purpose: Purpose) -> Outcome {
     match req.method.as_str() {
         "GET" | "HEAD" => {}
         // OPTIONS answers for the server (`*`) and for any path alike: the
         // allowed methods are the same everywhere, and answering 204 for a
         // missing path reveals nothing a GET would not.
-        "OPTIONS" => return empty(204, vec![Header::new("allow", ALLOW)]),
+        "OPTIONS" => return respond(empty(204, vec![Header::new("allow", ALLOW)])),
         // Methods are case-sensitive (RFC 9110 §9.1): `get` is not GET.
-        _ => {
-            return text(
-                config,
-                405,
-                "Method Not Allowed\n",
-                vec![Header::new("allow", ALLOW)],
-            )
-        }
+        _ => return error(config, req, 405),
     }
     if dotfiles::is_hidden(config, &req.path) {
-        return not_found(config);
+        return error(config, req, 404);
     }
-    match found {
-        Entry::Missing | Entry::Directory(DirectoryEntry { index: None }) => not_found(config),
-        Entry::Directory(DirectoryEntry { index: Some(index) }) if req.path.ends_with('/') => {
-            serve(config, req, &index.file, &index.name)
+    let first = purpose == Purpose::First;
+    if first && !config.rules.redirects.is_empty() {
+        let exists = servable(config, req, found);
+        if let Some(m) = config
+            .rules
+            .redirects
+            .find(&req.path, req.raw_query.as_deref(), exists)
+        {
+            if let Some(outcome) = redirect_rule(config, req, found, m) {
+                return outcome;
+            }
         }
-        // Relative links in the index resolve against the directory only with
-        // the slash. Without an index there is nothing to redirect to, and
+    }
+    // Relative links in an index or a listing resolve against the directory
+    // only with the slash; after a rewrite they resolve against the client's
+    // address, not this path, so the slash no longer matters for an index.
+    let slash = req.path.ends_with('/');
+    let listings = config.rules.autoindex != Autoindex::Off;
+    match found {
+        Entry::Directory(DirectoryEntry {
+            index: Some(index), ..
+        }) if slash || !first => respond(serve(config, req, &index.file, &index.name, purpose)),
+        Entry::Directory(DirectoryEntry { index: Some(_), .. }) => respond(redirect(config, req)),
+        Entry::Directory(DirectoryEntry {
+            index: None,
+            listing: Some(list),
+        }) if listings && slash => respond(listing::respond(config, &req.path, list)),
+        Entry::Directory(DirectoryEntry {
+            index: None,
+            listing: Some(_),
+        }) if listings && first => respond(redirect(config, req)),
+        // Without an index or a listing there is nothing to redirect to, and
         // 404 at once does not reveal that the directory exists.
-        Entry::Directory(DirectoryEntry { index: Some(_) }) => redirect(config, req),
+        Entry::Missing | Entry::Directory(_) => missing(config, req, purpose),
         // `/file.txt/` names a directory that does not exist (POSIX says
         // ENOTDIR); serving the file there would break its relative links.
-        Entry::File(_) if req.path.ends_with('/') => not_found(config),
-        Entry::File(file) => serve(config, req, file, last_segment(&req.path)),
+        Entry::File(_) if slash => missing(config, req, purpose),
+        Entry::File(file) => {
+            if first && config.rules.clean_urls {
+                let query = req.raw_query.as_deref();
+                if let Some(to) = clean_urls::redirect(&req.path, query, &config.index_names) {
+                    return respond(redirect_to(config, 301, to));
+                }
+            }
+            respond(serve(config, req, file, last_segment(&req.path), purpose))
+        }
     }
 }
 
+/// Whether the policy would serve something at the request path (a file, a
+/// directory's index or its listing): `redirects` rules that are not forced
+/// only apply when it would not (Netlify's shadowing).
+fn servable(config: &Config, req: &Request, found: &Entry) -> bool {
+    match found {
+        Entry::Missing => false,
+        Entry::File(_) => !req.path.ends_with('/'),
+        Entry::Directory(DirectoryEntry { index: Some(_), .. }) => true,
+        Entry::Directory(DirectoryEntry { listing, .. }) => {
+            listing.is_some() && config.rules.autoindex != Autoindex::Off
+        }
+    }
+}
+
+/// The outcome of a matching `redirects` rule; `None` for a `200` rewrite
+/// to the very path being decided, which is decided as it is.
+fn redirect_rule(
+    config: &Config,
+    req: &Request,
+    found: &Entry,
+    m: RedirectMatch,
+) -> Option<Outcome> {
+    let line = m.line;
+    match m.action {
+        Action::Redirect { status, location } => {
+            Some(respond(redirect_to(config, status, location)))
+        }
+        Action::Rewrite { status: 200, path } => {
+            hop::rewrite(req, &path, format!("redirects line {line}"))
+        }
+        Action::Rewrite { status, path } => {
+            let reason = hop::error_page_reason(status, Some(&format!("redirects line {line}")));
+            Some(
+                hop::rewrite(req, &path, reason)
+                    .unwrap_or_else(|| respond(error_page(config, req, found, status))),
+            )
+        }
+    }
+}
+
+/// Nothing servable at the request path: the rewrites that may still find
+/// something (`clean-urls` on the first call, then `fallback` for a
+/// navigation), else a 404.
+fn missing(config: &Config, req: &Request, purpose: Purpose) -> Outcome {
+    if purpose == Purpose::First && config.rules.clean_urls {
+        if let Some(candidate) = clean_urls::candidate(&req.path) {
+            if let Some(outcome) = hop::rewrite(req, &candidate, hop::CLEAN_URLS.to_owned()) {
+                return outcome;
+            }
+        }
+    }
+    if let (Purpose::First | Purpose::CleanUrls, Some(app)) = (purpose, &config.rules.fallback) {
+        // The client's address decides: `/users/42` is a route even when its
+        // clean-URL candidate `/users/42.html` was tried first.
+        let accept = req.header(Field::Accept);
+        if fallback::wants_fallback(hop::original_path(req), accept.as_deref()) {
+            if let Some(outcome) = hop::rewrite(req, app, hop::FALLBACK.to_owned()) {
+                return outcome;
+            }
+        }
+    }
+    error(config, req, 404)
+}
+
+/// An error the policy answers itself (404, 405): the `error-pages` page
+/// for it if there is one (a rewrite), else the short text.
+fn error(config: &Config, req: &Request, status: u16) -> Outcome {
+    if let Some(page) = config.rules.error_pages.get(status) {
+        if let Some(outcome) = hop::rewrite(req, page, hop::error_page_reason(status, None)) {
+            return outcome;
+        }
+    }
+    respond(error_text(config, status))
+}
+
+/// The fields every answer with an error `status` carries: `Allow` for a
+/// 405, and `Vary: Accept` for a 404 when `fallback` could have answered it
+/// with the app had `Accept` been a browser's.
+fn error_headers(config: &Config, status: u16) -> Vec<Header> {
+    match status {
+        405 => vec![Header::new("allow", ALLOW)],
+        404 if config.rules.fallback.is_some() => vec![Header::new("vary", "Accept")],
+        _ => vec![],
+    }
+}
+
+/// The policy's own short text for an error `status`.
+fn error_text(config: &Config, status: u16) -> Decision {
+    let phrase = match status {
+        404 => "Not Found\n",
+        405 => "Method Not Allowed\n",
+        410 => "Gone\n",
+        _ if status >= 500 => "Server Error\n",
+        _ => "Client Error\n",
+    };
+    text(config, status, phrase, error_headers(config, status))
+}
+
+/// The call after an `error-page` rewrite: the page's bytes with the error's
+/// `status`, whatever the method, and without validators or ranges (a 304 or
+/// 206 of an error body would be answered for the wrong resource). A page
+/// that is missing (or hidden) gives the policy's own text.
+fn error_page(config: &Config, req: &Request, found: &Entry, status: u16) -> Decision {
+    let page = match found {
+        _ if dotfiles::is_hidden(config, &req.path) => None,
+        Entry::File(file) if !req.path.ends_with('/') => Some((file, last_segment(&req.path))),
+        Entry::Directory(DirectoryEntry {
+            index: Some(index), ..
+        }) => Some((&index.file, index.name.as_str())),
+        _ => None,
+    };
+    let Some((_, name)) = page else {
+        return error_text(config, status);
+    };
+    let media = content_type::media_type(name, &config.types);
+    let mut headers = vec![Header::new(
+        "content-type",
+        content_type::header_value(&media, &config.charset),
+    )];
+    headers.extend(error_headers(config, status));
+    decision(
+        status,
+        headers,
+        Body::Full(FullBody {
+            source: Source::Original,
+            compress: None,
+        }),
+    )
+}
+
+fn respond(d: Decision) -> Outcome {
+    Outcome::Respond(d)
+}
+
 /// Serves a regular file (or a directory's index) named `name`.
-fn serve(config: &Config, req: &Request, file: &FileEntry, name: &str) -> Decision {
+fn serve(
+    config: &Config,
+    req: &Request,
+    file: &FileEntry,
+    name: &str,
+    purpose: Purpose,
+) -> Decision {
     let media = content_type::media_type(name, &config.types);
     let compressible = content_type::is_compressible(&media, name, &config.compress_types);
     let otf_eligible = negotiate::on_the_fly_eligible(config, file.meta.size, compressible);
-    let vary = negotiate::varies(config, file, otf_eligible);
+    // The fallback's answer depends on `Accept` (a navigation gets the app,
+    // anything else a 404) as well as on `Accept-Encoding`.
+    let vary = vary_value(
+        negotiate::varies(config, file, otf_eligible),
+        purpose == Purpose::Fallback,
+    );
 
     // RFC 9110 §14.2: only GET has range semantics; HEAD ignores `Range` and
     // gets what a plain GET would. A `Range` that parses (bytes unit, valid
@@ -112,8 +316,8 @@ fn serve(config: &Config, req: &Request, file: &FileEntry, name: &str) -> Decisi
     if !cache.is_empty() {
         headers.push(Header::new("cache-control", cache));
     }
-    if vary {
-        headers.push(vary_header());
+    if let Some(vary) = vary {
+        headers.push(Header::new("vary", vary));
     }
 
     let validators = Validators {
@@ -124,7 +328,7 @@ fn serve(config: &Config, req: &Request, file: &FileEntry, name: &str) -> Decisi
         Precondition::Proceed => {}
         Precondition::NotModified => return empty(304, headers),
         Precondition::Failed => {
-            let extra = if vary { vec![vary_header()] } else { vec![] };
+            let extra = vary.map(|v| Header::new("vary", v)).into_iter().collect();
             return text(config, 412, "Precondition Failed\n", extra);
         }
     }
@@ -176,13 +380,13 @@ fn serve(config: &Config, req: &Request, file: &FileEntry, name: &str) -> Decisi
 
 /// 416 with the one `Content-Range` a policy may send: the length of the
 /// representation the ranges were resolved against. The body must be empty.
-fn unsatisfiable(rep: &Representation, vary: bool) -> Decision {
+fn unsatisfiable(rep: &Representation, vary: Option<&str>) -> Decision {
     let mut headers = vec![
         Header::new("content-range", format!("bytes */{}", rep.stored_size())),
         Header::new("accept-ranges", "bytes"),
     ];
-    if vary {
-        headers.push(vary_header());
+    if let Some(vary) = vary {
+        headers.push(Header::new("vary", vary));
     }
     empty(416, headers)
 }
@@ -193,30 +397,38 @@ fn unsatisfiable(rep: &Representation, vary: bool) -> Decision {
 /// be cached: a directory rarely turns into a file.
 fn redirect(config: &Config, req: &Request) -> Decision {
     let target = location::directory(&req.path, req.raw_query.as_deref());
-    text(
-        config,
-        301,
-        "Moved Permanently\n",
-        redirect_headers(config, target),
-    )
+    redirect_to(config, 301, target)
 }
 
-/// A permanent redirect is cacheable by default (RFC 9111 §4.2.2); give it
-/// the default lifetime explicitly rather than leave caches to guess.
-fn redirect_headers(config: &Config, target: String) -> Vec<Header> {
-    let mut headers = vec![Header::new("location", target)];
-    if !config.cache_default.is_empty() {
+/// A redirect to `location` (a valid field value). A permanent one (301,
+/// 308) is cacheable by default (RFC 9111 §4.2.2): give it the default
+/// lifetime explicitly rather than leave caches to guess. The temporary ones
+/// are not cacheable without explicit freshness, and get none.
+fn redirect_to(config: &Config, status: u16, location: String) -> Decision {
+    let mut headers = vec![Header::new("location", location)];
+    let permanent = matches!(status, 301 | 308);
+    if permanent && !config.cache_default.is_empty() {
         headers.push(Header::new("cache-control", config.cache_default.clone()));
     }
-    headers
+    let phrase = match status {
+        301 => "Moved Permanently\n",
+        302 => "Found\n",
+        303 => "See Other\n",
+        307 => "Temporary Redirect\n",
+        _ => "Permanent Redirect\n",
+    };
+    text(config, status, phrase, headers)
 }
 
-fn not_found(config: &Config) -> Decision {
-    text(config, 404, "Not Found\n", vec![])
-}
-
-fn vary_header() -> Header {
-    Header::new("vary", "Accept-Encoding")
+/// `Vary` for a file response: `Accept-Encoding` when the representation
+/// was negotiated, `Accept` when the fallback answered.
+fn vary_value(encoding: bool, accept: bool) -> Option<&'static str> {
+    match (encoding, accept) {
+        (true, true) => Some("Accept-Encoding, Accept"),
+        (true, false) => Some("Accept-Encoding"),
+        (false, true) => Some("Accept"),
+        (false, false) => None,
+    }
 }
 
 /// The last segment of a request path (empty for `/`).

@@ -14,7 +14,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use sluice::internals::policy::wit::v0_2::{Policy as Bindings, PolicyPre};
+use sluice::internals::handler::Reused;
+use sluice::internals::policy::wit::v0_3::{Policy as Bindings, PolicyPre};
 use sluice::internals::policy::{
     host_limits, wasmtime_config, wit, Policy, Sandbox, DEFAULT_POLICY,
 };
@@ -148,6 +149,7 @@ fn request() -> (wit::Request, wit::Entry) {
         ],
         tls: false,
         version: wit::HttpVersion::Http11,
+        hop: None,
     };
     let meta = wit::FileMeta {
         size: 123_456,
@@ -357,12 +359,15 @@ impl CacheHit {
             .lookup(path.relative(), &caps.index_names, &caps.siblings)
             .unwrap();
         let fields = caps.fields.clone();
-        let (decision, transport) = policy
+        let (outcome, transport) = policy
             .decide(
-                &to_wit(&request, &path, false, &fields),
-                &entry_to_wit(&found),
+                &to_wit(&request, &path, None, false, &fields),
+                &entry_to_wit(&found, None),
             )
             .unwrap();
+        let wit::Outcome::Respond(decision) = outcome else {
+            unreachable!("the default policy answers a file")
+        };
         let verdict = sluice::internals::decision::validate(
             decision,
             transport,
@@ -373,9 +378,11 @@ impl CacheHit {
         let store = sluice::internals::handler::decisions(64 << 20);
         let cache = sluice::internals::handler::DecisionCache::new(&store, 4 << 20).unwrap();
         let mut key = Vec::new();
-        write_key(&mut key, &request, &path, false, &fields, &found);
+        write_key(
+            &mut key, &request, &path, None, false, &fields, &found, None,
+        );
         let hash = cache.hash(&key);
-        cache.insert(key.into(), hash, verdict);
+        cache.insert(key.into(), hash, Reused::Respond(verdict));
         CacheHit {
             _dir: dir,
             request,
@@ -395,11 +402,16 @@ impl CacheHit {
                 key,
                 &self.request,
                 &self.path,
+                None,
                 false,
                 &self.fields,
                 &self.found,
+                None,
             );
-            let verdict = self.cache.get(key, self.cache.hash(key)).unwrap();
+            let held = self.cache.get(key, self.cache.hash(key)).unwrap();
+            let Reused::Respond(verdict) = &*held else {
+                unreachable!("the default policy answers a file")
+            };
             black_box(verdict.plan(&self.found).unwrap());
         });
     }

@@ -42,7 +42,8 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
         Sandbox::new(&pool).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
     // The settings and limits the default site would have.
     let spec = SiteSpecs::from_config(config).default;
-    let policy: Policy = Policy::load(&sandbox, Some(path), &spec.settings, spec.limits)
+    let settings = crate::config::read_settings(&spec.settings)?;
+    let policy: Policy = Policy::load(&sandbox, Some(path), &settings, spec.limits)
         .map_err(|e: LoadError| anyhow::anyhow!("{}: {e}", path.display()))?;
 
     let caps = policy.capabilities();
@@ -75,6 +76,14 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
     let _ = writeln!(text, "  reusable:         {}", caps.reusable);
     let _ = writeln!(
         text,
+        "  listing:          {}",
+        match caps.listing {
+            0 => "never".to_owned(),
+            n => format!("up to {n} entries"),
+        }
+    );
+    let _ = writeln!(
+        text,
         "  chunk size:       {}",
         match caps.transport.chunk_size {
             0 => "host default".to_owned(),
@@ -95,14 +104,22 @@ pub fn check(path: &Path, config: &Config, calls: usize) -> anyhow::Result<Repor
         ("a missing path", "/missing.html"),
     ] {
         let (req, found) = site.request(target, caps)?;
-        let entry = request::entry_to_wit(&found);
-        let (decision, transport) = policy.decide(&req, &entry).map_err(|e| {
+        let entry = request::entry_to_wit(&found, None);
+        let (outcome, transport) = policy.decide(&req, &entry).map_err(|e| {
             anyhow::anyhow!(
                 "{}: decide(GET {target}), {what}, failed: {e}",
                 path.display()
             )
         })?;
-        decision::validate(decision, transport, &found, &transfer).map_err(|rule| {
+        // A rewrite is checked as the server checks one (a path it would
+        // resolve, a reason within bounds); the server then decides again.
+        match outcome {
+            wit::Outcome::Respond(decision) => {
+                decision::validate(decision, transport, &found, &transfer).map(drop)
+            }
+            wit::Outcome::Rewrite(rewrite) => decision::check_rewrite(&rewrite).map(drop),
+        }
+        .map_err(|rule| {
             anyhow::anyhow!(
                 "{}: decide(GET {target}), {what}, returned a decision the server refuses \
                  (it would answer 500): {rule}",
@@ -158,7 +175,7 @@ impl Samples {
             .root
             .lookup(path.relative(), &caps.index_names, &caps.siblings)
             .map_err(|e| anyhow::anyhow!("{target}: {e}"))?;
-        let req = request::to_wit(&http, &path, false, &caps.fields);
+        let req = request::to_wit(&http, &path, None, false, &caps.fields);
         Ok((req, found))
     }
 }

@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 mod access_log;
 mod limits;
 mod sandbox;
+mod settings;
 mod size;
 mod vhost;
 
 pub use access_log::{AccessLogFormat, AccessLogTarget};
 pub use limits::{CacheConfig, LimitsConfig, TransferConfig};
-pub use sandbox::{policy_settings, wall_ceiling, SandboxConfig, SandboxLimits};
+pub use sandbox::{wall_ceiling, SandboxConfig, SandboxLimits};
+pub use settings::{file_setting, policy_settings, read_settings, PolicySetting, SettingFileError};
 #[cfg(test)]
 use size::parse_size;
 pub use size::ByteSize;
@@ -139,6 +141,10 @@ pub struct Config {
     pub policy: BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub vhost: Vec<VhostConfig>,
+    /// The directory of the configuration file (set by [`Config::load`]):
+    /// where relative `{ file = "PATH" }` settings are read from.
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
 }
 
 fn default_compile_cache() -> String {
@@ -199,6 +205,7 @@ impl Default for Config {
             compile_cache: default_compile_cache(),
             policy: BTreeMap::new(),
             vhost: Vec::new(),
+            dir: None,
         }
     }
 }
@@ -270,10 +277,14 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
         })?;
+        config.dir = Some(match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        });
         // A refused value names the file it came from.
         config.check_values().map_err(|e| match e {
             ConfigError::Invalid(m) => ConfigError::Invalid(format!("{}: {m}", path.display())),
@@ -392,6 +403,21 @@ impl Config {
                     "vhost {}: deadline-ms must be positive",
                     v.host
                 )));
+            }
+        }
+        // A table is a setting read from a file, and nothing else.
+        let tables = std::iter::once(("policy".to_owned(), &self.policy)).chain(
+            self.vhost
+                .iter()
+                .map(|v| (format!("vhost {}: policy", v.host), &v.policy)),
+        );
+        for (table, settings) in tables {
+            for (name, value) in settings {
+                if value.is_table() && file_setting(value).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{table}: setting `{name}`: a table must be {{ file = \"PATH\" }}"
+                    )));
+                }
             }
         }
         if s.stack.0 < (64 << 10) || s.stack.0 > (1 << 30) {
@@ -547,7 +573,7 @@ mod tests {
         c.check().unwrap();
         assert_eq!(c.transfer.chunk_default, ByteSize(128 << 10));
         assert_eq!(c.sandbox.limits().deadline, Duration::from_millis(5));
-        let s = policy_settings(&c.policy);
+        let s = read_settings(&policy_settings(&c.policy, None)).unwrap();
         assert!(matches!(
             &s[0],
             wit::Setting { name, value: wit::SettingValue::Items(items) }
@@ -557,6 +583,18 @@ mod tests {
             &s[1],
             wit::Setting { name, value: wit::SettingValue::Integer(4) } if name == "max-ranges"
         ));
+        // A table is only ever a file setting.
+        let bad: Config = toml::from_str(
+            "[policy]
+redirects = { path = \"x\" }
+",
+        )
+        .unwrap();
+        let e = bad.check().unwrap_err().to_string();
+        assert!(
+            e.contains("`redirects`") && e.contains("file = \"PATH\""),
+            "{e}"
+        );
         assert_eq!(c.vhost[0].host, "a.test");
         assert!(toml::from_str::<Config>("bogus = 1").is_err());
     }

@@ -21,6 +21,14 @@ pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Largest inline body.
 pub const MAX_INLINE: usize = 64 * 1024;
+/// Most rewrites one request may take (`max-hops` in the WIT): at most
+/// `MAX_HOPS + 1` calls to `decide`.
+pub const MAX_HOPS: u8 = 4;
+/// Longest `rewrite.reason`, in bytes.
+pub const MAX_REASON: usize = 256;
+/// Most entries of a directory listing the host reads for a policy
+/// (`capabilities.listing` is clamped to it: `max-listing` in the WIT).
+pub const MAX_LISTING: u32 = 10_000;
 
 /// A rule of the WIT contract the decision broke.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +61,10 @@ pub enum DecisionError {
     RangeCount,
     #[error("range {0}-{1} is empty, reversed or outside the representation of {2} bytes")]
     RangeBounds(u64, u64, u64),
+    #[error("rewrite path {0:?} is not an absolute, normalized path")]
+    RewritePath(PolicyText),
+    #[error("rewrite reason longer than {MAX_REASON} bytes")]
+    RewriteReason,
     #[error("ranges are not ascending, or overlap, or touch (coalesce them)")]
     RangeOrder,
 }

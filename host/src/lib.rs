@@ -99,6 +99,7 @@ pub mod internals {
     }
     pub mod handler {
         pub use crate::decision::reuse::decisions;
+        pub use crate::decision::reuse::Reused;
         pub use crate::handler::request::{entry_to_wit, to_wit, write_key};
         pub use crate::handler::DecisionCache;
     }

@@ -29,10 +29,30 @@ fn a_good_policy_is_described() {
     let out = check(&default, Some("[policy]\nmax-ranges = 4\n"));
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("sluice:policy@0.2.0"), "{stdout}");
+    assert!(stdout.contains("sluice:policy@0.3.0"), "{stdout}");
     assert!(stdout.contains("\"accept-encoding\""), "{stdout}");
     assert!(stdout.contains("reusable:         true"), "{stdout}");
+    assert!(stdout.contains("listing:          never"), "{stdout}");
     assert!(stdout.contains("decide:           p50"), "{stdout}");
+
+    // A policy answering a missing path with a rewrite (to its error page)
+    // passes: a rewrite is checked as the server checks one.
+    let out = check(
+        &default,
+        Some("[policy]\nerror-pages = [\"404=/404.html\"]\nautoindex = \"html\"\n"),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("listing:          up to 1024 entries"),
+        "{stdout}"
+    );
+
+    let previous = workspace().join("tests/fixtures/policy-0.2.0.wasm");
+    let out = check(&previous, None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("sluice:policy@0.2.0"), "{stdout}");
 
     let old = workspace().join("tests/fixtures/policy-0.1.0.wasm");
     let out = check(&old, None);

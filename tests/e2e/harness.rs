@@ -282,6 +282,12 @@ impl Server {
         self.status_kib("VmHWM:")
     }
 
+    /// Resets the peak RSS (`VmHWM`) to the current RSS (`clear_refs` 5),
+    /// so a later `peak_rss_kib` measures from now.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").unwrap();
+    }
+
     fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status

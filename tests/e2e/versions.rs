@@ -1,6 +1,6 @@
 //! WIT versions: the host keeps serving policies built against
-//! `sluice:policy@0.1.0` (the WIT promised it), and refuses a component built
-//! against a version it does not support, naming it.
+//! `sluice:policy@0.2.0` and `@0.1.0` (the WIT promised it), and refuses a
+//! component built against a version it does not support, naming it.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,55 @@ use crate::harness::*;
 
 fn fixture_0_1() -> PathBuf {
     workspace().join("tests/fixtures/policy-0.1.0.wasm")
+}
+
+fn fixture_0_2() -> PathBuf {
+    workspace().join("tests/fixtures/policy-0.2.0.wasm")
+}
+
+/// The default policy as it was built against 0.2.0: loaded through the
+/// 0.2 adapter (no hop, no listing, its decision the response), its
+/// declared fields and reusable decisions kept.
+#[test]
+fn a_0_2_policy_still_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "0123456789".repeat(300);
+    std::fs::write(dir.path().join("a.txt"), &text).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/x.txt"), "x").unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            policy: Some(&fixture_0_2()),
+            ..Options::default()
+        },
+    );
+    server.expect_log("sluice:policy@0.2.0");
+    let c = client();
+    let res = c.get(server.url("/a.txt")).send().unwrap();
+    assert_eq!(res.status(), 200);
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(res.text().unwrap(), text);
+    let res = c
+        .get(server.url("/a.txt"))
+        .header("range", "bytes=0-4")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.text().unwrap(), "01234");
+    let res = c
+        .get(server.url("/a.txt"))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(c.get(server.url("/nope")).send().unwrap().status(), 404);
+    // A directory without an index: 0.2.0 has no listings to give.
+    let res = c.get(server.url("/sub/")).send().unwrap();
+    assert_eq!(res.status(), 404);
+    // Its decisions are reusable, as it declared.
+    assert_eq!(c.get(server.url("/a.txt")).send().unwrap().status(), 200);
+    assert!(server.stat("decision_cache_hits") > 0);
 }
 
 #[test]
@@ -80,7 +129,7 @@ fn an_unsupported_version_is_refused_by_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("built against sluice:policy@0.9.0")
-            && stderr.contains("supports sluice:policy@0.2.0, @0.1.0"),
+            && stderr.contains("supports sluice:policy@0.3.0, @0.2.0, @0.1.0"),
         "{stderr}"
     );
 }

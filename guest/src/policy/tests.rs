@@ -28,6 +28,7 @@ fn method(method: &str, path: &str) -> Req {
         headers: vec![],
         tls: false,
         version: HttpVersion::Http11,
+        hop: None,
     })
 }
 
@@ -85,13 +86,49 @@ fn dir(index: Option<(&str, u64)>) -> Entry {
             name: name.into(),
             file: file_entry(size, &[]),
         }),
+        listing: None,
     })
 }
 
+/// `decide`'s outcome, checked against the contract.
+fn outcome_with(config: &Config, req: &Request, found: &Entry) -> Outcome {
+    let outcome = decide(config, req, found);
+    match &outcome {
+        Outcome::Respond(d) => check_contract(config, req, found, d),
+        Outcome::Rewrite(r) => check_rewrite(req, r),
+    }
+    outcome
+}
+
+/// The decision for `req`; panics on a rewrite (none without site rules).
 fn run_with(config: &Config, req: Req, found: &Entry) -> Decision {
-    let d = decide(config, &req.0, found);
-    check_contract(config, &req.0, found, &d);
-    d
+    match outcome_with(config, &req.0, found) {
+        Outcome::Respond(d) => d,
+        Outcome::Rewrite(r) => panic!("rewrite {r:?} for {:?}", req.0.path),
+    }
+}
+
+/// WIT "Rewrites": a normalized path, a reason of at most 256 bytes, never
+/// the path being decided or the client's, and never past the last hop.
+fn check_rewrite(req: &Request, r: &crate::types::Rewrite) {
+    assert!(r.reason.len() <= 256, "reason {:?}", r.reason);
+    let rest = r.path.strip_prefix('/').expect("absolute");
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    assert!(
+        rest.is_empty()
+            || rest
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains(['\\', '\0'])),
+        "not normalized: {:?}",
+        r.path
+    );
+    assert_ne!(r.path, req.path, "rewrite to itself");
+    assert_ne!(
+        r.path,
+        crate::hop::original_path(req),
+        "rewrite to the original"
+    );
+    assert!(req.hop.as_ref().map_or(0, |h| h.count) < crate::hop::MAX_HOPS);
 }
 
 fn run(req: Req, found: &Entry) -> Decision {
@@ -170,8 +207,13 @@ fn check_contract(config: &Config, req: &Request, found: &Entry, d: &Decision) {
                 .expect("bytes */SIZE")
                 .parse()
                 .unwrap();
-            let Entry::File(f) = found else {
-                panic!("416 without a file")
+            // The file served: the entry's, or its directory's index.
+            let f = match found {
+                Entry::File(f) => f,
+                Entry::Directory(DirectoryEntry {
+                    index: Some(index), ..
+                }) => &index.file,
+                _ => panic!("416 without a file"),
             };
             assert!(size == f.meta.size || f.siblings.iter().any(|s| s.meta.size == size));
         }
@@ -195,8 +237,19 @@ fn check_contract(config: &Config, req: &Request, found: &Entry, d: &Decision) {
     }
     match &d.body {
         Body::Inline(b) => assert!(b.len() <= limits.max_inline as usize),
+        // An error page (`error-pages`, a 404 redirect rule): the page's
+        // stored bytes as they are, with no validators of its own.
+        Body::Full(FullBody { source, compress }) if d.status != 200 => {
+            assert!(
+                (400..=599).contains(&d.status),
+                "full body with {}",
+                d.status
+            );
+            assert_eq!((*source, *compress), (Source::Original, None));
+            assert!(d.header("etag").is_none() && d.header("last-modified").is_none());
+            check_source(found, *source);
+        }
         Body::Full(FullBody { source, compress }) => {
-            assert_eq!(d.status, 200);
             if compress.is_some() {
                 assert_eq!(*source, Source::Original, "compressing a sibling");
             }
@@ -222,15 +275,18 @@ fn check_contract(config: &Config, req: &Request, found: &Entry, d: &Decision) {
             d.status
         ),
     }
+    // A file's 200 and 206 carry its validators; a listing (inline) has
+    // none to give.
     if matches!(d.status, 200 | 206) {
-        assert!(d.header("content-type").is_some() && d.header("etag").is_some());
+        assert!(d.header("content-type").is_some());
+        assert!(matches!(d.body, Body::Inline(_)) || d.header("etag").is_some());
     }
 }
 
 fn entry_file(found: &Entry) -> &FileEntry {
     match found {
         Entry::File(f) => f,
-        Entry::Directory(DirectoryEntry { index: Some(i) }) => &i.file,
+        Entry::Directory(DirectoryEntry { index: Some(i), .. }) => &i.file,
         _ => panic!("no file for a file body"),
     }
 }
@@ -1145,7 +1201,8 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
             index: f.map(|file| IndexEntry {
                 name: "index.html".into(),
                 file
-            })
+            }),
+            listing: None,
         })),
     ]
 }
@@ -1271,3 +1328,5 @@ fn inline_bodies_fit_the_host_limit() {
     }
     assert_eq!(body_text(&run(get("/x"), &Entry::Missing)), "Not Found\n");
 }
+
+mod site;

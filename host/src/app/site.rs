@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{policy_settings, wall_ceiling, CacheConfig, Config, SandboxLimits};
-use crate::contract::wit;
+use crate::config::{
+    policy_settings, read_settings, wall_ceiling, CacheConfig, Config, PolicySetting, SandboxLimits,
+};
 use crate::decision::reuse::{self, DecisionCache, Decisions};
 use crate::policy::{LoadError, Loader, Policy};
 use crate::resolve::{self, FileCache, Found, NoDescriptors, OpenFiles, Root, RootError};
@@ -19,7 +20,8 @@ use crate::stats;
 pub struct SiteSpec {
     pub root: PathBuf,
     pub policy_file: Option<PathBuf>,
-    pub settings: Vec<wit::Setting>,
+    /// As configured: a setting read from a file is read at every load.
+    pub settings: Vec<PolicySetting>,
     pub limits: SandboxLimits,
     /// Calls of this site's policy that may run at once.
     pub policy_workers: usize,
@@ -44,7 +46,7 @@ impl SiteSpecs {
         let default = SiteSpec {
             root: config.root.clone().unwrap_or_default(),
             policy_file: config.policy_file.clone(),
-            settings: policy_settings(&config.policy),
+            settings: policy_settings(&config.policy, config.dir.as_deref()),
             limits,
             policy_workers: config.policy_workers(None),
         };
@@ -56,7 +58,7 @@ impl SiteSpecs {
                 let spec = SiteSpec {
                     root: v.root.clone(),
                     policy_file: v.policy_file.clone(),
-                    settings: policy_settings(&v.policy),
+                    settings: policy_settings(&v.policy, config.dir.as_deref()),
                     limits: SandboxLimits {
                         deadline: Duration::from_millis(deadline_ms),
                         wall: wall_ceiling(
@@ -88,9 +90,13 @@ impl SiteSpec {
     /// Compiles, configures and canary-tests this site's policy, or shares
     /// the one `loader` already made from the same bytes, settings and
     /// limits; the site calls it on instances of its own.
+    /// Settings read from files are read here, at every load and reload:
+    /// their contents are part of the settings the policy is shared by.
     fn load_policy(&self, loader: &mut Loader<'_>) -> Result<Policy, Arc<LoadError>> {
+        let settings =
+            read_settings(&self.settings).map_err(|e| Arc::new(LoadError::SettingFile(e)))?;
         loader
-            .load(self.policy_file.as_deref(), &self.settings, self.limits)
+            .load(self.policy_file.as_deref(), &settings, self.limits)
             .map(Policy::new)
     }
 }

@@ -2,13 +2,11 @@
 //! one policy component is held to, and a policy's settings as the WIT
 //! passes them.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::ByteSize;
-use crate::contract::wit;
 
 /// Limits for one policy component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,27 +104,4 @@ pub fn wall_ceiling(wall_ms: u64, deadline_ms: u64) -> Duration {
         0 => deadline_ms.saturating_mul(10),
         n => n.max(deadline_ms),
     })
-}
-
-/// Policy settings as the WIT passes them: typed as the operator wrote them.
-pub fn policy_settings(table: &BTreeMap<String, toml::Value>) -> Vec<wit::Setting> {
-    let text = |v: &toml::Value| match v {
-        toml::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    table
-        .iter()
-        .map(|(k, v)| wit::Setting {
-            name: k.clone(),
-            value: match v {
-                toml::Value::String(s) => wit::SettingValue::Text(s.clone()),
-                toml::Value::Integer(n) => wit::SettingValue::Integer(*n),
-                toml::Value::Boolean(b) => wit::SettingValue::Boolean(*b),
-                toml::Value::Array(items) => {
-                    wit::SettingValue::Items(items.iter().map(text).collect())
-                }
-                other => wit::SettingValue::Text(text(other)),
-            },
-        })
-        .collect()
 }

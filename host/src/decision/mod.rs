@@ -19,8 +19,9 @@ use crate::coding::Coding;
 use crate::config::TransferConfig;
 use crate::contract::{
     wit, DecisionError, Transport, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES,
+    MAX_REASON,
 };
-use crate::resolve::{Found, FoundFile, OpenedFile};
+use crate::resolve::{already_normal, Found, FoundFile, NormalPath, OpenedFile};
 use crate::shared_cache::heap;
 
 /// Fields the host computes itself; a decision may not set them.
@@ -247,6 +248,19 @@ fn bodiless(status: StatusCode) -> bool {
     status == StatusCode::NO_CONTENT
         || status == StatusCode::RESET_CONTENT
         || status == StatusCode::NOT_MODIFIED
+}
+
+/// Checks a `rewrite` as the WIT says: its path is a normalized absolute
+/// path (as a request path is after normalizing; it is not decoded), its
+/// reason at most `MAX_REASON` bytes (also measured before the copy, see
+/// `policy::bounded`). Returns the path to resolve: beneath the site's own
+/// root, like any request path.
+pub fn check_rewrite(rewrite: &wit::Rewrite) -> Result<NormalPath, DecisionError> {
+    if rewrite.reason.len() > MAX_REASON {
+        return Err(DecisionError::RewriteReason);
+    }
+    already_normal(&rewrite.path)
+        .ok_or_else(|| DecisionError::RewritePath(rewrite.path.as_str().into()))
 }
 
 /// Validates `decision` against what the host `found` and its transfer

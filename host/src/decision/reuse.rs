@@ -13,6 +13,14 @@
 //! the wasm call *and* the validation; it is bound to the request's own
 //! descriptors before use. A site's share goes with its policy on reload.
 //!
+//! Rewrites. Each hop of a rewrite chain is its own call with its own key
+//! (the key holds the `hop`: original path, count and reason), so each
+//! hop's outcome is kept under it: a rewrite as the checked rewrite
+//! ([`Reused::Rewrite`]), the final answer as its verdict. A chain answered
+//! from the cache is followed hop by hop, each hop's path resolved afresh
+//! and looked up with its own inputs: it is exactly the chain the policy
+//! would decide today.
+//!
 //! Bounds: a site's decisions weigh at most `[cache] decisions` bytes, all
 //! sites' together at most `[cache] decisions-total`. The weight is what an
 //! entry really costs the heap: the key, the verdict's header map as laid
@@ -22,10 +30,43 @@
 //! counting allocator).
 
 use crate::decision::Verdict;
-use crate::shared_cache::{Held, Quota, Share, SharedCache};
+use crate::resolve::NormalPath;
+use crate::shared_cache::{heap, Held, Quota, Share, SharedCache};
+
+/// One hop's reusable outcome.
+pub enum Reused {
+    /// The response, validated.
+    Respond(Verdict),
+    /// Decide again for `path` (checked: normalized, beneath the root once
+    /// resolved), with the policy's `reason`.
+    Rewrite { path: NormalPath, reason: Box<str> },
+}
+
+impl Reused {
+    fn compacted(self) -> Reused {
+        match self {
+            Reused::Respond(v) => Reused::Respond(v.compacted()),
+            Reused::Rewrite { mut path, reason } => {
+                path.path.shrink_to_fit();
+                Reused::Rewrite { path, reason }
+            }
+        }
+    }
+
+    /// The heap bytes it holds (see [`Verdict::heap_bytes`]).
+    fn heap_bytes(&self) -> u64 {
+        match self {
+            Reused::Respond(v) => v.heap_bytes(),
+            Reused::Rewrite { path, reason } => {
+                let text = |n: usize| if n == 0 { 0 } else { heap(n) };
+                text(path.path.capacity()) + text(reason.len())
+            }
+        }
+    }
+}
 
 /// The host-wide store of every site's decisions.
-pub type Decisions = SharedCache<Verdict>;
+pub type Decisions = SharedCache<Reused>;
 
 /// A typical entry (a key of a hundred bytes or so and a verdict with half
 /// a dozen headers), for sizing the shared cache's tables.
@@ -39,7 +80,7 @@ pub fn decisions(bytes: u64) -> Decisions {
 /// One site's (one loaded policy's) validated decisions, by the exact inputs
 /// that produced them.
 pub struct DecisionCache {
-    share: Share<Verdict>,
+    share: Share<Reused>,
 }
 
 impl DecisionCache {
@@ -59,15 +100,15 @@ impl DecisionCache {
         self.share.hash(key)
     }
 
-    pub fn get(&self, key: &[u8], hash: u64) -> Option<Held<Verdict>> {
+    pub fn get(&self, key: &[u8], hash: u64) -> Option<Held<Reused>> {
         self.share.get(key, hash)
     }
 
-    /// Keeps `verdict` for `key` and returns it.
-    pub fn insert(&self, key: Box<[u8]>, hash: u64, verdict: Verdict) -> Held<Verdict> {
-        let verdict = verdict.compacted();
-        let weight = verdict.heap_bytes() + Decisions::entry_bytes(key.len());
-        self.share.insert(key, hash, verdict, weight)
+    /// Keeps `outcome` for `key` and returns it.
+    pub fn insert(&self, key: Box<[u8]>, hash: u64, outcome: Reused) -> Held<Reused> {
+        let outcome = outcome.compacted();
+        let weight = outcome.heap_bytes() + Decisions::entry_bytes(key.len());
+        self.share.insert(key, hash, outcome, weight)
     }
 
     /// Bytes this site's decisions weigh.
@@ -239,7 +280,7 @@ mod tests {
             let (d, lifted) = retained(|| d.clone());
             let (held, grown) = retained(|| {
                 let verdict = decision::validate(d, TRANSPORT, &found, &limits).unwrap();
-                cache.insert(key, hash, verdict)
+                cache.insert(key, hash, Reused::Respond(verdict))
             });
             let cost = grown + lifted + key_bytes;
             let counted = store.weight() as i64 - key_bytes - Decisions::SLOT_BYTES as i64;
@@ -252,8 +293,34 @@ mod tests {
             );
             // A hit clones the header map and body: that allocates only the
             // clone's own storage, which goes with the response.
-            let (_, hit) = retained(|| drop(held.plan(&found)));
+            let Reused::Respond(verdict) = &*held else {
+                unreachable!()
+            };
+            let (_, hit) = retained(|| drop(verdict.plan(&found)));
             assert_eq!(hit, 0, "{name}");
+            drop(held);
+            assert_eq!(store.weight(), 0);
+        }
+        // A rewrite: its path and reason, as checked from the guest's.
+        for (path, reason) in [("/index.html", ""), ("/a/b/404.html", "error-page 404")] {
+            let key: Box<[u8]> = vec![b'k'; 150].into();
+            let key_bytes = crate::shared_cache::heap(key.len()) as i64;
+            let hash = cache.hash(&key);
+            let (rewrite, lifted) = retained(|| wit::Rewrite {
+                path: path.into(),
+                reason: reason.into(),
+            });
+            let (held, grown) = retained(|| {
+                let path = decision::check_rewrite(&rewrite).unwrap();
+                let reason = rewrite.reason.into_boxed_str();
+                cache.insert(key, hash, Reused::Rewrite { path, reason })
+            });
+            let cost = grown + lifted + key_bytes;
+            let counted = store.weight() as i64 - key_bytes - Decisions::SLOT_BYTES as i64;
+            assert!(
+                (counted..=counted + 48).contains(&cost),
+                "rewrite to {path}: costs {cost} bytes; the weight counts {counted}"
+            );
             drop(held);
             assert_eq!(store.weight(), 0);
         }
@@ -286,7 +353,7 @@ mod tests {
                     let hash = cache.hash(&key);
                     let verdict =
                         decision::validate(typical(), TRANSPORT, &found, &limits).unwrap();
-                    cache.insert(key, hash, verdict);
+                    cache.insert(key, hash, Reused::Respond(verdict));
                 }
                 assert!(store.weight() <= bound, "{sites} sites: {}", store.weight());
                 (store, caches)

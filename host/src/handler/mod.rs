@@ -12,11 +12,13 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
 pub use crate::decision::reuse::DecisionCache;
+use crate::decision::reuse::Reused;
 
 use crate::app::{App, Loaded, Site};
-use crate::contract::DecisionError;
+use crate::contract::{wit, DecisionError, MAX_HOPS};
 use crate::decision::{self, Verdict};
 use crate::policy::CallError;
+use crate::policy_text::PolicyText;
 use crate::resolve::{normalize, Found, NormalPath};
 use crate::shared_cache::Held;
 use crate::stats;
@@ -102,32 +104,161 @@ async fn respond<B>(
         }
     };
     let loaded = site.loaded();
-    let found = match loaded.lookup(&site.root, path.relative()) {
-        Ok(found) => found,
-        Err(e) => {
-            no_descriptors(&path, e);
-            return host_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service Unavailable: the server has no file descriptor left\n",
-            );
+    // The rewrites taken so far (see `Chain`): each hop is resolved
+    // beneath the same root and decided with its own call.
+    let mut chain = Chain::new();
+    loop {
+        let at = chain.path().unwrap_or(&path);
+        let found = match loaded.lookup(&site.root, at.relative()) {
+            Ok(found) => found,
+            Err(e) => {
+                no_descriptors(at, e);
+                return host_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: the server has no file descriptor left\n",
+                );
+            }
+        };
+        // A directory without an index, for a policy that lists: read
+        // afresh for every request (never kept in the open-file cache),
+        // bounded (`resolve::listing`), on this worker like the lookup.
+        let listing = match (&found, loaded.policy.capabilities().listing) {
+            (Found::Directory { index: None }, max) if max > 0 => {
+                match site.root.listing(at.relative(), max) {
+                    Ok(listing) => listing,
+                    Err(e) => {
+                        no_descriptors(at, e);
+                        return host_response(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Service Unavailable: the server has no file descriptor left\n",
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
+        let hop = chain.hop(&path);
+        let seen = Seen {
+            found: &found,
+            listing: listing.as_ref(),
+        };
+        let answer = verdict(
+            app,
+            outcome,
+            &loaded,
+            &req,
+            at,
+            hop.as_ref(),
+            conn.tls,
+            seen,
+        )
+        .await;
+        let verdict = match answer {
+            Ok(Answer::Respond(v)) => v,
+            Ok(Answer::Rewrite { path: next, reason }) => {
+                if let Err(why) = chain.push(&path, next, reason) {
+                    stats::add(&stats::get().invalid_decisions, 1);
+                    tracing::warn!(
+                        policy = loaded.policy.name(),
+                        path = %path.path,
+                        chain = %chain.shown(&path),
+                        "rewrite loop: {why}; answered 500"
+                    );
+                    return empty_response(StatusCode::INTERNAL_SERVER_ERROR);
+                }
+                continue;
+            }
+            Err(response) => return *response,
+        };
+        let Some(plan) = verdict.plan(&found) else {
+            // A verdict is only reused for the same metadata, siblings included.
+            tracing::error!(path = %at.path, "a verdict names a file the lookup lacks");
+            return host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
+        };
+        let head_only = req.method() == Method::HEAD;
+        return match transfer::execute(plan, head_only, conn.channel, &app.transfer, conn.budget) {
+            Ok(res) => res,
+            Err(e) => {
+                tracing::error!(path = %at.path, error = %e, "cannot start the body");
+                host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+            }
+        };
+    }
+}
+
+/// A response with no body, made by the host (a rewrite loop: the WIT
+/// says 500 with no body, the cause is in the log).
+fn empty_response(status: StatusCode) -> Response<ResponseBody> {
+    let mut res = Response::new(ResponseBody::Empty);
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The rewrites one request has taken (see "Rewrites" in the WIT): at most
+/// `MAX_HOPS`, each to a path not yet decided for this request (the
+/// client's included). It holds at most `MAX_HOPS + 1` paths and reasons
+/// of at most `MAX_REASON` bytes, and nothing at all for a request that
+/// takes no rewrite.
+struct Chain {
+    hops: Vec<(NormalPath, Box<str>)>,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        Chain { hops: Vec::new() }
+    }
+
+    /// The path of the last rewrite; `None` before any.
+    fn path(&self) -> Option<&NormalPath> {
+        self.hops.last().map(|(p, _)| p)
+    }
+
+    /// The `hop` of the next call: `None` before any rewrite.
+    fn hop(&self, original: &NormalPath) -> Option<wit::Hop> {
+        let (_, reason) = self.hops.last()?;
+        Some(wit::Hop {
+            original_path: original.path.clone(),
+            count: u8::try_from(self.hops.len()).unwrap_or(u8::MAX),
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Takes a rewrite, or says why it is a loop (it is kept, for the log).
+    fn push(
+        &mut self,
+        original: &NormalPath,
+        next: NormalPath,
+        reason: Box<str>,
+    ) -> Result<(), &'static str> {
+        let seen = next == *original || self.hops.iter().any(|(p, _)| *p == next);
+        let taken = self.hops.len();
+        self.hops.push((next, reason));
+        if taken >= usize::from(MAX_HOPS) {
+            Err("more than 4 rewrites (`max-hops`)")
+        } else if seen {
+            Err("a rewrite to a path already decided for this request")
+        } else {
+            Ok(())
         }
-    };
-    let verdict = match verdict(app, outcome, &loaded, &req, &path, conn.tls, &found).await {
-        Ok(v) => v,
-        Err(response) => return *response,
-    };
-    let Some(plan) = verdict.plan(&found) else {
-        // A verdict is only reused for the same metadata, siblings included.
-        tracing::error!(path = %path.path, "a verdict names a file the lookup lacks");
-        return host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n");
-    };
-    let head_only = req.method() == Method::HEAD;
-    match transfer::execute(plan, head_only, conn.channel, &app.transfer, conn.budget) {
-        Ok(res) => res,
-        Err(e) => {
-            tracing::error!(path = %path.path, error = %e, "cannot start the body");
-            host_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+    }
+
+    /// The chain for the log, `/a -> /b (reason) -> ...`, every path and
+    /// reason escaped (the policy and the client chose them).
+    fn shown(&self, original: &NormalPath) -> String {
+        let mut text = PolicyText::from(original.path.as_str()).to_string();
+        for (path, reason) in &self.hops {
+            text.push_str(" -> ");
+            text.push_str(PolicyText::from(path.path.as_str()).as_str());
+            if !reason.is_empty() {
+                text.push_str(" (");
+                text.push_str(PolicyText::from(&**reason).as_str());
+                text.push(')');
+            }
         }
+        text
     }
 }
 
@@ -155,9 +286,10 @@ fn no_descriptors(path: &NormalPath, e: crate::resolve::NoDescriptors) {
     );
 }
 
-/// The policy's validated decision for this request: from the decision
+/// The policy's validated outcome for one hop of this request (the
+/// request itself, or a rewrite's path with its `hop`): from the decision
 /// cache when the policy is reusable and has answered these exact inputs
-/// before, otherwise from a call into the policy.
+/// before, otherwise from a call into the policy, with its own deadline.
 ///
 /// Fair sharing between tenants: a call first takes one of the site's turns
 /// (`policy-workers`, by default half the workers), waiting for one without
@@ -166,20 +298,23 @@ fn no_descriptors(path: &NormalPath, e: crate::resolve::NoDescriptors) {
 /// first makes and warms up a new instance, runs under `block_in_place`,
 /// which hands this worker's other tasks to another thread for the
 /// duration: requests queued behind the call are not delayed by it.
+#[allow(clippy::too_many_arguments)]
 async fn verdict<B>(
     app: &App,
     outcome: &mut Outcome<'_>,
     loaded: &Loaded,
     req: &Request<B>,
     path: &NormalPath,
+    hop: Option<&wit::Hop>,
     tls: bool,
-    found: &Found,
-) -> Result<Decided, Box<Response<ResponseBody>>> {
+    seen: Seen<'_>,
+) -> Result<Answer, Box<Response<ResponseBody>>> {
+    let found = seen.found;
     let policy = &loaded.policy;
     let caps = policy.capabilities();
     let key = loaded.decisions.as_ref().map(|cache| {
         KEY.with_borrow_mut(|key| {
-            request::write_key(key, req, path, tls, &caps.fields, found);
+            request::write_key(key, req, path, hop, tls, &caps.fields, found, seen.listing);
             let hash = cache.hash(key);
             cache
                 .get(key, hash)
@@ -189,14 +324,20 @@ async fn verdict<B>(
     let key = match key {
         Some(Ok(hit)) => {
             stats::add(&stats::get().decision_cache_hits, 1);
-            return Ok(Decided::Cached(hit));
+            return Ok(match &*hit {
+                Reused::Respond(_) => Answer::Respond(Decided::Cached(hit)),
+                Reused::Rewrite { path, reason } => Answer::Rewrite {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                },
+            });
         }
         Some(Err(miss)) => Some(miss),
         None => None,
     };
 
-    let wit_req = request::to_wit(req, path, tls, &caps.fields);
-    let wit_entry = request::entry_to_wit(found);
+    let wit_req = request::to_wit(req, path, hop, tls, &caps.fields);
+    let wit_entry = request::entry_to_wit(found, seen.listing);
     let site = outcome.site;
     let _turn = match site.calls.try_acquire() {
         Ok(turn) => turn,
@@ -210,7 +351,9 @@ async fn verdict<B>(
     } else {
         call.decide(&wit_req, &wit_entry)
     };
-    outcome.policy_time = Some(started.elapsed());
+    // Every hop's call counts.
+    let took = started.elapsed();
+    outcome.policy_time = Some(outcome.policy_time.unwrap_or_default() + took);
     let invalid = |rule: DecisionError| {
         stats::add(&stats::get().invalid_decisions, 1);
         tracing::warn!(policy = policy.name(), path = %path.path, %rule, "policy returned an invalid decision");
@@ -219,7 +362,7 @@ async fn verdict<B>(
             "Internal Server Error: the response policy returned an invalid decision\n",
         ))
     };
-    let (decision, transport) = answer.map_err(|e| match e {
+    let (answer, transport) = answer.map_err(|e| match e {
         // Over a limit, found before it was copied out of the guest.
         CallError::Invalid(rule) => invalid(rule),
         e => {
@@ -237,26 +380,70 @@ async fn verdict<B>(
             })
         }
     })?;
-    let verdict = decision::validate(decision, transport, found, &app.transfer).map_err(invalid)?;
-    Ok(match (&loaded.decisions, key) {
-        (Some(cache), Some((key, hash))) => Decided::Cached(cache.insert(key, hash, verdict)),
-        _ => Decided::Fresh(verdict),
+    let reused = match answer {
+        wit::Outcome::Respond(decision) => Reused::Respond(
+            decision::validate(decision, transport, found, &app.transfer).map_err(invalid)?,
+        ),
+        wit::Outcome::Rewrite(rewrite) => {
+            let path = decision::check_rewrite(&rewrite).map_err(invalid)?;
+            Reused::Rewrite {
+                path,
+                reason: rewrite.reason.into_boxed_str(),
+            }
+        }
+    };
+    let held = match (&loaded.decisions, key) {
+        (Some(cache), Some((key, hash))) => cache.insert(key, hash, reused),
+        _ => {
+            return Ok(match reused {
+                Reused::Respond(verdict) => Answer::Respond(Decided::Fresh(verdict)),
+                Reused::Rewrite { path, reason } => Answer::Rewrite { path, reason },
+            })
+        }
+    };
+    Ok(match &*held {
+        Reused::Respond(_) => Answer::Respond(Decided::Cached(held)),
+        Reused::Rewrite { path, reason } => Answer::Rewrite {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
     })
 }
 
-/// A validated decision: kept in the decision cache, or made for this
-/// request alone (a policy whose decisions are not reusable).
+/// What the host found for one hop: the lookup, and a directory's listing.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    found: &'a Found,
+    listing: Option<&'a wit::Listing>,
+}
+
+/// What one hop of a request ends in.
+enum Answer {
+    /// The response.
+    Respond(Decided),
+    /// Decide again for `path` (checked, not yet resolved).
+    Rewrite { path: NormalPath, reason: Box<str> },
+}
+
+/// A validated decision: kept in the decision cache (a `Reused::Respond`),
+/// or made for this request alone (a policy whose decisions are not
+/// reusable).
 enum Decided {
-    Cached(Held<Verdict>),
+    Cached(Held<Reused>),
     Fresh(Verdict),
 }
 
-impl std::ops::Deref for Decided {
-    type Target = Verdict;
-    fn deref(&self) -> &Verdict {
+impl Decided {
+    /// The verdict bound to this hop's descriptors; `None` when it names a
+    /// file the lookup lacks.
+    fn plan(&self, found: &Found) -> Option<decision::Plan> {
         match self {
-            Decided::Cached(held) => held,
-            Decided::Fresh(verdict) => verdict,
+            Decided::Cached(held) => match &**held {
+                Reused::Respond(verdict) => verdict.plan(found),
+                // Only made from a `Respond` (see `verdict`).
+                Reused::Rewrite { .. } => None,
+            },
+            Decided::Fresh(verdict) => verdict.plan(found),
         }
     }
 }
@@ -290,6 +477,15 @@ mod tests {
     }
 
     fn oneshot(app: &App, req: Request<()>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+        let (status, headers, body, _) = oneshot_timed(app, req);
+        (status, headers, body)
+    }
+
+    /// [`oneshot`], and whether (how long) the policy was called.
+    fn oneshot_timed(
+        app: &App,
+        req: Request<()>,
+    ) -> (StatusCode, http::HeaderMap, Vec<u8>, Option<Duration>) {
         let conn = Conn {
             tls: false,
             // No zero-copy link: bodies take the copying (or inline) path.
@@ -300,10 +496,11 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (res, _) = runtime.block_on(handle(app, &app.default, conn, req));
+        let (res, outcome) = runtime.block_on(handle(app, &app.default, conn, req));
+        let called = outcome.policy_time;
         let (parts, body) = res.into_parts();
         let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();
-        (parts.status, parts.headers, bytes.to_vec())
+        (parts.status, parts.headers, bytes.to_vec(), called)
     }
 
     fn get(path: &str, headers: &[(&str, &str)]) -> Request<()> {
@@ -372,5 +569,36 @@ mod tests {
         // With both caches off, the same answers.
         let app = build(dir.path(), "[cache]\nvalid-ms = 0\ndecisions = 0\n");
         assert_eq!(oneshot(&app, get("/a.txt", &[])).2, b"three");
+    }
+
+    /// A rewrite chain (the default policy's `fallback`) is cached hop by
+    /// hop: a repeat is answered without entering wasm for either hop, and
+    /// each hop is resolved afresh, so a changed target file is seen.
+    #[test]
+    fn a_rewrite_chain_is_reused_hop_by_hop_and_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "app one").unwrap();
+        let app = build(dir.path(), "[policy]\nfallback = \"/index.html\"\n");
+        let nav = || get("/app/settings/42", &[("accept", "text/html")]);
+        let (status, _, body, called) = oneshot_timed(&app, nav());
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"app one"[..]));
+        assert!(called.is_some());
+        let (status, _, body, called) = oneshot_timed(&app, nav());
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"app one"[..]));
+        assert_eq!(called, None, "both hops answered from the cache");
+        std::fs::write(dir.path().join("index.html"), "app number two").unwrap();
+        let (status, headers, body, called) = oneshot_timed(&app, nav());
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"app number two");
+        assert_eq!(headers["content-length"], "14");
+        assert!(
+            called.is_some(),
+            "the second hop's entry changed: a new key"
+        );
+        // A missing asset is not the app.
+        assert_eq!(
+            oneshot(&app, get("/app/missing.js", &[("accept", "*/*")])).0,
+            StatusCode::NOT_FOUND
+        );
     }
 }

@@ -36,10 +36,12 @@ fn query<'a, B>(req: &'a Request<B>, fields: &Fields) -> Option<&'a str> {
     }
 }
 
-/// Builds the WIT request, with only the fields the policy declared.
+/// Builds the WIT request, with only the fields the policy declared;
+/// `path` is the one being decided (a rewrite's, after one: see `hop`).
 pub fn to_wit<B>(
     req: &Request<B>,
     path: &NormalPath,
+    hop: Option<&wit::Hop>,
     tls: bool,
     declared: &Fields,
 ) -> wit::Request {
@@ -55,6 +57,7 @@ pub fn to_wit<B>(
             .collect(),
         tls,
         version: version(req.version()),
+        hop: hop.cloned(),
     }
 }
 
@@ -81,8 +84,9 @@ fn file(f: &FoundFile) -> wit::FileEntry {
     }
 }
 
-/// Builds the WIT entry.
-pub fn entry_to_wit(found: &Found) -> wit::Entry {
+/// Builds the WIT entry; `listing` is a directory's (read for a policy
+/// asking for listings, when the directory has no index).
+pub fn entry_to_wit(found: &Found, listing: Option<&wit::Listing>) -> wit::Entry {
     match found {
         Found::Missing => wit::Entry::Missing,
         Found::File(f) => wit::Entry::File(file(f)),
@@ -91,6 +95,7 @@ pub fn entry_to_wit(found: &Found) -> wit::Entry {
                 name: name.clone(),
                 file: file(f),
             }),
+            listing: listing.cloned(),
         }),
     }
 }
@@ -100,13 +105,16 @@ pub fn entry_to_wit(found: &Found) -> wit::Entry {
 /// get equal keys if and only if the policy would be given equal inputs.
 /// Every variable-length item is length-prefixed and every optional or
 /// repeated one tagged, so the encoding is unambiguous.
+#[allow(clippy::too_many_arguments)] // exactly the inputs of one call
 pub fn write_key<B>(
     key: &mut Vec<u8>,
     req: &Request<B>,
     path: &NormalPath,
+    hop: Option<&wit::Hop>,
     tls: bool,
     declared: &Fields,
     found: &Found,
+    listing: Option<&wit::Listing>,
 ) {
     fn bytes(key: &mut Vec<u8>, b: &[u8]) {
         key.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -130,6 +138,15 @@ pub fn write_key<B>(
     key.clear();
     bytes(key, req.method().as_str().as_bytes());
     bytes(key, path.path.as_bytes());
+    match hop {
+        Some(hop) => {
+            key.push(b'r');
+            bytes(key, hop.original_path.as_bytes());
+            key.push(hop.count);
+            bytes(key, hop.reason.as_bytes());
+        }
+        None => key.push(b'-'),
+    }
     match query(req, declared) {
         Some(q) => {
             key.push(b'q');
@@ -150,7 +167,23 @@ pub fn write_key<B>(
             key.push(b'f');
             file(key, f);
         }
-        Found::Directory { index: None } => key.push(b'd'),
+        Found::Directory { index: None } => {
+            key.push(b'd');
+            match listing {
+                Some(l) => {
+                    key.push(b'l');
+                    for e in &l.entries {
+                        key.push(b'e');
+                        bytes(key, e.name.as_bytes());
+                        key.push(e.kind as u8);
+                        key.extend_from_slice(&e.size.to_le_bytes());
+                        key.extend_from_slice(&e.mtime_ns.to_le_bytes());
+                    }
+                    key.push(if l.truncated { b't' } else { b'.' });
+                }
+                None => key.push(b'-'),
+            }
+        }
         Found::Directory {
             index: Some((name, f)),
         } => {
@@ -203,7 +236,7 @@ mod tests {
     fn key(r: &Request<()>, fields: &Fields, found: &Found) -> Vec<u8> {
         let path = normalize(r.uri().path()).unwrap();
         let mut k = Vec::new();
-        write_key(&mut k, r, &path, false, fields, found);
+        write_key(&mut k, r, &path, None, false, fields, found, None);
         k
     }
 
@@ -220,7 +253,7 @@ mod tests {
             ],
         );
         let path = normalize(r.uri().path()).unwrap();
-        let w = to_wit(&r, &path, false, &fields);
+        let w = to_wit(&r, &path, None, false, &fields);
         let names: Vec<_> = w.headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["range", "if-none-match"]);
         assert_eq!(w.raw_query, None, "the query was not declared");
@@ -246,11 +279,105 @@ mod tests {
         let with_query = declared(&["range", "if-none-match"], true);
         assert_ne!(key(&r, &with_query, &f), key(&same, &with_query, &f));
         assert_eq!(
-            to_wit(&r, &path, false, &with_query).raw_query.as_deref(),
+            to_wit(&r, &path, None, false, &with_query)
+                .raw_query
+                .as_deref(),
             Some("x=1")
         );
         // `Fields::All` (0.1.0) passes every UTF-8 field.
-        assert_eq!(to_wit(&r, &path, false, &Fields::All).headers.len(), 3);
+        assert_eq!(
+            to_wit(&r, &path, None, false, &Fields::All).headers.len(),
+            3
+        );
+    }
+
+    #[test]
+    fn the_hop_is_in_the_key() {
+        let fields = declared(&[], false);
+        let r = req("/index.html", &[]);
+        let path = normalize("/index.html").unwrap();
+        let f = found(10, None);
+        let hop = |original: &str, count, reason: &str| wit::Hop {
+            original_path: original.into(),
+            count,
+            reason: reason.into(),
+        };
+        let keys: Vec<Vec<u8>> = [
+            None,
+            Some(hop("/a", 1, "fallback")),
+            Some(hop("/b", 1, "fallback")),
+            Some(hop("/a", 2, "fallback")),
+            Some(hop("/a", 1, "error-page 404")),
+            Some(hop("/a", 1, "")),
+        ]
+        .iter()
+        .map(|h| {
+            let mut k = Vec::new();
+            write_key(&mut k, &r, &path, h.as_ref(), false, &fields, &f, None);
+            k
+        })
+        .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // And the hop reaches the policy.
+        let h = hop("/a", 1, "fallback");
+        let given = to_wit(&r, &path, Some(&h), false, &fields).hop.unwrap();
+        assert_eq!(
+            (
+                given.original_path.as_str(),
+                given.count,
+                given.reason.as_str()
+            ),
+            ("/a", 1, "fallback")
+        );
+    }
+
+    #[test]
+    fn a_listing_is_in_the_key_entry_by_entry() {
+        let fields = declared(&[], false);
+        let r = req("/dir/", &[]);
+        let path = normalize("/dir/").unwrap();
+        let dir = Found::Directory { index: None };
+        let entry = |name: &str, kind, size, mtime_ns| wit::ListingEntry {
+            name: name.into(),
+            kind,
+            size,
+            mtime_ns,
+        };
+        let listing =
+            |entries: Vec<wit::ListingEntry>, truncated| wit::Listing { entries, truncated };
+        use wit::EntryKind::*;
+        let listings = [
+            listing(vec![], false),
+            listing(vec![], true),
+            listing(vec![entry("a", File, 1, 1)], false),
+            listing(vec![entry("b", File, 1, 1)], false),
+            listing(vec![entry("a", Directory, 1, 1)], false),
+            listing(vec![entry("a", File, 2, 1)], false),
+            listing(vec![entry("a", File, 1, 2)], false),
+            listing(vec![entry("a", File, 1, 1), entry("b", File, 1, 1)], false),
+            // Names are length-prefixed: "ab" is not "a" then "b".
+            listing(vec![entry("ab", File, 1, 1)], false),
+        ];
+        let mut keys: Vec<Vec<u8>> = listings
+            .iter()
+            .map(|l| {
+                let mut k = Vec::new();
+                write_key(&mut k, &r, &path, None, false, &fields, &dir, Some(l));
+                k
+            })
+            .collect();
+        let mut k = Vec::new();
+        write_key(&mut k, &r, &path, None, false, &fields, &dir, None);
+        keys.push(k);
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Reading a `decide` result out of the guest within the host's limits.
+//! Reading a `decide` result (an `outcome`, or a 0.2.0 `decision`) out of
+//! the guest within the host's limits.
 //!
 //! The generated binding (`Policy::call_decide`) copies every list and string
 //! of a decision into host memory before anyone can look at it, and a
@@ -37,14 +38,49 @@ use wasmtime::component::{ComponentType, Func, Lift, TypedFunc};
 use wasmtime::{Store, ValRaw};
 
 use super::store::HostState;
-use crate::contract::{wit, DecisionError, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES};
+use super::v0_2 as adapt;
+use crate::contract::{
+    wit, DecisionError, MAX_HEADERS, MAX_HEADER_BYTES, MAX_INLINE, MAX_RANGES, MAX_REASON,
+};
+
+/// `outcome` (0.3.0), its decision or its rewrite's reason measured before
+/// the copy. (A rewrite's path is copied within the host-copy allowance, as
+/// any string a policy returns; it is checked after, like a request path.)
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+enum BoundedOutcome {
+    #[component(name = "respond")]
+    Respond(BoundedDecision),
+    #[component(name = "rewrite")]
+    Rewrite(BoundedRewrite),
+}
+
+/// `rewrite`, its reason measured before the copy.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct BoundedRewrite {
+    path: String,
+    reason: Measured<String, ReasonLimit>,
+}
+
+impl BoundedOutcome {
+    fn checked(self) -> Result<wit::Outcome, DecisionError> {
+        Ok(match self {
+            BoundedOutcome::Respond(d) => wit::Outcome::Respond(d.checked()?),
+            BoundedOutcome::Rewrite(r) => wit::Outcome::Rewrite(wit::Rewrite {
+                path: r.path,
+                reason: r.reason.list?,
+            }),
+        })
+    }
+}
 
 /// `decision`, lifted list by list within the host's limits.
 #[derive(ComponentType, Lift)]
 #[component(record)]
 struct BoundedDecision {
     status: u16,
-    headers: Measured<wit::Header, HeaderLimits>,
+    headers: Measured<Vec<wit::Header>, HeaderLimits>,
     body: BoundedBody,
 }
 
@@ -56,7 +92,7 @@ enum BoundedBody {
     #[component(name = "empty")]
     Empty,
     #[component(name = "inline")]
-    Inline(Measured<u8, InlineLimit>),
+    Inline(Measured<Vec<u8>, InlineLimit>),
     #[component(name = "full")]
     Full(wit::FullBody),
     #[component(name = "ranges")]
@@ -68,7 +104,7 @@ enum BoundedBody {
 #[component(record)]
 struct BoundedRanged {
     source: wit::Source,
-    ranges: Measured<wit::ByteRange, RangeLimit>,
+    ranges: Measured<Vec<wit::ByteRange>, RangeLimit>,
 }
 
 impl BoundedDecision {
@@ -103,6 +139,8 @@ struct HeaderLimits;
 struct InlineLimit;
 /// `host-limits.max-ranges`.
 struct RangeLimit;
+/// A rewrite's reason: at most `MAX_REASON` bytes.
+struct ReasonLimit;
 
 /// A `header` record: two `string` pointer pairs, 4-byte aligned.
 const HEADER_SIZE: usize = 16;
@@ -156,18 +194,29 @@ impl Limit for RangeLimit {
     }
 }
 
-/// A `list<T>` that is copied only if `L` accepts it where it lies; else
-/// the limit it is over.
-struct Measured<T, L> {
-    list: Result<Vec<T>, DecisionError>,
+impl Limit for ReasonLimit {
+    fn check(_: &[u8], _: usize, len: usize) -> Result<(), DecisionError> {
+        // A string's length counts code units; the top bit tags UTF-16 in
+        // the "latin1+utf16" encoding. Masked, it is at most the bytes.
+        if len & 0x7fff_ffff > MAX_REASON {
+            return Err(DecisionError::RewriteReason);
+        }
+        Ok(())
+    }
+}
+
+/// A `list<T>` (`C` = `Vec<T>`) or a `string` (`C` = `String`) that is
+/// copied only if `L` accepts it where it lies; else the limit it is over.
+struct Measured<C, L> {
+    list: Result<C, DecisionError>,
     _limit: PhantomData<fn() -> L>,
 }
 
-impl<T: Lift, L: Limit> Measured<T, L> {
+impl<C: Lift, L: Limit> Measured<C, L> {
     fn lift(
         cx: &mut LiftContext<'_>,
         (ptr, len): (u32, u32),
-        copy: impl FnOnce(&mut LiftContext<'_>) -> wasmtime::Result<Vec<T>>,
+        copy: impl FnOnce(&mut LiftContext<'_>) -> wasmtime::Result<C>,
     ) -> wasmtime::Result<Self> {
         let list = match L::check(cx.memory(), ptr as usize, len as usize) {
             Ok(()) => Ok(copy(cx)?),
@@ -182,25 +231,26 @@ impl<T: Lift, L: Limit> Measured<T, L> {
     }
 }
 
-// SAFETY: the ABI, lowered form and type check are exactly `Vec<T>`'s, and
-// lifting delegates to `Vec<T>`'s after reading the same pointer pair.
-unsafe impl<T: ComponentType, L: Limit> ComponentType for Measured<T, L> {
+// SAFETY: the ABI, lowered form and type check are exactly `C`'s (a list
+// or a string: an `(i32 ptr, i32 len)` pair), and lifting delegates to
+// `C`'s after reading the same pointer pair.
+unsafe impl<C: ComponentType<Lower = [ValRaw; 2]>, L: Limit> ComponentType for Measured<C, L> {
     type Lower = [ValRaw; 2];
-    const ABI: CanonicalAbiInfo = <Vec<T> as ComponentType>::ABI;
+    const ABI: CanonicalAbiInfo = C::ABI;
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <Vec<T> as ComponentType>::typecheck(ty, types)
+        C::typecheck(ty, types)
     }
 }
 
-unsafe impl<T: Lift, L: Limit> Lift for Measured<T, L> {
+unsafe impl<C: Lift + ComponentType<Lower = [ValRaw; 2]>, L: Limit> Lift for Measured<C, L> {
     fn linear_lift_from_flat(
         cx: &mut LiftContext<'_>,
         ty: InterfaceType,
         src: &Self::Lower,
     ) -> wasmtime::Result<Self> {
         let pair = (src[0].get_u32(), src[1].get_u32());
-        Self::lift(cx, pair, |cx| Vec::<T>::linear_lift_from_flat(cx, ty, src))
+        Self::lift(cx, pair, |cx| C::linear_lift_from_flat(cx, ty, src))
     }
 
     fn linear_lift_from_memory(
@@ -210,14 +260,21 @@ unsafe impl<T: Lift, L: Limit> Lift for Measured<T, L> {
     ) -> wasmtime::Result<Self> {
         let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         Self::lift(cx, (word(0), word(4)), |cx| {
-            Vec::<T>::linear_lift_from_memory(cx, ty, bytes)
+            C::linear_lift_from_memory(cx, ty, bytes)
         })
     }
 }
 
-/// The `decide` export, typechecked once against [`BoundedDecision`].
+type Args<'a> = (&'a wit::Request, &'a wit::Entry);
+type Args02<'a> = (&'a adapt::Request, &'a adapt::Entry);
+
+/// The `decide` export, typechecked once against [`BoundedOutcome`] (0.3.0)
+/// or [`BoundedDecision`] (0.2.0, whose decision has the same layout).
 #[derive(Clone, Copy)]
-pub(super) struct Decide(Func);
+pub(super) enum Decide {
+    V0_3(Func),
+    V0_2(Func),
+}
 
 impl Decide {
     /// Looks up `decide` in a fresh instance and checks that its signature
@@ -226,32 +283,50 @@ impl Decide {
     pub(super) fn new(
         store: &mut Store<HostState>,
         instance: &wasmtime::component::Instance,
+        version: &str,
     ) -> wasmtime::Result<Decide> {
         let func = instance
             .get_func(&mut *store, "decide")
             .ok_or_else(|| wasmtime::Error::msg("no `decide` export"))?;
-        func.typed::<(&wit::Request, &wit::Entry), (BoundedDecision,)>(&*store)?;
-        Ok(Decide(func))
+        if version == "0.2.0" {
+            func.typed::<Args02<'_>, (BoundedDecision,)>(&*store)?;
+            Ok(Decide::V0_2(func))
+        } else {
+            func.typed::<Args<'_>, (BoundedOutcome,)>(&*store)?;
+            Ok(Decide::V0_3(func))
+        }
     }
 
     /// Calls `decide`. The call completes (post-return included) whatever
-    /// the decision; one over a limit comes back as the [`DecisionError`]
-    /// of the limit, uncopied.
+    /// the outcome; one over a limit comes back as the [`DecisionError`]
+    /// of the limit, uncopied. A 0.2.0 decision is the response
+    /// (`respond`).
     pub(super) fn call(
         self,
         store: &mut Store<HostState>,
         req: &wit::Request,
         entry: &wit::Entry,
-    ) -> wasmtime::Result<Result<wit::Decision, DecisionError>> {
-        // SAFETY: `new_unchecked` only skips the type check, and
+    ) -> wasmtime::Result<Result<wit::Outcome, DecisionError>> {
+        // SAFETY (both arms): `new_unchecked` only skips the type check, and
         // `Decide::new` ran exactly this one on this same function (as the
         // generated bindings do: check at load, `new_unchecked` per call).
-        let typed = unsafe {
-            TypedFunc::<(&wit::Request, &wit::Entry), (BoundedDecision,)>::new_unchecked(self.0)
-        };
-        typed
-            .call(store, (req, entry))
-            .map(|(decision,)| decision.checked())
+        match self {
+            Decide::V0_3(func) => {
+                let typed =
+                    unsafe { TypedFunc::<Args<'_>, (BoundedOutcome,)>::new_unchecked(func) };
+                typed
+                    .call(store, (req, entry))
+                    .map(|(outcome,)| outcome.checked())
+            }
+            Decide::V0_2(func) => {
+                let (req, entry) = (adapt::request(req), adapt::entry(entry));
+                let typed =
+                    unsafe { TypedFunc::<Args02<'_>, (BoundedDecision,)>::new_unchecked(func) };
+                typed
+                    .call(store, (&req, &entry))
+                    .map(|(decision,)| decision.checked().map(wit::Outcome::Respond))
+            }
+        }
     }
 }
 
@@ -309,5 +384,12 @@ mod tests {
             RangeLimit::check(&[], 0, MAX_RANGES + 1),
             Err(DecisionError::RangeCount)
         );
+        assert_eq!(ReasonLimit::check(&[], 0, MAX_REASON), Ok(()));
+        assert_eq!(
+            ReasonLimit::check(&[], 0, MAX_REASON + 1),
+            Err(DecisionError::RewriteReason)
+        );
+        // Tagged UTF-16: the count of code units is what is compared.
+        assert_eq!(ReasonLimit::check(&[], 0, 0x8000_0000 | 10), Ok(()));
     }
 }

@@ -5,13 +5,14 @@
 use http::HeaderName;
 
 use crate::coding::Coding;
-use crate::contract::{wit, Transport};
+use crate::contract::{wit, Transport, MAX_LISTING};
 use crate::policy_text::PolicyText;
 
-/// What `configure` returned, in the current contract's terms; a 0.1.0
-/// policy's capabilities are marked so the caller gives it what 0.1.0 did.
+/// What `configure` returned, in the current contract's terms (a 0.2.0
+/// policy's with `listing` 0); a 0.1.0 policy's capabilities are marked so
+/// the caller gives it what 0.1.0 did.
 pub(super) enum Configured {
-    V0_2(wit::Capabilities),
+    V0_3(wit::Capabilities),
     V0_1 {
         index_names: Vec<String>,
         siblings: Vec<wit::ContentCoding>,
@@ -78,13 +79,17 @@ pub struct Capabilities {
     pub fields: Fields,
     /// Decisions are a pure function of the inputs and may be reused.
     pub reusable: bool,
+    /// Most entries of a directory listing to give the policy (0: never),
+    /// clamped to `MAX_LISTING`: a policy asking for more is given that
+    /// many, not refused (the WIT documents the clamp).
+    pub listing: u32,
     pub transport: Transport,
 }
 
 impl Capabilities {
     pub(super) fn check(configured: Configured) -> Result<Capabilities, CapabilityError> {
-        let (index_names, siblings, fields, reusable, transport) = match configured {
-            Configured::V0_2(c) => {
+        let (index_names, siblings, fields, reusable, listing, transport) = match configured {
+            Configured::V0_3(c) => {
                 if c.request_headers.len() > MAX_REQUEST_HEADERS {
                     return Err(CapabilityError::RequestHeaderCount(c.request_headers.len()));
                 }
@@ -108,7 +113,15 @@ impl Capabilities {
                     chunk_size: c.chunk_size,
                     zero_copy: c.zero_copy,
                 };
-                (c.index_names, c.siblings, fields, c.reusable, transport)
+                let listing = c.listing.min(MAX_LISTING);
+                (
+                    c.index_names,
+                    c.siblings,
+                    fields,
+                    c.reusable,
+                    listing,
+                    transport,
+                )
             }
             Configured::V0_1 {
                 index_names,
@@ -119,7 +132,7 @@ impl Capabilities {
                     chunk_size: 0,
                     zero_copy: true,
                 };
-                (index_names, siblings, Fields::All, false, transport)
+                (index_names, siblings, Fields::All, false, 0, transport)
             }
         };
         if index_names.len() > MAX_INDEX_NAMES {
@@ -139,6 +152,7 @@ impl Capabilities {
             siblings: unique,
             fields,
             reusable,
+            listing,
             transport,
         })
     }

@@ -176,6 +176,7 @@ fn link(engine: &Engine, component: Component) -> Result<Compiled, LoadError> {
     wasi::add_to_linker(&mut linker).map_err(link)?;
     let instance_pre = linker.instantiate_pre(&component).map_err(link)?;
     let pre = match version {
+        "0.3.0" => Pre::V0_3(wit::v0_3::PolicyPre::new(instance_pre).map_err(link)?),
         "0.2.0" => Pre::V0_2(wit::v0_2::PolicyPre::new(instance_pre).map_err(link)?),
         _ => Pre::V0_1(wit::v0_1::PolicyPre::new(instance_pre).map_err(link)?),
     };

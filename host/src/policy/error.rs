@@ -48,6 +48,8 @@ pub enum LoadError {
     Canary(CallError),
     #[error("canary call `decide(GET /)` returned an invalid decision: {0}")]
     CanaryInvalid(DecisionError),
+    #[error(transparent)]
+    SettingFile(crate::config::SettingFileError),
 }
 
 /// Why a policy call produced no decision.

@@ -11,9 +11,9 @@ use super::error::{CallError, Exceeded};
 use super::guarded::guarded;
 use super::runtime::Runtime;
 use super::store::{thread_cpu, HostState, Overrun, Pre, LOOK_EVERY};
-use super::v0_1 as adapt;
+use super::{v0_1 as adapt, v0_2 as adapt_0_2};
 use crate::config::SandboxLimits;
-use crate::contract::wit::{self, v0_1, v0_2};
+use crate::contract::wit::{self, v0_1, v0_2, v0_3};
 use crate::contract::Transport;
 use crate::policy_text::PolicyText;
 
@@ -35,6 +35,7 @@ fn reason_first(e: &wasmtime::Error) -> PolicyText {
 enum Api {
     /// The generated binding calls `configure`; `decide` is called through
     /// views, so a decision is measured before it is copied (`bounded`).
+    V0_3(v0_3::Policy, Decide),
     V0_2(v0_2::Policy, Decide),
     V0_1(v0_1::Policy),
 }
@@ -84,10 +85,17 @@ impl Warm {
         store.set_hostcall_fuel(usize::try_from(limits.memory).unwrap_or(usize::MAX));
         // Instantiation runs the component's start functions: guest code.
         let api = guarded(|| match pre {
+            Pre::V0_3(pre) => {
+                let instance = pre.instance_pre().instantiate(&mut store)?;
+                let policy = v0_3::Policy::new(&mut store, &instance)?;
+                let decide = Decide::new(&mut store, &instance, "0.3.0")?;
+                Ok(Api::V0_3(policy, decide))
+            }
             Pre::V0_2(pre) => {
                 let instance = pre.instance_pre().instantiate(&mut store)?;
                 let policy = v0_2::Policy::new(&mut store, &instance)?;
-                Ok(Api::V0_2(policy, Decide::new(&mut store, &instance)?))
+                let decide = Decide::new(&mut store, &instance, "0.2.0")?;
+                Ok(Api::V0_2(policy, decide))
             }
             Pre::V0_1(pre) => pre.instantiate(&mut store).map(Api::V0_1),
         });
@@ -149,9 +157,16 @@ impl Warm {
     ) -> ConfigureResult {
         let _running = runtime.running();
         let result = guarded(|| match &self.api {
-            Api::V0_2(p, _) => p
+            Api::V0_3(p, _) => p
                 .call_configure(&mut self.store, settings, host)
-                .map(|r| r.map(Configured::V0_2)),
+                .map(|r| r.map(Configured::V0_3)),
+            Api::V0_2(p, _) => p
+                .call_configure(
+                    &mut self.store,
+                    &adapt_0_2::settings(settings),
+                    adapt_0_2::host_limits(host),
+                )
+                .map(|r| r.map(|c| Configured::V0_3(adapt_0_2::capabilities(c)))),
             Api::V0_1(p) => p
                 .call_configure(&mut self.store, &adapt::settings(settings))
                 .map(|r| {
@@ -165,28 +180,32 @@ impl Warm {
     }
 
     /// Calls `decide`; `transport` is the policy's own, from `configure`
-    /// (a 0.1.0 decision brings its own). A 0.2 decision over the host's
-    /// limits is not copied out (`bounded`), but the call completes (the
-    /// guest's post-return runs, freeing the result), so the instance is as
-    /// after any call and stays in use; the decision is reported invalid.
-    /// A 0.1.0 decision is copied by the generated binding, within the
-    /// host-copy allowance.
+    /// (a 0.1.0 decision brings its own). A 0.3 outcome or 0.2 decision
+    /// over the host's limits is not copied out (`bounded`), but the call
+    /// completes (the guest's post-return runs, freeing the result), so the
+    /// instance is as after any call and stays in use; the outcome is
+    /// reported invalid. A 0.1.0 decision is copied by the generated
+    /// binding, within the host-copy allowance. An older policy's decision
+    /// is always `respond`.
     pub(super) fn decide(
         &mut self,
         runtime: &Runtime,
         req: &wit::Request,
         entry: &wit::Entry,
         transport: Transport,
-    ) -> Result<(wit::Decision, Transport), CallError> {
+    ) -> Result<(wit::Outcome, Transport), CallError> {
         self.arm(runtime);
         let _running = runtime.running();
         let result = guarded(|| match &self.api {
-            Api::V0_2(_, decide) => decide
+            Api::V0_3(_, decide) | Api::V0_2(_, decide) => decide
                 .call(&mut self.store, req, entry)
                 .map(|d| d.map(|d| (d, transport)).map_err(CallError::Invalid)),
             Api::V0_1(p) => p
                 .call_decide(&mut self.store, &adapt::request(req), &adapt::entry(entry))
-                .map(|d| Ok(adapt::decision(d))),
+                .map(|d| {
+                    let (decision, transport) = adapt::decision(d);
+                    Ok((wit::Outcome::Respond(decision), transport))
+                }),
         });
         result.unwrap_or_else(|e| Err(self.fault(e)))
     }

@@ -14,9 +14,10 @@
 //! bounds how long it can hold the worker. A panic in a host function the
 //! policy called is caught and treated as a trap.
 //!
-//! The host speaks `sluice:policy@0.2.0` ([`crate::contract::wit`]); a component built against
-//! 0.1.0 is recognised by the package version it imports and adapted
-//! (`v0_1`). Any other version is refused by name.
+//! The host speaks `sluice:policy@0.3.0` ([`crate::contract::wit`]); a
+//! component built against 0.2.0 or 0.1.0 is recognised by the package
+//! version it imports and adapted (`v0_2`, `v0_1`). Any other version is
+//! refused by name.
 
 mod bounded;
 mod capabilities;
@@ -32,6 +33,7 @@ mod shared;
 mod sizing;
 mod store;
 mod v0_1;
+mod v0_2;
 mod wasi;
 
 use std::path::Path;
@@ -211,13 +213,13 @@ impl Policy {
     }
 
     /// Calls `decide` on one of this site's instances (creating one if
-    /// none is idle); returns the decision and how its file bytes may be
+    /// none is idle); returns the outcome and how its file bytes may be
     /// moved.
     pub fn decide(
         &self,
         req: &wit::Request,
         entry: &wit::Entry,
-    ) -> Result<(wit::Decision, Transport), CallError> {
+    ) -> Result<(wit::Outcome, Transport), CallError> {
         self.call().decide(req, entry)
     }
 }
@@ -237,13 +239,13 @@ impl Call<'_> {
         self.warm.is_none() || self.policy.is_slow()
     }
 
-    /// Calls `decide`; returns the decision and how its file bytes may be
-    /// moved.
+    /// Calls `decide`; returns the outcome (a decision, or a rewrite for
+    /// the caller to follow) and how its file bytes may be moved.
     pub fn decide(
         self,
         req: &wit::Request,
         entry: &wit::Entry,
-    ) -> Result<(wit::Decision, Transport), CallError> {
+    ) -> Result<(wit::Outcome, Transport), CallError> {
         self.run(req, entry, true)
     }
 
@@ -253,7 +255,7 @@ impl Call<'_> {
         req: &wit::Request,
         entry: &wit::Entry,
         retry: bool,
-    ) -> Result<(wit::Decision, Transport), CallError> {
+    ) -> Result<(wit::Outcome, Transport), CallError> {
         stats::add(&stats::get().policy_calls, 1);
         let policy = self.policy;
         let prepared = &*policy.prepared;
@@ -356,12 +358,17 @@ mod tests {
         Policy::from_bytes(&sandbox, bytes, "test", &[], settings.limits())
     }
 
-    fn fixture_0_1() -> Vec<u8> {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/policy-0.1.0.wasm"
-        );
-        std::fs::read(path).unwrap()
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/");
+        std::fs::read(format!("{dir}{name}")).unwrap()
+    }
+
+    /// The status of an outcome that must be a response.
+    fn status(outcome: wit::Outcome) -> u16 {
+        match outcome {
+            wit::Outcome::Respond(d) => d.status,
+            wit::Outcome::Rewrite(r) => panic!("a rewrite to {:?}", r.path),
+        }
     }
 
     #[test]
@@ -396,10 +403,10 @@ mod tests {
         sandbox.reclaim_idle(Duration::from_millis(10));
         assert_eq!(policy.idle_instances(), 0, "quiet: reclaimed");
         // And the next call makes a fresh one.
-        let (decision, _) = policy
+        let (outcome, _) = policy
             .decide(&canary_request(), &wit::Entry::Missing)
             .unwrap();
-        assert_eq!(decision.status, 404);
+        assert_eq!(status(outcome), 404);
         // A site's policy that goes (a reload) takes its instances along.
         drop(policy);
         assert_eq!(sandbox.idle_instances(), (0, 0));
@@ -432,10 +439,10 @@ mod tests {
         );
         let sites: Vec<Policy> = (0..3).map(|_| Policy::new(prepared.clone())).collect();
         for site in &sites {
-            let (decision, _) = site
+            let (outcome, _) = site
                 .decide(&canary_request(), &wit::Entry::Missing)
                 .unwrap();
-            assert_eq!(decision.status, 404);
+            assert_eq!(status(outcome), 404);
         }
         let held: Vec<usize> = sites.iter().map(Policy::idle_instances).collect();
         assert_eq!(held, [0, 1, 1]);
@@ -494,14 +501,22 @@ mod tests {
     #[test]
     fn versions_are_read_from_the_component() {
         let current = load(DEFAULT_POLICY).unwrap();
-        assert_eq!(current.version(), "0.2.0");
+        assert_eq!(current.version(), "0.3.0");
         assert!(current.capabilities().reusable);
-        let old = load(&fixture_0_1()).unwrap();
+        let previous = load(&fixture("policy-0.2.0.wasm")).unwrap();
+        assert_eq!(previous.version(), "0.2.0");
+        assert!(previous.capabilities().reusable);
+        assert_eq!(previous.capabilities().listing, 0);
+        let (outcome, _) = previous
+            .decide(&canary_request(), &wit::Entry::Missing)
+            .unwrap();
+        assert_eq!(status(outcome), 404);
+        let old = load(&fixture("policy-0.1.0.wasm")).unwrap();
         assert_eq!(old.version(), "0.1.0");
         assert_eq!(old.capabilities().fields, Fields::All);
         assert!(!old.capabilities().reusable);
-        let (decision, _) = old.decide(&canary_request(), &wit::Entry::Missing).unwrap();
-        assert_eq!(decision.status, 404);
+        let (outcome, _) = old.decide(&canary_request(), &wit::Entry::Missing).unwrap();
+        assert_eq!(status(outcome), 404);
     }
 
     #[test]
@@ -516,13 +531,13 @@ mod tests {
         // The empty component imports no sluice:policy package at all.
         let e = load(b"\0asm\x0d\0\x01\0").unwrap_err();
         assert!(matches!(e, LoadError::Version { found: None }), "{e}");
-        assert!(e.to_string().contains("0.2.0"), "{e}");
+        assert!(e.to_string().contains("0.3.0"), "{e}");
     }
 
     #[test]
     fn capabilities_over_the_limits_are_refused() {
         let caps = |index_names: Vec<&str>, headers: Vec<&str>| {
-            Capabilities::check(Configured::V0_2(wit::Capabilities {
+            Capabilities::check(Configured::V0_3(wit::Capabilities {
                 index_names: index_names.into_iter().map(String::from).collect(),
                 siblings: vec![Coding::Gzip, Coding::Gzip, Coding::Br],
                 request_headers: headers.into_iter().map(String::from).collect(),
@@ -530,9 +545,11 @@ mod tests {
                 reusable: true,
                 chunk_size: 0,
                 zero_copy: true,
+                listing: 20_000,
             }))
         };
         let ok = caps(vec!["index.html"], vec!["range"]).unwrap();
+        assert_eq!(ok.listing, crate::contract::MAX_LISTING, "clamped");
         assert_eq!(
             ok.siblings,
             vec![Coding::Gzip, Coding::Br],

@@ -64,6 +64,7 @@ impl Prepared {
                 siblings: Vec::new(),
                 fields: Fields::All,
                 reusable: false,
+                listing: 0,
                 transport: Transport {
                     chunk_size: 0,
                     zero_copy: true,
@@ -79,7 +80,7 @@ impl Prepared {
             .map_err(LoadError::Configure)?
             .map_err(|message| LoadError::Refused(message.into()))?;
         prepared.capabilities = Capabilities::check(configured)?;
-        let (decision, transport) = warm
+        let (outcome, transport) = warm
             .decide(
                 &prepared.sandbox.runtime,
                 &canary_request(),
@@ -90,13 +91,23 @@ impl Prepared {
                 CallError::Invalid(rule) => LoadError::CanaryInvalid(rule),
                 fault => LoadError::Canary(fault),
             })?;
-        decision::validate(
-            decision,
-            transport,
-            &crate::resolve::Found::Missing,
-            &crate::config::TransferConfig::default(),
-        )
-        .map_err(LoadError::CanaryInvalid)?;
+        // A rewrite is a valid answer (a site whose `/` is an app, say); it
+        // is checked as the handler checks one, but not followed: the
+        // canary has no root to resolve it beneath.
+        match outcome {
+            wit::Outcome::Respond(decision) => {
+                decision::validate(
+                    decision,
+                    transport,
+                    &crate::resolve::Found::Missing,
+                    &crate::config::TransferConfig::default(),
+                )
+                .map_err(LoadError::CanaryInvalid)?;
+            }
+            wit::Outcome::Rewrite(rewrite) => {
+                decision::check_rewrite(&rewrite).map_err(LoadError::CanaryInvalid)?;
+            }
+        }
         // The canary's instance is dropped here: a policy nobody asks for
         // should cost only its settings, and an instance belongs to one site.
         Ok(prepared)
@@ -148,5 +159,6 @@ pub(super) fn canary_request() -> wit::Request {
         }],
         tls: false,
         version: wit::HttpVersion::Http11,
+        hop: None,
     }
 }

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::error::Exceeded;
 use crate::config::SandboxLimits;
-use crate::contract::wit::{v0_1, v0_2};
+use crate::contract::wit::{v0_1, v0_2, v0_3};
 
 /// Per-store host state: an empty WASI context, the resource limiter and
 /// the running call's time budget.
@@ -309,6 +309,7 @@ impl ResourceLimiter for Limiter {
 
 /// A policy's pre-linked component, per supported WIT version.
 pub(super) enum Pre {
+    V0_3(v0_3::PolicyPre<HostState>),
     V0_2(v0_2::PolicyPre<HostState>),
     V0_1(v0_1::PolicyPre<HostState>),
 }

@@ -9,9 +9,10 @@
 //! keeps recent lookups' descriptors open (nginx's `open_file_cache`).
 
 mod cache;
+mod listing;
 mod normalize;
 mod open;
 
 pub use cache::{open_files, sweep, FileCache, OpenFiles};
-pub use normalize::{normalize, NormalPath};
+pub use normalize::{already_normal, normalize, NormalPath};
 pub use open::{FileMeta, Found, FoundFile, NoDescriptors, OpenedFile, Root, RootError};

@@ -104,6 +104,29 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     Ok(NormalPath { path, segments_end })
 }
 
+/// `path` if it is already what [`normalize`] makes, read as it is (not
+/// percent-decoded): absolute, no empty, `.` or `..` segments, no NUL,
+/// backslash or control character, a trailing `/` allowed. This is how a
+/// policy's rewrite path is checked: the policy names a file, not a URL.
+pub fn already_normal(path: &str) -> Option<NormalPath> {
+    let rest = path.strip_prefix('/')?;
+    let body = rest.strip_suffix('/').unwrap_or(rest);
+    if body.is_empty() {
+        return (path == "/").then(|| NormalPath {
+            path: path.to_owned(),
+            segments_end: 1,
+        });
+    }
+    let bad = |c: char| c == '\\' || c == '\0' || c.is_control();
+    let normal = body
+        .split('/')
+        .all(|s| !matches!(s, "" | "." | "..") && !s.contains(bad));
+    normal.then(|| NormalPath {
+        path: path.to_owned(),
+        segments_end: 1 + body.len(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +169,37 @@ mod tests {
             ("*", PathError::NotAbsolute),
         ] {
             assert_eq!(normalize(raw), Err(err), "{raw}");
+        }
+    }
+
+    #[test]
+    fn rewrite_paths_must_be_normal_already() {
+        for ok in ["/", "/a", "/a/", "/a/b.html", "/100%25/x", "/a b/€"] {
+            let n = already_normal(ok).unwrap_or_else(|| panic!("{ok}"));
+            assert_eq!(n.path, ok);
+            assert_eq!(
+                n.trailing_slash(),
+                ok.len() > 1 && ok.ends_with('/'),
+                "{ok}"
+            );
+        }
+        assert_eq!(already_normal("/a/b/").unwrap().relative(), "a/b");
+        assert_eq!(already_normal("/").unwrap().relative(), ".");
+        for bad in [
+            "",
+            "a",
+            "//",
+            "/a//b",
+            "/./a",
+            "/a/.",
+            "/../etc/passwd",
+            "/a/..",
+            "/a\\b",
+            "/a\0b",
+            "/a\nb",
+            "/a//",
+        ] {
+            assert!(already_normal(bad).is_none(), "{bad:?}");
         }
     }
 

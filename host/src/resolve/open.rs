@@ -137,7 +137,7 @@ impl Root {
     /// `None` for anything else (including every error about the path, which
     /// the caller reports uniformly as "missing"); an error for want of a
     /// descriptor is not about the path, and is returned as such.
-    fn open_node(
+    pub(super) fn open_node(
         &self,
         relative: &str,
     ) -> Result<Option<(OwnedFd, rustix::fs::Stat)>, NoDescriptors> {
@@ -278,7 +278,7 @@ impl Found {
 // `stat` field types differ between targets (e.g. 32-bit `time_t`), so the
 // casts are needed somewhere even where they are no-ops.
 #[allow(clippy::unnecessary_cast)]
-fn meta(stat: &rustix::fs::Stat) -> FileMeta {
+pub(super) fn meta(stat: &rustix::fs::Stat) -> FileMeta {
     FileMeta {
         size: stat.st_size as u64,
         mtime_ns: (stat.st_mtime as i64)

@@ -19,6 +19,17 @@
 //! | `/remember/...`     | answers the path of the previous request this instance |
 //! |                     | decided (state kept between calls, which the contract  |
 //! |                     | forbids, and which must never cross tenants)           |
+//! | `/rw/chain/<n>`     | rewrites to `/rw/chain/<n-1>`; `/rw/chain/0` answers   |
+//! |                     | `hop <count> from <original> because <reason>`         |
+//! | `/rw/loop/a`, `/b`  | rewrite to each other                                  |
+//! | `/rw/self`          | rewrites to itself, with a reason forging a log line   |
+//! | `/rw/bad/<case>`    | rewrites to a path that is not normalized (`up`,       |
+//! |                     | `dots`, `relative`, `nul`, `empty`, `double`) or with a|
+//! |                     | reason over 256 bytes (`reason`)                       |
+//! | `/rw/file/...`      | rewrites to `/file/...`                                |
+//! | `/ls/...`           | describes the directory listing it was given: count,  |
+//! |                     | `truncated`, and each entry as `name kind size` (at    |
+//! |                     | most the first and last 20)                            |
 //! | anything else       | a valid `200` with the inline body `ok` (or `body`)    |
 //!
 //! Like a JavaScript runtime (ComponentizeJS), it traps when a call begins
@@ -35,7 +46,8 @@
 //! to try N index names per directory request; `invalid-canary` makes the
 //! answer to `GET /` (the host's canary request) an invalid decision;
 //! `invalid-files` makes every decision about a file invalid (it sets
-//! `content-length`, which the host computes), while the canary passes.
+//! `content-length`, which the host computes), while the canary passes;
+//! `listing` (an integer N) asks for listings of up to N entries.
 //!
 //! It declares its decisions *not* reusable: `/spin` reads a clock.
 
@@ -52,14 +64,15 @@ wit_bindgen::generate!({
 });
 
 use sluice::policy::types::{
-    Body, ByteRange, Compression, ContentCoding, FullBody, Header, HttpVersion, RangedBody,
-    SettingValue, Source,
+    Body, ByteRange, Compression, ContentCoding, Decision, EntryKind, FullBody, Header,
+    HttpVersion, RangedBody, Rewrite, SettingValue, Source,
 };
 
 thread_local! {
     static BODY: RefCell<Vec<u8>> = RefCell::new(b"ok".to_vec());
     static INVALID_CANARY: RefCell<bool> = const { RefCell::new(false) };
     static INVALID_FILES: RefCell<bool> = const { RefCell::new(false) };
+    static LISTING: RefCell<u32> = const { RefCell::new(0) };
     /// The path of the previous `decide` on this instance (`/remember`).
     static PREVIOUS: RefCell<String> = const { RefCell::new(String::new()) };
     /// `decide` calls this instance has answered (`/loop-unless-fresh`).
@@ -324,6 +337,9 @@ impl Guest for Evil {
                 ("body", SettingValue::Text(t)) => {
                     BODY.with(|b| *b.borrow_mut() = t.clone().into_bytes())
                 }
+                ("listing", SettingValue::Integer(n)) => {
+                    LISTING.with(|l| *l.borrow_mut() = u32::try_from(*n).unwrap_or(u32::MAX))
+                }
                 ("index-names", SettingValue::Integer(n)) => {
                     index_names = (0..*n).map(|i| format!("index{i}.html")).collect()
                 }
@@ -338,11 +354,87 @@ impl Guest for Evil {
             reusable: false,
             chunk_size: 0,
             zero_copy: true,
+            listing: LISTING.with(|l| *l.borrow()),
         })
     }
 
-    fn decide(req: Request, found: Entry) -> Decision {
-        released(Self::answer(req, found))
+    fn decide(req: Request, found: Entry) -> Outcome {
+        if let Some(outcome) = Self::rewrites(&req, &found) {
+            return outcome;
+        }
+        Outcome::Respond(released(Self::answer(req, found)))
+    }
+}
+
+fn rewrite(path: impl Into<String>, reason: impl Into<String>) -> Option<Outcome> {
+    Some(Outcome::Rewrite(Rewrite {
+        path: path.into(),
+        reason: reason.into(),
+    }))
+}
+
+impl Evil {
+    /// The `/rw/` and `/ls/` cases.
+    fn rewrites(req: &Request, found: &Entry) -> Option<Outcome> {
+        let path = req.path.as_str();
+        if let Some(n) = path.strip_prefix("/rw/chain/") {
+            let n: u32 = n.parse().unwrap_or(0);
+            if n > 0 {
+                return rewrite(format!("/rw/chain/{}", n - 1), format!("chain {n}"));
+            }
+            let said = match &req.hop {
+                Some(h) => format!(
+                    "hop {} from {} because {}",
+                    h.count, h.original_path, h.reason
+                ),
+                None => "no hop".into(),
+            };
+            return Some(Outcome::Respond(released(ok(said.into_bytes()))));
+        }
+        if let Some(rest) = path.strip_prefix("/rw/file/") {
+            return rewrite(format!("/file/{rest}"), "a file");
+        }
+        match path {
+            "/rw/loop/a" => return rewrite("/rw/loop/b", "to b"),
+            "/rw/loop/b" => return rewrite("/rw/loop/a", "to a"),
+            "/rw/self" => return rewrite("/rw/self", "\x1b[31mforged\r\nINFO sluice: all good"),
+            _ => {}
+        }
+        if let Some(case) = path.strip_prefix("/rw/bad/") {
+            return match case {
+                "up" => rewrite("/../secret", ""),
+                "dots" => rewrite("/file/./a.txt", ""),
+                "relative" => rewrite("file/a.txt", ""),
+                "nul" => rewrite("/file/a\0.txt", ""),
+                "empty" => rewrite("", ""),
+                "double" => rewrite("//file/a.txt", ""),
+                "reason" => rewrite("/file/a.txt", "x".repeat(257)),
+                _ => None,
+            };
+        }
+        if path.starts_with("/ls/") {
+            let Entry::Directory(d) = found else {
+                return Some(Outcome::Respond(with(404, vec![], Body::Empty)));
+            };
+            let Some(listing) = &d.listing else {
+                return Some(Outcome::Respond(released(ok(b"no listing".to_vec()))));
+            };
+            let n = listing.entries.len();
+            let mut text = format!("{n} entries, truncated={}\n", listing.truncated);
+            for (i, e) in listing.entries.iter().enumerate() {
+                if i < 20 || i + 20 >= n {
+                    let kind = match e.kind {
+                        EntryKind::File => "file",
+                        EntryKind::Directory => "directory",
+                        EntryKind::Other => "other",
+                    };
+                    let mtime = if e.mtime_ns > 0 { "t" } else { "0" };
+                    text.push_str(&format!("{:?} {kind} {} {mtime}\n", e.name, e.size));
+                }
+            }
+            return Some(Outcome::Respond(released(ok(text.into_bytes()))));
+        }
+        None
     }
 }
 

@@ -23,6 +23,7 @@ mod reuse;
 mod rewrites;
 mod sandbox;
 mod setting_files;
+mod site_rules;
 mod skeleton;
 mod startup;
 mod tenants;

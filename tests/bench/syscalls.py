@@ -45,22 +45,13 @@ import time
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 from sluice_test import sluice_binary  # noqa: E402
+from small_file import free_port, log  # noqa: E402
 
 REQUESTS = int(os.environ.get("REQUESTS", "1000"))
 WARMUP = int(os.environ.get("WARMUP", "200"))
 TRACE = int(os.environ.get("TRACE", "3"))
 WRK_CONNS = int(os.environ.get("WRK_CONNS", "0"))
 LIVE = []
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_listening(proc, port, timeout=60):

@@ -66,7 +66,19 @@ pub struct App {
     pub access_log: Option<AccessLog>,
     /// The host-wide caches the sites share.
     pub stores: Stores,
+    /// Directory listings read and held at once, all sites together
+    /// ([`LISTINGS_AT_ONCE`]).
+    pub listings: Arc<tokio::sync::Semaphore>,
 }
+
+/// Directory listings (for policies that ask for them) read and held at
+/// once, host-wide. A listing holds up to `contract::MAX_LISTING` entries
+/// (names up to 255 bytes: about 3 MiB at worst) from its read until the
+/// policy has answered, and its read walks up to `resolve::listing::MAX_SCAN`
+/// entries: without a bound, many clients asking for huge directories at
+/// once (128 streams per HTTP/2 connection) would multiply both. Further
+/// listings wait their turn, holding nothing.
+pub const LISTINGS_AT_ONCE: usize = 8;
 
 impl App {
     /// Builds the application from a configuration: the sandbox sized for
@@ -127,6 +139,7 @@ impl App {
             vhosts: sites,
             access_log,
             stores,
+            listings: Arc::new(tokio::sync::Semaphore::new(LISTINGS_AT_ONCE)),
         }))
     }
 

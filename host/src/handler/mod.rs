@@ -121,9 +121,13 @@ async fn respond<B>(
         };
         // A directory without an index, for a policy that lists: read
         // afresh for every request (never kept in the open-file cache),
-        // bounded (`resolve::listing`), on this worker like the lookup.
+        // bounded (`resolve::listing`), on this worker like the lookup;
+        // held until the policy has answered, at most `LISTINGS_AT_ONCE`
+        // host-wide.
+        let mut _listing_turn = None;
         let listing = match (&found, loaded.policy.capabilities().listing) {
             (Found::Directory { index: None }, max) if max > 0 => {
+                _listing_turn = app.listings.clone().acquire_owned().await.ok();
                 match site.root.listing(at.relative(), max) {
                     Ok(listing) => listing,
                     Err(e) => {

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -247,7 +248,7 @@ fn run<H1, H2>(
     served: Option<Served>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
-    H1: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H1: Parking,
     H2: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Accepted {
@@ -319,33 +320,140 @@ async fn watch(
     }
 }
 
+/// How long an HTTP/1 connection on plain TCP stays idle before hyper is let
+/// go of (see [`serve_http1`]). Long enough that a client making requests one
+/// after another never waits on it (a parked connection's next request
+/// builds hyper's state again: two 8 KiB buffers and a header map), short
+/// enough that idle connections (most of them, at any time, on a busy
+/// server) hold a few hundred bytes rather than hyper's ~17 KiB; and a busy
+/// connection's check costs one timer wake-up per period.
+const PARK_AFTER: Duration = Duration::from_millis(500);
+
+/// An HTTP/1 connection's I/O, and whether hyper can be let go of while the
+/// connection is idle.
+pub(crate) trait Parking:
+    hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static
+{
+    /// Whether [`serve_http1`] parks idle connections on this I/O.
+    const PARKS: bool;
+
+    /// Waits for the client's next bytes, taking nothing: how many are
+    /// there (0: the client closed).
+    fn next_bytes(&self) -> impl Future<Output = std::io::Result<usize>> + Send + '_;
+
+    /// Puts back bytes read but not used: the next reads return them first.
+    fn unread(&mut self, bytes: Bytes);
+}
+
+/// Plain TCP: parked.
+impl Parking for SendfileIo {
+    const PARKS: bool = true;
+
+    fn next_bytes(&self) -> impl Future<Output = std::io::Result<usize>> + Send + '_ {
+        self.peek()
+    }
+
+    fn unread(&mut self, bytes: Bytes) {
+        SendfileIo::unread(self, bytes);
+    }
+}
+
+/// TLS: never parked. The decrypted stream cannot be peeked (rustls may hold
+/// plaintext already read), and a TLS connection holds rustls' buffers
+/// anyway.
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Parking for TokioIo<Rewind<I>> {
+    const PARKS: bool = false;
+
+    fn next_bytes(&self) -> impl Future<Output = std::io::Result<usize>> + Send + '_ {
+        std::future::pending()
+    }
+
+    fn unread(&mut self, _: Bytes) {
+        unreachable!("TLS connections are not parked")
+    }
+}
+
 /// HTTP/1 by hyper, until the connection ends (gracefully at shutdown).
-async fn serve_http1<H1>(
+///
+/// hyper holds an 8 KiB read buffer, an 8 KiB write buffer and a header map
+/// for a connection's whole life, and has no setting to release them. So an
+/// idle connection on plain TCP is *parked*: once it has been idle for
+/// [`PARK_AFTER`] (a request served, nothing in flight, nothing left to
+/// write, no byte of the next request), hyper is asked to close it
+/// gracefully *without shutting the socket down*, which for an idle
+/// connection writes nothing (a response in progress would get `connection:
+/// close`, which is why nothing may be in flight or unwritten: hyper's own
+/// state is then idle too, since this task also runs hyper and is not
+/// polling it meanwhile); the socket and whatever hyper had read but not
+/// used (pipelined bytes) come back, hyper's state is dropped, and the
+/// connection waits for its next bytes with a peek. They start a new hyper
+/// connection on the same socket, which reads them first. The client sees
+/// the same bytes as without parking; the timeouts are the watchdog's and
+/// do not change.
+async fn serve_http1<H1: Parking>(
     io: H1,
     answer: Sluice,
     http1: Arc<http1::Builder>,
     activity: Arc<Activity>,
     timeouts: Timeouts,
     closing: CancellationToken,
-) -> Result<(), String>
-where
-    H1: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-        // Boxed, as for HTTP/2 (see `http2::Service for Sluice`).
-        let answer = Box::pin(answer.handle(req));
-        async move { Ok::<_, Infallible>(answer.await) }
-    });
-    let service = Tracked::new(service, activity.clone());
-    let io = TimedIo::new(io, activity, timeouts.send);
-    let conn = http1.serve_connection(io, service);
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => return result.map_err(|e| describe(&e)),
-        () = closing.cancelled() => {}
+) -> Result<(), String> {
+    let mut io = TimedIo::new(io, activity.clone(), timeouts.send);
+    loop {
+        let answer = answer.clone();
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+            // Boxed, as for HTTP/2 (see `http2::Service for Sluice`); and
+            // `Unpin`, as parking needs (`poll_without_shutdown`).
+            let answer = answer.clone();
+            Box::pin(async move { Ok::<_, Infallible>(answer.handle(req).await) })
+        });
+        let service = Tracked::new(service, activity.clone());
+        // Boxed: a parked connection's future holds none of hyper's state.
+        let mut conn = Box::pin(http1.serve_connection(io, service));
+        let idle = async {
+            if H1::PARKS {
+                activity.idle_for(PARK_AFTER).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => return result.map_err(|e| describe(&e)),
+            () = closing.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                return conn.await.map_err(|e| describe(&e));
+            }
+            () = idle => {}
+        }
+        // Idle: hyper closes without a byte written and hands the socket back.
+        conn.as_mut().graceful_shutdown();
+        std::future::poll_fn(|cx| conn.poll_without_shutdown(cx))
+            .await
+            .map_err(|e| describe(&e))?;
+        // Everything but the socket and the unused bytes is dropped here,
+        // before waiting (hyper's read buffer comes back as `read_buf`,
+        // with its 8 KiB capacity even when empty).
+        let hyper::server::conn::http1::Parts {
+            io: back, read_buf, ..
+        } = Pin::into_inner(conn).into_parts();
+        io = back;
+        if !read_buf.is_empty() {
+            io.get_mut().unread(read_buf);
+            continue;
+        }
+        drop(read_buf);
+        stats::add(&stats::get().parked_connections, 1);
+        tokio::select! {
+            biased;
+            () = closing.cancelled() => return Ok(()),
+            seen = io.get_mut().next_bytes() => match seen {
+                Ok(0) => return Ok(()),
+                Ok(_) => activity.read_bytes(),
+                Err(e) => return Err(describe(&e)),
+            },
+        }
     }
-    conn.as_mut().graceful_shutdown();
-    conn.await.map_err(|e| describe(&e))
 }
 
 /// HTTP/2 by [`http2::serve`], until the connection ends.

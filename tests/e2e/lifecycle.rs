@@ -590,3 +590,111 @@ fn a_preface_sent_in_pieces_is_told_and_silence_is_still_timed_out() {
     }
     server.expect_log("no request in time");
 }
+
+/// A response without its `date` line (the only line that may differ
+/// between two answers to the same request).
+fn without_date(response: &[u8]) -> String {
+    String::from_utf8_lossy(response)
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// An idle plain HTTP/1 connection is parked (hyper's state dropped after
+/// 0.5 s idle, the socket kept): the client sees nothing of it. The next
+/// request on it, alone or pipelined with another, gets the same bytes as
+/// on a connection that was never idle, and it stays keep-alive.
+#[test]
+fn a_parked_idle_connection_answers_as_before() {
+    let dir = site();
+    let server = Server::start(dir.path());
+    let request = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let done = |n: usize| move |b: &[u8]| b.windows(5).filter(|w| *w == b"small").count() >= n;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(request).unwrap();
+    let first = read_until(&mut s, done(1));
+    assert!(
+        first.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        without_date(&first)
+    );
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1200)); // parked by now
+        s.write_all(request).unwrap();
+        assert_eq!(
+            without_date(&read_until(&mut s, done(1))),
+            without_date(&first)
+        );
+    }
+    // Two requests in one write after a park: both answered, in order.
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(&[&request[..], &request[..]].concat()).unwrap();
+    let two = read_until(&mut s, done(2));
+    assert_eq!(
+        without_date(&two),
+        without_date(&[first.clone(), first.clone()].concat())
+    );
+    // Half a header, a park's time, then the rest: one answer.
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(&request[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(&request[10..]).unwrap();
+    assert_eq!(
+        without_date(&read_until(&mut s, done(1))),
+        without_date(&first)
+    );
+    // A client that closes while parked is forgotten.
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .metric("sluice_open_connections")
+            == 0.0),
+        "the closed connection is still counted open"
+    );
+}
+
+/// Idle keep-alive connections are parked (hyper's ~17 KiB of buffers and
+/// state released) after half a second, each once, however many there are;
+/// a busy one is not.
+#[test]
+fn idle_keepalive_connections_are_parked() {
+    let dir = site();
+    let server = Server::start(dir.path());
+    let request = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let served = |s: &mut TcpStream| {
+        s.write_all(request).unwrap();
+        let got = read_until(s, |b| b.ends_with(b"small"));
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+    };
+    let before = server.stat("parked_connections");
+    const N: u64 = 500;
+    let mut open = Vec::new();
+    for _ in 0..N {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        served(&mut s);
+        open.push(s);
+    }
+    // A busy connection (a request every 100 ms for 3 s) is not parked;
+    // by then every idle one is, once.
+    let mut busy = TcpStream::connect(server.addr).unwrap();
+    for _ in 0..30 {
+        served(&mut busy);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    served(&mut busy);
+    assert_eq!(server.stat("parked_connections") - before, N);
+    // Idle, it is parked too.
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .stat("parked_connections")
+            == before + N + 1),
+        "parked: {}",
+        server.stat("parked_connections") - before
+    );
+    // Each still answers.
+    for s in open.iter_mut().step_by(50) {
+        served(s);
+    }
+    assert_eq!(server.metric("sluice_open_connections"), (N + 1) as f64);
+}

@@ -75,7 +75,7 @@ impl Root {
                 break;
             };
             scanned += 1;
-            if scanned % CHECK_EVERY == 0 && abandoned.load(Relaxed) {
+            if scanned.is_multiple_of(CHECK_EVERY) && abandoned.load(Relaxed) {
                 return Ok(None);
             }
             if scanned > MAX_SCAN {

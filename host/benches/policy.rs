@@ -4,7 +4,11 @@
 //! (`sluice::internals::policy::Policy::decide`, the *uncached* call), and the
 //! decision-cache *hit* path that replaces it for a reusable policy (key
 //! encoding, lookup, binding the verdict to the request's files); and
-//! resident memory per loaded policy and per warm instance.
+//! resident memory per loaded policy and per warm instance. Issue 18's
+//! question, what site rules cost an uncached decision: the default policy
+//! with 200 header rules and 1,000 redirect rules configured, none matching
+//! the request (and a variant whose last redirect rule matches), against
+//! the same without rules (`uncached-rules/…`).
 //!
 //! `cargo bench -p sluice --bench policy` (about a minute). Criterion reports
 //! the median; the p50/p99/p99.9 table before it comes from a plain timing loop
@@ -319,6 +323,57 @@ fn memory() {
     drop(held);
 }
 
+/// Issue 18's site rules as the host gives them to the default policy (a
+/// `{ file = … }` value is given as text): 200 header rules and 1,000
+/// redirect rules shaped like a real site's (old blog posts under one
+/// prefix, splats, placeholders, one starting with a placeholder and so
+/// tried for every path, query conditions), none matching `request()`'s
+/// `/assets/app.js`; with `last_matches`, the last redirect rule is a
+/// forced one (the file exists) that does.
+fn site_rules(last_matches: bool) -> Vec<wit::Setting> {
+    let mut redirects = String::new();
+    for i in 0..700 {
+        let (year, month) = (2015 + i / 100, 1 + i % 12);
+        redirects += &format!("/blog/{year}/{month:02}/old-post-{i}  /posts/old-post-{i}  301\n");
+    }
+    for i in 0..100 {
+        redirects += &format!("/docs/v{i}/*  /docs/:splat  301\n");
+    }
+    for i in 0..100 {
+        redirects += &format!("/products/{i}/:slug  /shop/{i}/:slug  302\n");
+    }
+    for i in 0..50 {
+        redirects += &format!("/team/member-{i}  /about/team#member-{i}  301\n");
+    }
+    for i in 0..30 {
+        redirects += &format!("/:lang/legacy-{i}  /:lang/new-{i}  301\n");
+    }
+    for i in 0..19 {
+        redirects += &format!("/store-{i} id=:id  /blog/:id  301\n");
+    }
+    redirects += if last_matches {
+        "/assets/*  /static/:splat  301!\n"
+    } else {
+        "/store-19 id=:id  /blog/:id  301\n"
+    };
+    let mut headers = String::new();
+    for i in 0..150 {
+        headers += &format!("/app/section-{i}/*\n  X-Section: {i}\n");
+    }
+    for i in 0..50 {
+        headers += &format!(
+            "/api/v{i}/*\n  Access-Control-Allow-Origin: *\n  Access-Control-Allow-Methods: GET, HEAD\n"
+        );
+    }
+    assert_eq!(redirects.lines().count(), 1000);
+    assert_eq!(headers.lines().filter(|l| l.starts_with('/')).count(), 200);
+    let text = |name: &str, value: String| wit::Setting {
+        name: name.into(),
+        value: wit::SettingValue::Text(value),
+    };
+    vec![text("redirects", redirects), text("headers", headers)]
+}
+
 /// The request with only the header fields the policy declared.
 fn declared_only(policy: &Policy, req: &wit::Request) -> wit::Request {
     let fields = &policy.capabilities().fields;
@@ -450,6 +505,38 @@ fn main() {
     });
     let hit = CacheHit::new(&production);
     percentiles("cache hit: key + lookup + plan", || hit.run());
+    // Site rules: the same uncached call with 200 header and 1,000 redirect
+    // rules configured.
+    let ruled = |last_matches: bool| {
+        let p = Policy::from_bytes(
+            &sandbox,
+            DEFAULT_POLICY,
+            "rules",
+            &site_rules(last_matches),
+            settings.limits(),
+        )
+        .unwrap();
+        let req = declared_only(&p, &req);
+        (p, req)
+    };
+    let (rules, rules_req) = ruled(false);
+    let (rules_last, rules_last_req) = ruled(true);
+    let status = |p: &Policy, req: &wit::Request| match p.decide(req, &entry).unwrap().0 {
+        wit::Outcome::Respond(d) => d.status,
+        wit::Outcome::Rewrite(_) => 0,
+    };
+    assert_eq!(status(&production, &declared), 200);
+    assert_eq!(status(&rules, &rules_req), 200);
+    assert_eq!(status(&rules_last, &rules_last_req), 301);
+    percentiles("uncached: no rules", || {
+        black_box(production.decide(&declared, &entry).unwrap());
+    });
+    percentiles("uncached: 200 h + 1000 r, none match", || {
+        black_box(rules.decide(&rules_req, &entry).unwrap());
+    });
+    percentiles("uncached: 200 h + 1000 r, last r", || {
+        black_box(rules_last.decide(&rules_last_req, &entry).unwrap());
+    });
     // The same calls on a trivial policy (the evil fixture's inline "ok"
     // path), which separates wasmtime's cost from the default policy's work.
     let trivial = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -484,6 +571,17 @@ fn main() {
         b.iter(|| black_box(production.decide(&declared, &entry).unwrap()))
     });
     group.bench_function("cache-hit", |b| b.iter(|| hit.run()));
+    group.finish();
+    let mut group = c.benchmark_group("uncached-rules");
+    group.bench_function("none", |b| {
+        b.iter(|| black_box(production.decide(&declared, &entry).unwrap()))
+    });
+    group.bench_function("200h-1000r-none-match", |b| {
+        b.iter(|| black_box(rules.decide(&rules_req, &entry).unwrap()))
+    });
+    group.bench_function("200h-1000r-last-redirect-matches", |b| {
+        b.iter(|| black_box(rules_last.decide(&rules_last_req, &entry).unwrap()))
+    });
     group.finish();
     c.final_summary();
 }

@@ -445,8 +445,16 @@ impl CacheHit {
 fn main() {
     let (req, entry) = request();
     // The production path: sluice's own pool of warm instances (mutex, epoch
-    // deadline, StoreLimits, panic guard).
-    let settings = SandboxConfig::default();
+    // deadline, StoreLimits, panic guard). `SLUICE_BENCH_MEMORY_MIB` raises
+    // the memory cap for a component that grows past the default (the
+    // JavaScript example does, over thousands of calls on one instance).
+    let mut settings = SandboxConfig::default();
+    if let Some(mib) = std::env::var("SLUICE_BENCH_MEMORY_MIB")
+        .ok()
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        settings.memory.0 = mib << 20;
+    }
     let sandbox = Sandbox::new(&settings).unwrap();
     let production =
         Policy::from_bytes(&sandbox, policy_bytes(), "default", &[], settings.limits()).unwrap();

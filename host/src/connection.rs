@@ -11,8 +11,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::http2;
-use crate::preface::{self, Rewind};
+use crate::preface::{self, Peeked, Rewind};
 use crate::service::{Body, ConnectionInfo, Sluice};
 use crate::stats;
 use crate::timeouts::{Activity, TimedIo, Timeouts, Tracked};
@@ -64,9 +67,16 @@ pub(crate) struct Accepted {
 }
 
 /// One plain-TCP connection: HTTP/1 (zero-copy allowed) or h2c.
+///
+/// What a connection holds from accept until its first bytes arrive is this
+/// future's state alone (the task is allocated at `spawn` with room for its
+/// largest state): so the protocol's server is boxed in `run`, allocated only
+/// once there is something to serve, and only for the protocol spoken. A test
+/// below pins the sizes.
 pub(crate) async fn plain(accepted: Accepted, mut tcp: TcpStream) {
     let activity = Activity::new();
-    let Some((h2, prefix)) = sniff(&accepted, &activity, &mut tcp).await else {
+    let told = within_first_request(&accepted, tell_plain(&mut tcp, &activity)).await;
+    let Some((h2, prefix)) = told else {
         return;
     };
     let protocol: Protocol<SendfileIo, _> = if h2 {
@@ -79,29 +89,71 @@ pub(crate) async fn plain(accepted: Accepted, mut tcp: TcpStream) {
     run(accepted, activity, protocol, false, None).await;
 }
 
-/// Reads a connection's first bytes, within the first-request timeout:
-/// whether it speaks HTTP/2, and what was read.
-async fn sniff<I: AsyncRead + Unpin>(
-    accepted: &Accepted,
-    activity: &Activity,
-    io: &mut I,
-) -> Option<(bool, bytes::Bytes)> {
+/// Whether a plain connection speaks HTTP/2, told from its first bytes
+/// without taking them (see [`crate::preface`]); what had to be read to
+/// tell (nothing, unless the client sent a part of the preface alone).
+async fn tell_plain(tcp: &mut TcpStream, activity: &Activity) -> std::io::Result<(bool, Bytes)> {
+    let (peeked, seen) = preface::peek(tcp).await?;
+    if seen > 0 {
+        activity.read_bytes();
+    }
+    match peeked {
+        Peeked::Http1 => Ok((false, Bytes::new())),
+        Peeked::Http2 => Ok((true, Bytes::new())),
+        // Rare (a client that sends a part of the preface alone): boxed, so
+        // that its state does not size every connection's task.
+        Peeked::Undecided => Box::pin(preface::sniff(tcp)).await,
+    }
+}
+
+/// Tells a connection's protocol from its first bytes (`tell`), within the
+/// first-request timeout; `None` (and the connection is closed) if the
+/// client fails or says too little in time.
+///
+/// Not `async`: the timeout future is awaited in the connection's own future,
+/// which would otherwise hold `tell` twice (the argument and the copy moved
+/// into the timeout).
+fn within_first_request<F>(accepted: &Accepted, tell: F) -> FirstBytes<F>
+where
+    F: Future<Output = std::io::Result<(bool, Bytes)>>,
+{
     let peer = accepted.peer;
-    match tokio::time::timeout(accepted.timeouts.first_request, preface::sniff(io)).await {
-        Ok(Ok((h2, prefix))) => {
-            if !prefix.is_empty() {
-                activity.read_bytes();
+    let told = tokio::time::timeout(accepted.timeouts.first_request, tell);
+    FirstBytes { told, peer }
+}
+
+pin_project_lite::pin_project! {
+    /// What [`within_first_request`] returns.
+    struct FirstBytes<F> {
+        #[pin]
+        told: tokio::time::Timeout<F>,
+        peer: SocketAddr,
+    }
+}
+
+impl<F> Future for FirstBytes<F>
+where
+    F: Future<Output = std::io::Result<(bool, Bytes)>>,
+{
+    type Output = Option<(bool, Bytes)>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let peer = *this.peer;
+        std::task::Poll::Ready(match std::task::ready!(this.told.poll(cx)) {
+            Ok(Ok(told)) => Some(told),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection failed before its first request");
+                None
             }
-            Some((h2, prefix))
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "connection failed before its first request");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "no request in time; closing");
-            None
-        }
+            Err(_) => {
+                tracing::debug!(%peer, "no request in time; closing");
+                None
+            }
+        })
     }
 }
 
@@ -140,7 +192,15 @@ pub(crate) async fn tls(
     );
     // The client's first bytes say which HTTP it speaks (with ALPN `h2`,
     // its preface): nothing is sent to a client that has said nothing yet.
-    let Some((h2, prefix)) = sniff(&accepted, &activity, &mut stream).await else {
+    let told = within_first_request(&accepted, async {
+        let (h2, prefix) = preface::sniff(&mut stream).await?;
+        if !prefix.is_empty() {
+            activity.read_bytes();
+        }
+        Ok((h2, prefix))
+    })
+    .await;
+    let Some((h2, prefix)) = told else {
         return;
     };
     let io = Rewind::new(stream, prefix);
@@ -175,14 +235,20 @@ impl http2::Service for Sluice {
 
 /// Serves a connection until it ends; closes it when it outlives one of its
 /// timeouts, and shuts it down gracefully with the server.
-async fn run<H1, H2>(
+///
+/// Not `async` itself: it builds the serving future and boxes it, so the
+/// future of the connection's task (`plain`, `tls`) holds one pointer for
+/// all of this rather than room for it beside its own state (an `async fn`
+/// that awaits another holds the callee's state in its own).
+fn run<H1, H2>(
     accepted: Accepted,
     activity: Arc<Activity>,
     protocol: Protocol<H1, H2>,
     tls: bool,
     served: Option<Served>,
-) where
-    H1: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    H1: Parking,
     H2: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Accepted {
@@ -193,7 +259,7 @@ async fn run<H1, H2>(
         timeouts,
         closing,
     } = accepted;
-    let _open = stats::Connection::open();
+    let open = stats::Connection::open();
     let link = match &protocol {
         Protocol::Http1(_, link) => link.clone(),
         Protocol::Http2(_) => None,
@@ -207,33 +273,41 @@ async fn run<H1, H2>(
         })
         .with_budget(share)
         .with_certificate(served.map(Arc::new));
-    let connection = async {
-        match protocol {
-            Protocol::Http1(io, _) => {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    // Boxed, as for HTTP/2 (see `http2::Service for Sluice`).
-                    let answer = Box::pin(answer.handle(req));
-                    async move { Ok::<_, Infallible>(answer.await) }
-                });
-                let service = Tracked::new(service, activity.clone());
-                let io = TimedIo::new(io, activity.clone(), timeouts.send);
-                let conn = http1.serve_connection(io, service);
-                let mut conn = std::pin::pin!(conn);
-                tokio::select! {
-                    result = conn.as_mut() => return result.map_err(|e| describe(&e)),
-                    () = closing.cancelled() => {}
-                }
-                conn.as_mut().graceful_shutdown();
-                conn.await.map_err(|e| describe(&e))
-            }
-            Protocol::Http2(io) => {
-                let io = TimedIo::new(io, activity.clone(), timeouts.send);
-                http2::serve(io, answer, activity.clone(), h2, closing)
-                    .await
-                    .map_err(|e| describe(&e))
-            }
-        }
+    // Boxed, and only the arm taken: an HTTP/1 connection does not carry
+    // room for an HTTP/2 server's state, nor the reverse.
+    let connection: Serving = match protocol {
+        Protocol::Http1(io, _) => Box::pin(serve_http1(
+            io,
+            answer,
+            http1,
+            activity.clone(),
+            timeouts,
+            closing,
+        )),
+        Protocol::Http2(io) => Box::pin(serve_http2(
+            io,
+            answer,
+            h2,
+            activity.clone(),
+            timeouts,
+            closing,
+        )),
     };
+    Box::pin(watch(connection, activity, timeouts, peer, tls, open))
+}
+
+/// A connection's protocol server, boxed (see `run`).
+type Serving = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Runs `connection` beside its watchdog, until either ends.
+async fn watch(
+    connection: Serving,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    peer: SocketAddr,
+    tls: bool,
+    _open: stats::Connection,
+) {
     tokio::select! {
         result = connection => {
             if let Err(error) = result {
@@ -244,6 +318,160 @@ async fn run<H1, H2>(
             tracing::debug!(%peer, tls, "{why}; closing");
         }
     }
+}
+
+/// How long an HTTP/1 connection on plain TCP stays idle before hyper is let
+/// go of (see [`serve_http1`]). Long enough that a client making requests one
+/// after another never waits on it (a parked connection's next request
+/// builds hyper's state again: two 8 KiB buffers and a header map), short
+/// enough that idle connections (most of them, at any time, on a busy
+/// server) hold a few hundred bytes rather than hyper's ~17 KiB; and a busy
+/// connection's check costs one timer wake-up per period.
+const PARK_AFTER: Duration = Duration::from_millis(500);
+
+/// An HTTP/1 connection's I/O, and whether hyper can be let go of while the
+/// connection is idle.
+pub(crate) trait Parking:
+    hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static
+{
+    /// Whether [`serve_http1`] parks idle connections on this I/O.
+    const PARKS: bool;
+
+    /// Waits for the client's next bytes, taking nothing: how many are
+    /// there (0: the client closed).
+    fn next_bytes(&self) -> impl Future<Output = std::io::Result<usize>> + Send + '_;
+
+    /// Puts back bytes read but not used: the next reads return them first.
+    fn unread(&mut self, bytes: Bytes);
+}
+
+/// Plain TCP: parked.
+impl Parking for SendfileIo {
+    const PARKS: bool = true;
+
+    fn next_bytes(&self) -> impl Future<Output = std::io::Result<usize>> + Send + '_ {
+        self.peek()
+    }
+
+    fn unread(&mut self, bytes: Bytes) {
+        SendfileIo::unread(self, bytes);
+    }
+}
+
+/// TLS: never parked. The decrypted stream cannot be peeked (rustls may hold
+/// plaintext already read), and a TLS connection holds rustls' buffers
+/// anyway.
+impl<I: AsyncRead + AsyncWrite + Unpin + Send + 'static> Parking for TokioIo<Rewind<I>> {
+    const PARKS: bool = false;
+
+    fn next_bytes(&self) -> impl Future<Output = std::io::Result<usize>> + Send + '_ {
+        std::future::pending()
+    }
+
+    fn unread(&mut self, _: Bytes) {
+        unreachable!("TLS connections are not parked")
+    }
+}
+
+/// HTTP/1 by hyper, until the connection ends (gracefully at shutdown).
+///
+/// hyper holds an 8 KiB read buffer, an 8 KiB write buffer and a header map
+/// for a connection's whole life, and has no setting to release them. So an
+/// idle connection on plain TCP is *parked*: once it has been idle for
+/// [`PARK_AFTER`] (a request served, nothing in flight, nothing left to
+/// write, no byte of the next request), hyper is asked to close it
+/// gracefully *without shutting the socket down*, which for an idle
+/// connection writes nothing (a response in progress would get `connection:
+/// close`, which is why nothing may be in flight or unwritten: hyper's own
+/// state is then idle too, since this task also runs hyper and is not
+/// polling it meanwhile); the socket and whatever hyper had read but not
+/// used (pipelined bytes) come back, hyper's state is dropped, and the
+/// connection waits for its next bytes with a peek. They start a new hyper
+/// connection on the same socket, which reads them first. The client sees
+/// the same bytes as without parking; the timeouts are the watchdog's and
+/// do not change.
+async fn serve_http1<H1: Parking>(
+    io: H1,
+    answer: Sluice,
+    http1: Arc<http1::Builder>,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    closing: CancellationToken,
+) -> Result<(), String> {
+    let mut io = TimedIo::new(io, activity.clone(), timeouts.send);
+    loop {
+        let answer = answer.clone();
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+            // Boxed, as for HTTP/2 (see `http2::Service for Sluice`); and
+            // `Unpin`, as parking needs (`poll_without_shutdown`).
+            let answer = answer.clone();
+            Box::pin(async move { Ok::<_, Infallible>(answer.handle(req).await) })
+        });
+        let service = Tracked::new(service, activity.clone());
+        // Boxed: a parked connection's future holds none of hyper's state.
+        let mut conn = Box::pin(http1.serve_connection(io, service));
+        let idle = async {
+            if H1::PARKS {
+                activity.idle_for(PARK_AFTER).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => return result.map_err(|e| describe(&e)),
+            () = closing.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                return conn.await.map_err(|e| describe(&e));
+            }
+            () = idle => {}
+        }
+        // Idle: hyper closes without a byte written and hands the socket back.
+        conn.as_mut().graceful_shutdown();
+        std::future::poll_fn(|cx| conn.poll_without_shutdown(cx))
+            .await
+            .map_err(|e| describe(&e))?;
+        // Everything but the socket and the unused bytes is dropped here,
+        // before waiting (hyper's read buffer comes back as `read_buf`,
+        // with its 8 KiB capacity even when empty).
+        let hyper::server::conn::http1::Parts {
+            io: back, read_buf, ..
+        } = Pin::into_inner(conn).into_parts();
+        io = back;
+        if !read_buf.is_empty() {
+            io.get_mut().unread(read_buf);
+            continue;
+        }
+        drop(read_buf);
+        stats::add(&stats::get().parked_connections, 1);
+        tokio::select! {
+            biased;
+            () = closing.cancelled() => return Ok(()),
+            seen = io.get_mut().next_bytes() => match seen {
+                Ok(0) => return Ok(()),
+                Ok(_) => activity.read_bytes(),
+                Err(e) => return Err(describe(&e)),
+            },
+        }
+    }
+}
+
+/// HTTP/2 by [`http2::serve`], until the connection ends.
+async fn serve_http2<H2>(
+    io: H2,
+    answer: Sluice,
+    h2: http2::Settings,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    closing: CancellationToken,
+) -> Result<(), String>
+where
+    H2: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TimedIo::new(io, activity.clone(), timeouts.send);
+    http2::serve(io, answer, activity, h2, closing)
+        .await
+        .map_err(|e| describe(&e))
 }
 
 /// An error with its causes (hyper's errors name the step; the cause, a
@@ -264,6 +492,57 @@ mod tests {
     use crate::transfer::Channel;
     use http::Version;
     use tokio::net::TcpListener;
+
+    /// The size of the future `f` returns, without calling it.
+    macro_rules! future_size {
+        ($f:expr, $($arg:ty),*) => {{
+            fn size<F: Future, C: Fn($($arg),*) -> F>(_: &C) -> usize {
+                std::mem::size_of::<F>()
+            }
+            size(&$f)
+        }};
+    }
+
+    /// What an idle plain connection holds besides hyper's buffers: the
+    /// task (the `plain` future, all a connection that has sent nothing
+    /// costs), the boxed `run` and the boxed protocol server. They grew to
+    /// 10.6 KiB inline once (every arm's state in the task); a bound broken
+    /// here is memory multiplied by every open connection.
+    #[test]
+    fn an_idle_connection_holds_small_futures() {
+        let plain = future_size!(plain, Accepted, TcpStream);
+        let watch = future_size!(
+            watch,
+            Serving,
+            Arc<Activity>,
+            Timeouts,
+            SocketAddr,
+            bool,
+            stats::Connection
+        );
+        let http1 = future_size!(
+            serve_http1::<SendfileIo>,
+            SendfileIo,
+            Sluice,
+            Arc<http1::Builder>,
+            Arc<Activity>,
+            Timeouts,
+            CancellationToken
+        );
+        let http2 = future_size!(
+            serve_http2::<Rewind<TcpStream>>,
+            Rewind<TcpStream>,
+            Sluice,
+            http2::Settings,
+            Arc<Activity>,
+            Timeouts,
+            CancellationToken
+        );
+        eprintln!("plain {plain} B, watch {watch} B, http1 {http1} B, http2 {http2} B");
+        assert!(plain <= 1024, "plain's future is {plain} bytes");
+        assert!(watch <= 512, "watch's future is {watch} bytes");
+        assert!(http1 <= 1536, "serve_http1's future is {http1} bytes");
+    }
 
     /// Zero-copy only for HTTP/1 on plain TCP: h2c shares the plain
     /// connection (and its link) but must never get it, nor may TLS (no link).

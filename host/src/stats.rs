@@ -98,6 +98,9 @@ counters! {
     /// Accepted clients that found every connection slot taken and waited
     /// for one to close (`max-connections`).
     connection_cap_waits,
+    /// Idle HTTP/1 connections parked: hyper's state (its buffers) dropped
+    /// until the client's next bytes (`connection::serve_http1`).
+    parked_connections,
     /// Times a response body found the host-wide body budget spent and
     /// waited for its turn (`[limits] body-memory`).
     body_budget_waits,

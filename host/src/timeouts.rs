@@ -83,6 +83,8 @@ pub struct Activity {
     idle_since: AtomicU64,
     /// When the first byte after `idle_since` arrived, or [`NONE`].
     first_byte: AtomicU64,
+    /// A write is pending (the client is not reading what was sent).
+    writing: AtomicBool,
 }
 
 impl Activity {
@@ -93,6 +95,7 @@ impl Activity {
             served: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             first_byte: AtomicU64::new(NONE),
+            writing: AtomicBool::new(false),
         })
     }
 
@@ -123,6 +126,31 @@ impl Activity {
         self.served.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// Completes once the connection has served a request and then been idle
+    /// for `after`: nothing in flight, nothing left to write, no byte of a
+    /// next request. Like the watchdog it is not woken by requests: it looks
+    /// again `after` later (so a busy connection costs one wake-up per
+    /// `after`, not one per request).
+    pub(crate) async fn idle_for(&self, after: Duration) {
+        loop {
+            let now = Instant::now();
+            let idle = self.served.load(Ordering::Relaxed)
+                && self.in_flight.load(Ordering::Relaxed) == 0
+                && !self.writing.load(Ordering::Relaxed)
+                && self.first_byte.load(Ordering::Relaxed) == NONE;
+            let wake = if idle {
+                let at = self.at(self.idle_since.load(Ordering::Relaxed)) + after;
+                if at <= now {
+                    return;
+                }
+                at
+            } else {
+                now + after
+            };
+            tokio::time::sleep_until(wake).await;
+        }
     }
 
     /// The connection's next deadline and what passing it means; none while
@@ -201,6 +229,11 @@ pub struct TimedIo<I> {
 }
 
 impl<I> TimedIo<I> {
+    /// The wrapped I/O.
+    pub(crate) fn get_mut(&mut self) -> &mut I {
+        &mut self.io
+    }
+
     pub fn new(io: I, activity: Arc<Activity>, send: Duration) -> TimedIo<I> {
         TimedIo {
             io,
@@ -215,11 +248,15 @@ impl<I> TimedIo<I> {
     /// that make progress, not for the whole response.
     fn guard<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if r.is_ready() {
-            self.armed = false;
+            if self.armed {
+                self.armed = false;
+                self.activity.writing.store(false, Ordering::Relaxed);
+            }
             return r;
         }
         if !self.armed {
             self.armed = true;
+            self.activity.writing.store(true, Ordering::Relaxed);
             self.timer.as_mut().reset(Instant::now() + self.send);
         }
         ready!(self.timer.as_mut().poll(cx));

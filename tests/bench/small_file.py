@@ -489,8 +489,19 @@ def report(cfg, servers, cases, results, idle, started, notes):
             b = med([x["rps"] for x in results[("nginx", case, conns)]])
             parts.append(f"{label[case].split(' (')[0]} c{conns} {a / b:.2f}")
         line = f"- {s.name} req/s: " + ", ".join(parts)
+        # issue 19's "done when": the tail at the highest concurrency and
+        # what an idle connection costs, beside nginx's, in this output
+        top = max(cfg["conns"])
+        tails = []
+        for case in ("4k.bin", "64k.bin", "304"):
+            a = med([x["p99"] for x in results[(s.name, case, top)]])
+            b = med([x["p99"] for x in results[("nginx", case, top)]])
+            tails.append(f"{label[case].split(' (')[0]} {a / 1000:,.1f} ms ({a / b:.2f}x nginx's {b / 1000:,.1f})")
+        line += f"; p99 at c{top}: " + ", ".join(tails)
         if idle.get(s.name) and idle.get("nginx") and idle["nginx"]["kib_per_conn"] > 0:
-            line += f"; idle KiB/conn {idle[s.name]['kib_per_conn'] / idle['nginx']['kib_per_conn']:.1f}x nginx's"
+            line += (f"; idle keep-alive connection {idle[s.name]['kib_per_conn']:.1f} KiB RSS "
+                     f"({idle[s.name]['kib_per_conn'] / idle['nginx']['kib_per_conn']:.1f}x nginx's "
+                     f"{idle['nginx']['kib_per_conn']:.1f})")
         print(line)
     if notes:
         print("\nNotes:")

@@ -484,3 +484,217 @@ fn an_http2_reader_that_stops_reading_is_closed_at_the_send_timeout() {
     let _ = s.read_to_end(&mut all);
     assert!(all.len() < LARGE);
 }
+
+/// Reads what the server sends until `done` holds of it, the server closes,
+/// or 10 s pass.
+fn read_until(s: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut all = Vec::new();
+    let mut buf = [0; 4096];
+    while !done(&all) && Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    all
+}
+
+/// Sends `bytes` a few at a time, `pause` apart.
+fn trickle(s: &mut TcpStream, bytes: &[u8], piece: usize, pause: Duration) {
+    for part in bytes.chunks(piece) {
+        s.write_all(part).unwrap();
+        std::thread::sleep(pause);
+    }
+}
+
+/// The protocol of a plain connection is told from its first bytes without
+/// taking them from the socket (a peek): when those bytes are only a part of
+/// the HTTP/2 preface the server must wait for more, whether the client then
+/// completes the preface (h2c, served), turns out to speak HTTP/1 (a method
+/// starting with `P`), or stops (closed at the first-request timeout, as a
+/// client that sends nothing is).
+#[test]
+fn a_preface_sent_in_pieces_is_told_and_silence_is_still_timed_out() {
+    let dir = site();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("handshake-timeout-ms = 1500\nheader-timeout-ms = 60000\n"),
+            ..Options::default()
+        },
+    );
+    // h2c, the preface a byte at a time (24 pieces, 20 ms apart), then
+    // SETTINGS and a GET in two pieces.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    trickle(
+        &mut s,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        1,
+        Duration::from_millis(20),
+    );
+    let mut rest = h2_frame(0x4, 0, 0, &[]);
+    let mut block = vec![0x82, 0x86, 0x41, 9];
+    block.extend(b"localhost");
+    block.extend([0x44, 10]);
+    block.extend(b"/small.txt");
+    rest.extend(h2_frame(0x1, 0x5, 1, &block));
+    trickle(&mut s, &rest, rest.len() / 2 + 1, Duration::from_millis(50));
+    let got = read_until(&mut s, |b| b.windows(5).any(|w| w == b"small"));
+    assert!(
+        got.len() >= 9 && got[3] == 0x4,
+        "not an HTTP/2 SETTINGS first: {got:?}"
+    );
+    assert!(got.windows(5).any(|w| w == b"small"), "no body: {got:?}");
+
+    // HTTP/1 whose first bytes are also the preface's: `P`, then the rest.
+    // It gets the answer the same request gets in one piece.
+    let request = b"PUT /small.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
+    let status = |s: &mut TcpStream| {
+        let got = read_until(s, |b| b.windows(2).any(|w| w == b"\r\n"));
+        String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut whole = TcpStream::connect(server.addr).unwrap();
+    whole.write_all(request).unwrap();
+    let expected = status(&mut whole);
+    assert!(expected.starts_with("HTTP/1.1 "), "{expected:?}");
+    for (piece, pause) in [(1, 20), (3, 50), (16, 100)] {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        trickle(&mut s, request, piece, Duration::from_millis(pause));
+        assert_eq!(status(&mut s), expected, "sent {piece} bytes at a time");
+    }
+
+    // A part of the preface, then nothing; and nothing at all: both closed
+    // at the first-request timeout (1.5 s), not before.
+    for first in [&b"PRI * HTTP/2.0\r\n"[..], b""] {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        let start = Instant::now();
+        s.write_all(first).unwrap();
+        let elapsed = start.elapsed() + closed_within(&mut s, Duration::from_secs(20));
+        assert!(
+            elapsed >= Duration::from_millis(1400),
+            "{first:?}: closed after {elapsed:?}"
+        );
+    }
+    server.expect_log("no request in time");
+}
+
+/// A response without its `date` line (the only line that may differ
+/// between two answers to the same request).
+fn without_date(response: &[u8]) -> String {
+    String::from_utf8_lossy(response)
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("date:"))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+/// An idle plain HTTP/1 connection is parked (hyper's state dropped after
+/// 0.5 s idle, the socket kept): the client sees nothing of it. The next
+/// request on it, alone or pipelined with another, gets the same bytes as
+/// on a connection that was never idle, and it stays keep-alive.
+#[test]
+fn a_parked_idle_connection_answers_as_before() {
+    let dir = site();
+    let server = Server::start(dir.path());
+    let request = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let done = |n: usize| move |b: &[u8]| b.windows(5).filter(|w| *w == b"small").count() >= n;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(request).unwrap();
+    let first = read_until(&mut s, done(1));
+    assert!(
+        first.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        without_date(&first)
+    );
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1200)); // parked by now
+        s.write_all(request).unwrap();
+        assert_eq!(
+            without_date(&read_until(&mut s, done(1))),
+            without_date(&first)
+        );
+    }
+    // Two requests in one write after a park: both answered, in order.
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(&[&request[..], &request[..]].concat()).unwrap();
+    let two = read_until(&mut s, done(2));
+    assert_eq!(
+        without_date(&two),
+        without_date(&[first.clone(), first.clone()].concat())
+    );
+    // Half a header, a park's time, then the rest: one answer.
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(&request[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    s.write_all(&request[10..]).unwrap();
+    assert_eq!(
+        without_date(&read_until(&mut s, done(1))),
+        without_date(&first)
+    );
+    // A client that closes while parked is forgotten.
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .metric("sluice_open_connections")
+            == 0.0),
+        "the closed connection is still counted open"
+    );
+}
+
+/// Idle keep-alive connections are parked (hyper's ~17 KiB of buffers and
+/// state released) after half a second, each once, however many there are;
+/// a busy one is not.
+#[test]
+fn idle_keepalive_connections_are_parked() {
+    let dir = site();
+    let server = Server::start(dir.path());
+    let request = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let served = |s: &mut TcpStream| {
+        s.write_all(request).unwrap();
+        let got = read_until(s, |b| b.ends_with(b"small"));
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+    };
+    let before = server.stat("parked_connections");
+    const N: u64 = 500;
+    let mut open = Vec::new();
+    for _ in 0..N {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        served(&mut s);
+        open.push(s);
+    }
+    // A busy connection (a request every 100 ms for 3 s) is not parked;
+    // by then every idle one is, once.
+    let mut busy = TcpStream::connect(server.addr).unwrap();
+    for _ in 0..30 {
+        served(&mut busy);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    served(&mut busy);
+    assert_eq!(server.stat("parked_connections") - before, N);
+    // Idle, it is parked too.
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .stat("parked_connections")
+            == before + N + 1),
+        "parked: {}",
+        server.stat("parked_connections") - before
+    );
+    // Each still answers.
+    for s in open.iter_mut().step_by(50) {
+        served(s);
+    }
+    assert_eq!(server.metric("sluice_open_connections"), (N + 1) as f64);
+}

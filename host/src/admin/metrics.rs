@@ -244,6 +244,17 @@ fn counters<'a>(
         "sluice_connection_cap_waits_total {}",
         load(&stats.connection_cap_waits)
     );
+    family(
+        &mut out,
+        "sluice_parked_connections_total",
+        "counter",
+        "Idle HTTP/1 keep-alive connections parked: hyper's buffers released until the client's next bytes.",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_parked_connections_total {}",
+        load(&stats.parked_connections)
+    );
     for (name, help, v) in cache_gauges(caches) {
         let name = format!("sluice_{name}");
         family(&mut out, &name, "gauge", help);

@@ -226,6 +226,27 @@ impl SendfileIo {
         (io, link)
     }
 
+    /// Puts back bytes read from the socket but not used (hyper's read
+    /// buffer when an idle connection is parked): the next reads return them
+    /// first.
+    pub(crate) fn unread(&mut self, bytes: Bytes) {
+        if self.prefix.is_empty() {
+            // Copied: `bytes` may be a few bytes of hyper's 8 KiB buffer.
+            self.prefix = Bytes::copy_from_slice(&bytes);
+        } else {
+            let mut all = Vec::with_capacity(bytes.len() + self.prefix.len());
+            all.extend_from_slice(&bytes);
+            all.extend_from_slice(&self.prefix);
+            self.prefix = all.into();
+        }
+    }
+
+    /// Waits until the client sends something (or closes), taking nothing:
+    /// how many bytes are there (0: the client closed).
+    pub(crate) async fn peek(&self) -> io::Result<usize> {
+        self.io.inner().peek(&mut [0u8; 1]).await
+    }
+
     fn set_cork(&mut self, on: bool) {
         if self.corked != on {
             // Best effort: without the cork the bytes still go, in more segments.
@@ -312,6 +333,10 @@ impl Read for SendfileIo {
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix.split_to(n));
+            if this.prefix.is_empty() {
+                // An empty tail of a `Bytes` still holds its buffer.
+                this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)

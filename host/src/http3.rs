@@ -43,6 +43,7 @@ use h3::server::RequestStream;
 use http::{Request, Response};
 use http_body::Body as _;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::http2::Service;
 use crate::service::Body;
@@ -89,19 +90,23 @@ pub async fn serve<S: Service>(
         .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
         .await?;
     let mut closing = false;
+    // The request streams' tasks: on shutdown, the connection ends once
+    // they have (h3's `accept` alone would wait for the client's GOAWAY).
+    let streams = TaskTracker::new();
     let result = loop {
         let accepted = tokio::select! {
             accepted = h3.accept() => accepted,
             () = shutdown.cancelled(), if !closing => {
                 closing = true;
                 // GOAWAY naming the last stream accepted: the client sends
-                // its further requests elsewhere; those accepted finish, and
-                // `accept` then returns `None`.
+                // its further requests elsewhere; those accepted finish.
                 if let Err(e) = h3.shutdown(0).await {
                     break Err(e);
                 }
+                streams.close();
                 continue;
             }
+            () = streams.wait(), if closing => break Ok(()),
         };
         match accepted {
             Ok(Some(resolver)) => {
@@ -112,17 +117,46 @@ pub async fn serve<S: Service>(
                     activity: activity.clone(),
                     settings,
                 };
-                tokio::spawn(stream.run(resolver));
+                streams.spawn(stream.run(resolver));
             }
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         }
     };
+    if closing {
+        drain(&conn).await;
+    }
     // H3_NO_ERROR: every stream has ended (or the connection already has).
     conn.close(quinn::VarInt::from_u32(0x100), b"");
     match result {
         Err(e) if e.is_h3_no_error() => Ok(()),
         r => r,
+    }
+}
+
+/// Waits until what the finished streams handed quinn has been delivered:
+/// a stream's task ends once its last bytes are in quinn's send buffer, and
+/// closing the connection then would discard what is not yet acknowledged
+/// (at most `send-window`). Delivered means quiet: no datagram sent or
+/// acknowledgement received for `QUIET`. Bounded by the shutdown grace
+/// (the listener stops waiting for the connection then).
+async fn drain(conn: &quinn::Connection) {
+    const QUIET: Duration = Duration::from_millis(300);
+    let moved = |c: &quinn::Connection| {
+        let s = c.stats();
+        (s.udp_tx.datagrams, s.frame_rx.acks)
+    };
+    let mut last = moved(conn);
+    loop {
+        tokio::select! {
+            _ = conn.closed() => return,
+            () = tokio::time::sleep(QUIET) => {}
+        }
+        let now = moved(conn);
+        if now == last {
+            return;
+        }
+        last = now;
     }
 }
 

@@ -5,7 +5,7 @@
 //! and metrics, and the bounds: a client that vanishes mid-body, garbage
 //! datagrams and unfinished handshakes while a control client is served.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -284,6 +284,9 @@ fn a_hundred_concurrent_streams_on_one_connection() {
     let mut args = vec!["get"];
     args.extend(paths.iter().map(String::as_str));
     let v = client(server.h3.unwrap(), &args);
+    // All 100 at once: the server grants that many streams (a client past
+    // the grant waits for credit, which would still complete them).
+    assert_eq!(v["max_streams_bidi"], 100, "{}", v["max_streams_bidi"]);
     let rs = responses(&v);
     assert_eq!(rs.len(), 100);
     for (i, r) in rs.iter().enumerate() {
@@ -493,4 +496,59 @@ fn alt_svc_on_https_only_when_http3_is_on() {
     assert!(off.h3.is_none(), "off by default");
     assert_eq!(alt(&off, false), None);
     assert_eq!(alt(&off, true), None);
+}
+
+/// SIGTERM with requests in flight on an HTTP/3 connection: `GOAWAY`, the
+/// streams accepted finish byte-identical (later ones are refused with
+/// `H3_REQUEST_REJECTED`, for the client to retry elsewhere), and the server
+/// closes the connection and exits within the grace, although the client
+/// would keep it open.
+#[test]
+fn graceful_shutdown_finishes_the_streams_in_flight_then_closes() {
+    let site = Site::new();
+    let mut server = site.start("shutdown-timeout-ms = 20000\n[http3]\nenabled = true\n");
+    let h3 = server.h3.unwrap();
+    let mut args = vec!["get"];
+    args.extend(std::iter::repeat_n("/big.bin", 12));
+    args.extend(["--linger", "60"]);
+    let mut child = client_command(h3, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the server has answered a request (its head sent), stop it.
+    assert!(eventually(Duration::from_secs(30), || {
+        server.metric("sluice_h3_requests_total") >= 1.0
+    }));
+    let stopped = Instant::now();
+    server.signal("TERM");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let rs = responses(&first);
+    let mut whole = 0;
+    for r in rs {
+        if r["ended"] == true {
+            assert_eq!(r["status"], 200, "{r}");
+            assert_eq!(
+                r["sha256"],
+                sha256(&site.big),
+                "a stream in flight finished whole"
+            );
+            whole += 1;
+        } else {
+            // H3_REQUEST_REJECTED: not processed, safe to retry.
+            assert_eq!(r["reset"], 0x10b, "{r}");
+        }
+    }
+    assert!(whole >= 1, "{first}");
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the server exits by itself, well within the 20 s grace ({:?} after SIGTERM)\n{}",
+        stopped.elapsed(),
+        server.logs()
+    );
+    let second: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["closed_by_server"], true);
+    let _ = child.wait();
 }

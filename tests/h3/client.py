@@ -11,7 +11,8 @@ is read by the Rust harness that every other e2e test uses.
         One connection; the paths are requested at once, each on its own
         stream. Prints {"responses": [{"status", "headers", "length",
         "sha256", "body"?}], "alt": ...}. `--body-out FILE` writes the first
-        response's body.
+        response's body. `--linger S` prints that, then keeps the
+        connection open up to S seconds and prints {"closed_by_server"}.
     client.py vanish --port P --after BYTES PATH
         Requests PATH, reads BYTES of its body, then exits without closing
         the connection (no CONNECTION_CLOSE: a client that vanished).
@@ -148,6 +149,9 @@ async def get(args):
     async with connect(
         args.host, args.port, configuration=configuration(args.sni), create_protocol=Client
     ) as client:
+        # The request streams the server lets this client open at once (read
+        # before any: the limit rises as streams end).
+        granted = client._quic._remote_max_streams_bidi
         streams = [client.request(authority, p, headers) for p in args.paths]
         await asyncio.wait_for(
             asyncio.gather(*(s["future"] for s in streams)), timeout=args.timeout
@@ -155,10 +159,19 @@ async def get(args):
         if args.body_out:
             with open(args.body_out, "wb") as f:
                 f.write(bytes(streams[0]["body"]))
-        return {
+        out = {
             "responses": [summary(s, args.with_body) for s in streams],
             "closed": client.closed,
+            "max_streams_bidi": granted,
         }
+        if args.linger:
+            # Keep the connection open (the server must close it).
+            print(json.dumps(out), flush=True)
+            deadline = time.monotonic() + args.linger
+            while client.closed is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            out = {"closed_by_server": client.closed is not None}
+        return out
 
 
 async def vanish(args):
@@ -214,6 +227,7 @@ def main():
     p.add_argument("--after", type=int, default=1 << 20)
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--hold", type=float, default=0.0)
+    p.add_argument("--linger", type=float, default=0.0)
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
     if args.mode == "get":

@@ -278,6 +278,39 @@ impl Server {
             .count()
     }
 
+    /// TCP sockets the server process holds that are not listening: its
+    /// client connections (on any port, admin included), however far they
+    /// are in being closed. Read from the process's descriptors and its
+    /// network namespace's `/proc/net/tcp{,6}` tables, so a test can wait
+    /// for exactly "no connection left" instead of a descriptor count.
+    pub fn tcp_connections(&self) -> usize {
+        let pid = self.pid();
+        let mut listening = std::collections::HashSet::new();
+        let mut known = std::collections::HashSet::new();
+        for table in ["tcp", "tcp6"] {
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() > 9 {
+                    known.insert(f[9].to_string());
+                    if f[3] == "0A" {
+                        listening.insert(f[9].to_string());
+                    }
+                }
+            }
+        }
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().into_owned();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            })
+            .filter(|inode| known.contains(inode) && !listening.contains(inode))
+            .count()
+    }
+
     /// Resident memory of the server process, KiB.
     pub fn rss_kib(&self) -> u64 {
         self.status_kib("VmRSS:")

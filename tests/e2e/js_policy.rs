@@ -1,6 +1,7 @@
 //! A policy in JavaScript: `tests/policies/js/app.js`, built with
 //! ComponentizeJS, served by the real server. It is the Python example
-//! (`python_policy.rs`) line for line, so the same checks apply; and an
+//! (`python_policy.rs`) line for line, its `fallback` rule (a
+//! `sluice:policy@0.3.0` rewrite) included, so the same checks apply; and an
 //! interpreter's warm-up is the case for `warmup-ms`.
 //!
 //! The component is built outside cargo (`tests/policies/js/build.sh`, which
@@ -10,7 +11,9 @@
 use std::path::PathBuf;
 
 use crate::harness::*;
-use crate::python_policy::{behaves_as_the_example, site};
+use crate::python_policy::{
+    behaves_as_the_example, follows_the_fallback_rule, site, with_fallback_hosts,
+};
 
 fn js_policy() -> PathBuf {
     example_policy(
@@ -42,11 +45,12 @@ cache-default = "max-age=600"
 fn js_policy_serves_its_first_request_and_files_like_the_python_one() {
     let policy = js_policy();
     let dir = site();
+    let config = with_fallback_hosts(TIGHT, &policy, dir.path());
     let server = Server::start_with(
         dir.path(),
         Options {
             policy: Some(&policy),
-            config: Some(TIGHT),
+            config: Some(&config),
             ..Options::default()
         },
     );
@@ -60,5 +64,6 @@ fn js_policy_serves_its_first_request_and_files_like_the_python_one() {
     server.expect_log("new instance warmed up");
 
     behaves_as_the_example(&server, dir.path());
+    follows_the_fallback_rule(&server, dir.path());
     assert_eq!(server.stat("policy_traps"), 0, "{}", server.logs());
 }

@@ -369,7 +369,14 @@ fn resets_and_stalls_leak_nothing() {
         assert_eq!(warm.get(https(&server, p)).send().unwrap().status(), 200);
     }
     drop(warm);
-    assert!(eventually(Duration::from_secs(20), || server.open_fds() <= 16));
+    // The baseline is taken once the warm-up connection is gone; the
+    // descriptors it counts (listeners, runtime, cache) vary by a few
+    // between machines, so no fixed count is assumed.
+    assert!(
+        eventually(Duration::from_secs(20), || server.tcp_connections() == 0),
+        "the warm-up connection is still open: {} TCP connections",
+        server.tcp_connections()
+    );
     let baseline = server.open_fds();
 
     runtime().block_on(async {

@@ -12,9 +12,8 @@ COMPONENTIZE_PY_VERSION=0.25.1
 
 here="$(cd "$(dirname "$0")" && pwd)"
 workspace="$(cd "$here/../../.." && pwd)"
-# The example implements sluice:policy@0.2.0 (the host adapts it); porting it
-# to 0.3.0 (wit/policy.wit) is issue 18's open item.
-wit="$workspace/wit/0.2.0/policy.wit"
+# The example implements sluice:policy@0.3.0, the current contract.
+wit="$workspace/wit/policy.wit"
 out="${1:-$workspace/target/python-policy/policy.wasm}"
 case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 

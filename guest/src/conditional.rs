@@ -45,7 +45,7 @@ pub fn evaluate(req: &Request, v: Validators<'_>) -> Precondition {
 
     // Step 1 / 2.
     if let Some(value) = req.header(Field::IfMatch) {
-        if !Condition::parse(&value).matches_strong(v.etag) {
+        if !Condition::value_matches(&value, v.etag, true) {
             return Precondition::Failed;
         }
     } else if let Some(date) = single_date(req, Field::IfUnmodifiedSince) {
@@ -56,7 +56,7 @@ pub fn evaluate(req: &Request, v: Validators<'_>) -> Precondition {
 
     // Step 3 / 4.
     if let Some(value) = req.header(Field::IfNoneMatch) {
-        if Condition::parse(&value).matches_weak(v.etag) {
+        if Condition::value_matches(&value, v.etag, false) {
             return if safe {
                 Precondition::NotModified
             } else {

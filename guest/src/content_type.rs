@@ -24,11 +24,32 @@ pub fn media_type(name: &str, overrides: &[(String, String)]) -> String {
     };
     match corrected {
         Some(media) => media.to_owned(),
-        None => mime_guess::from_ext(ext)
+        None => guessed(ext),
+    }
+}
+
+/// `mime_guess`'s first type for `ext`, as its essence (`type/subtype`,
+/// lower case), or `application/octet-stream`. Its table's entries are
+/// plain lower-case `type/subtype` strings, which are their own essence:
+/// those are taken as they are, without `mime`'s parse (a tenth of an
+/// uncached `decide` with its allocations, host/benches/RESULTS.md); any
+/// other is parsed as before.
+fn guessed(ext: &str) -> String {
+    let guess = mime_guess::from_ext(ext);
+    match guess.first_raw() {
+        Some(raw) if is_plain_essence(raw) => raw.to_owned(),
+        _ => guess
             .first_or_octet_stream()
             .essence_str()
             .to_ascii_lowercase(),
     }
+}
+
+/// `type/subtype` of lower-case token characters, nothing else.
+fn is_plain_essence(raw: &str) -> bool {
+    raw.split_once('/').is_some_and(|(kind, subtype)| {
+        is_token(kind) && is_token(subtype) && !raw.bytes().any(|b| b.is_ascii_uppercase())
+    })
 }
 
 /// The extension of the last path segment, without the dot; `None` for no
@@ -50,7 +71,7 @@ pub fn header_value(media: &str, charset: &str) -> String {
     if charset.is_empty() || !is_textual(media) {
         media.to_owned()
     } else {
-        format!("{media}; charset={charset}")
+        [media, "; charset=", charset].concat()
     }
 }
 
@@ -145,6 +166,81 @@ mod tests {
 
     fn patterns() -> Vec<MediaPattern> {
         Config::default().compress_types
+    }
+
+    /// The table entries taken as they are give what parsing them gave,
+    /// for a spread of extensions (each of `mime_guess`'s first letters,
+    /// the compressed ones, unknown ones, odd case).
+    #[test]
+    fn guesses_are_what_parsing_gave() {
+        let mut exts: Vec<String> = COMPRESSED_EXTENSIONS
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        exts.extend(
+            [
+                "html",
+                "HTM",
+                "css",
+                "js",
+                "json",
+                "xml",
+                "svg",
+                "txt",
+                "csv",
+                "md",
+                "wasm",
+                "ico",
+                "bmp",
+                "ttf",
+                "otf",
+                "eot",
+                "webmanifest",
+                "xhtml",
+                "rss",
+                "atom",
+                "ics",
+                "pem",
+                "crt",
+                "exe",
+                "dmg",
+                "iso",
+                "doc",
+                "xls",
+                "ppt",
+                "rtf",
+                "tex",
+                "yaml",
+                "toml",
+                "php",
+                "py",
+                "rs",
+                "c",
+                "h",
+                "sh",
+                "bat",
+                "swf",
+                "mid",
+                "wav",
+                "avi",
+                "3gp",
+                "nosuchext",
+                "a",
+                "Z",
+            ]
+            .map(String::from),
+        );
+        for ext in &exts {
+            let parsed = mime_guess::from_ext(ext)
+                .first_or_octet_stream()
+                .essence_str()
+                .to_ascii_lowercase();
+            assert_eq!(guessed(ext), parsed, "{ext}");
+        }
+        assert!(is_plain_essence("text/html"));
+        assert!(!is_plain_essence("text/html; charset=utf-8"));
+        assert!(!is_plain_essence("Text/HTML"));
+        assert!(!is_plain_essence("text"));
     }
 
     #[test]

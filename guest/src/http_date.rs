@@ -46,16 +46,35 @@ pub fn format(secs: i64) -> String {
     let days = secs.div_euclid(SECS_PER_DAY);
     let tod = secs.rem_euclid(SECS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[weekday(days)],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        tod / 3600,
-        tod / 60 % 60,
-        tod % 60
-    )
+    // Written digit by digit rather than with `format!`: this runs on every
+    // file response (`Last-Modified`), and the formatting machinery was a
+    // tenth of an uncached `decide` (host/benches/RESULTS.md). Every field
+    // is in range after the clamp: year 1-9999, day 1-31.
+    let mut out = String::with_capacity(29);
+    out.push_str(DAYS[weekday(days)]);
+    out.push_str(", ");
+    push_digits(&mut out, day, 2);
+    out.push(' ');
+    out.push_str(MONTHS[(month - 1) as usize]);
+    out.push(' ');
+    push_digits(&mut out, year, 4);
+    out.push(' ');
+    push_digits(&mut out, tod / 3600, 2);
+    out.push(':');
+    push_digits(&mut out, tod / 60 % 60, 2);
+    out.push(':');
+    push_digits(&mut out, tod % 60, 2);
+    out.push_str(" GMT");
+    out
+}
+
+/// Appends the last `width` decimal digits of `n` (`n` is not negative),
+/// zero-padded: what `{:0width$}` writes for an `n` below `10^width`.
+fn push_digits(out: &mut String, n: i64, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10_i64.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Parses an HTTP-date in any of its three forms (IMF-fixdate, RFC 850,
@@ -348,6 +367,27 @@ pub(crate) mod tests {
         #[test]
         fn rfc850_round_trips(secs in 0i64..3_155_760_000) {
             prop_assert_eq!(parse(&format_rfc850(secs)), Some(secs));
+        }
+
+        /// `format` writes its digits by hand: exactly what the
+        /// `format!` it replaced wrote, for every input.
+        #[test]
+        fn format_is_the_format_macros(secs in any::<i64>()) {
+            let clamped = secs.clamp(MIN, MAX);
+            let days = clamped.div_euclid(SECS_PER_DAY);
+            let tod = clamped.rem_euclid(SECS_PER_DAY);
+            let (year, month, day) = civil_from_days(days);
+            let want = format!(
+                "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+                DAYS[weekday(days)],
+                day,
+                MONTHS[(month - 1) as usize],
+                year,
+                tod / 3600,
+                tod / 60 % 60,
+                tod % 60
+            );
+            prop_assert_eq!(format(secs), want);
         }
 
         #[test]

@@ -5,6 +5,8 @@
 
 pub use crate::bindings::sluice::policy::types::*;
 
+use std::borrow::Cow;
+
 use crate::fields::Field;
 
 impl Header {
@@ -27,11 +29,22 @@ impl Request {
     }
 
     /// The value of a field that may appear once; `None` if absent. Repeated
-    /// fields are joined with ", " as RFC 9110 §5.3 allows for list fields.
-    pub fn header(&self, field: Field) -> Option<String> {
-        let mut values = self.header_values(field).peekable();
-        values.peek()?;
-        Some(values.collect::<Vec<_>>().join(", "))
+    /// fields are joined with ", " as RFC 9110 §5.3 allows for list fields;
+    /// a field sent once (the usual case) is borrowed, not copied.
+    pub fn header(&self, field: Field) -> Option<Cow<'_, str>> {
+        let mut values = self.header_values(field);
+        let first = values.next()?;
+        match values.next() {
+            None => Some(Cow::Borrowed(first)),
+            Some(second) => {
+                let mut joined = [first, second].join(", ");
+                for more in values {
+                    joined.push_str(", ");
+                    joined.push_str(more);
+                }
+                Some(Cow::Owned(joined))
+            }
+        }
     }
 }
 

@@ -4,11 +4,21 @@
 //! (`sluice::internals::policy::Policy::decide`, the *uncached* call), and the
 //! decision-cache *hit* path that replaces it for a reusable policy (key
 //! encoding, lookup, binding the verdict to the request's files); and
-//! resident memory per loaded policy and per warm instance.
+//! resident memory per loaded policy and per warm instance. Issue 18's
+//! question, what site rules cost an uncached decision: the default policy
+//! with 200 header rules and 1,000 redirect rules configured, none matching
+//! the request (and a variant whose last redirect rule matches), against
+//! the same without rules (`uncached-rules/…`).
 //!
 //! `cargo bench -p sluice --bench policy` (about a minute). Criterion reports
 //! the median; the p50/p99/p99.9 table before it comes from a plain timing loop
 //! of single calls. Pin it like the other benchmarks: `taskset -c 1 cargo bench …`.
+//!
+//! `SLUICE_BENCH_POLICY=path/to/policy.wasm` runs the rows on that component
+//! instead of the built-in default policy (the Python and JavaScript examples,
+//! or an earlier build of `guest/` to compare with side by side); the rows
+//! that instantiate the 0.3.0 bindings directly (`warm/…`, `fresh-…`) are
+//! left out for a component of an older version.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -56,7 +66,7 @@ struct Setup {
 
 impl Setup {
     fn new(v: Variant) -> Setup {
-        Setup::with_component(v, DEFAULT_POLICY)
+        Setup::with_component(v, policy_bytes())
     }
 
     fn with_component(v: Variant, wasm: &[u8]) -> Setup {
@@ -121,6 +131,15 @@ impl Setup {
             store.set_epoch_deadline(11);
         }
         black_box(bindings.call_decide(&mut *store, req, entry).unwrap());
+    }
+}
+
+/// The component benchmarked: `SLUICE_BENCH_POLICY`'s, or the default policy.
+fn policy_bytes() -> &'static [u8] {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    match std::env::var_os("SLUICE_BENCH_POLICY") {
+        Some(path) => BYTES.get_or_init(|| std::fs::read(&path).expect("SLUICE_BENCH_POLICY")),
+        None => DEFAULT_POLICY,
     }
 }
 
@@ -246,20 +265,30 @@ fn percentiles(name: &str, mut f: impl FnMut()) {
     }
     let n = 20_000;
     let mut ns = Vec::with_capacity(n);
+    let cpu = thread_cpu_ns();
     for _ in 0..n {
         let t = Instant::now();
         f();
         ns.push(t.elapsed().as_nanos() as u64);
     }
+    let cpu = (thread_cpu_ns() - cpu) / n as u64;
     ns.sort_unstable();
     let p = |q: f64| ns[((n as f64 * q) as usize).min(n - 1)];
     println!(
-        "{name:<32} {:>9} {:>9} {:>9} {:>9}",
+        "{name:<32} {:>9} {:>9} {:>9} {:>9} {cpu:>9}",
         p(0.5),
         p(0.99),
         p(0.999),
         ns[n - 1]
     );
+}
+
+/// CPU time this thread has used, ns: the `cpu` column, the mean CPU time
+/// per call, which time spent descheduled (a loaded machine) does not
+/// inflate as it does wall-clock figures.
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 fn rss_kib() -> u64 {
@@ -277,7 +306,7 @@ fn memory() {
     let limits = settings.limits();
     // Compile once first, so the lazily-initialized parts of wasmtime and
     // Cranelift are not charged to the first policy.
-    let first = Policy::from_bytes(&sandbox, DEFAULT_POLICY, "warm-up", &[], limits).unwrap();
+    let first = Policy::from_bytes(&sandbox, policy_bytes(), "warm-up", &[], limits).unwrap();
     let (req, entry) = request();
     first.decide(&req, &entry).unwrap();
     let n = 16;
@@ -286,7 +315,7 @@ fn memory() {
         .map(|i| {
             // Identical bytes would share one compiled component: a custom
             // section of its own makes each compile separately.
-            let mut bytes = DEFAULT_POLICY.to_vec();
+            let mut bytes = policy_bytes().to_vec();
             bytes.extend_from_slice(&[0, 4, 3, b'b', b'n', i as u8]);
             let p = Policy::from_bytes(&sandbox, &bytes, &format!("p{i}"), &[], limits).unwrap();
             // A loaded policy holds no instance until its first call.
@@ -297,7 +326,7 @@ fn memory() {
     let after = rss_kib();
     println!(
         "RSS per loaded policy (compiled component + 1 warm instance, {} KiB guest): {} KiB  [{n} policies: {before} -> {after} KiB]",
-        DEFAULT_POLICY.len() / 1024,
+        policy_bytes().len() / 1024,
         (after - before) / n
     );
     drop(policies);
@@ -317,6 +346,57 @@ fn memory() {
     let after = rss_kib();
     println!("RSS per warm instance (store + instance after one call): {} KiB  [{m} instances: {before} -> {after} KiB]", (after - before) / m);
     drop(held);
+}
+
+/// Issue 18's site rules as the host gives them to the default policy (a
+/// `{ file = … }` value is given as text): 200 header rules and 1,000
+/// redirect rules shaped like a real site's (old blog posts under one
+/// prefix, splats, placeholders, one starting with a placeholder and so
+/// tried for every path, query conditions), none matching `request()`'s
+/// `/assets/app.js`; with `last_matches`, the last redirect rule is a
+/// forced one (the file exists) that does.
+fn site_rules(last_matches: bool) -> Vec<wit::Setting> {
+    let mut redirects = String::new();
+    for i in 0..700 {
+        let (year, month) = (2015 + i / 100, 1 + i % 12);
+        redirects += &format!("/blog/{year}/{month:02}/old-post-{i}  /posts/old-post-{i}  301\n");
+    }
+    for i in 0..100 {
+        redirects += &format!("/docs/v{i}/*  /docs/:splat  301\n");
+    }
+    for i in 0..100 {
+        redirects += &format!("/products/{i}/:slug  /shop/{i}/:slug  302\n");
+    }
+    for i in 0..50 {
+        redirects += &format!("/team/member-{i}  /about/team#member-{i}  301\n");
+    }
+    for i in 0..30 {
+        redirects += &format!("/:lang/legacy-{i}  /:lang/new-{i}  301\n");
+    }
+    for i in 0..19 {
+        redirects += &format!("/store-{i} id=:id  /blog/:id  301\n");
+    }
+    redirects += if last_matches {
+        "/assets/*  /static/:splat  301!\n"
+    } else {
+        "/store-19 id=:id  /blog/:id  301\n"
+    };
+    let mut headers = String::new();
+    for i in 0..150 {
+        headers += &format!("/app/section-{i}/*\n  X-Section: {i}\n");
+    }
+    for i in 0..50 {
+        headers += &format!(
+            "/api/v{i}/*\n  Access-Control-Allow-Origin: *\n  Access-Control-Allow-Methods: GET, HEAD\n"
+        );
+    }
+    assert_eq!(redirects.lines().count(), 1000);
+    assert_eq!(headers.lines().filter(|l| l.starts_with('/')).count(), 200);
+    let text = |name: &str, value: String| wit::Setting {
+        name: name.into(),
+        value: wit::SettingValue::Text(value),
+    };
+    vec![text("redirects", redirects), text("headers", headers)]
 }
 
 /// The request with only the header fields the policy declared.
@@ -419,22 +499,32 @@ impl CacheHit {
 
 fn main() {
     let (req, entry) = request();
-    let setups: Vec<Setup> = VARIANTS.iter().map(|v| Setup::new(*v)).collect();
-
     // The production path: sluice's own pool of warm instances (mutex, epoch
-    // deadline, StoreLimits, panic guard).
-    let settings = SandboxConfig::default();
+    // deadline, StoreLimits, panic guard). `SLUICE_BENCH_MEMORY_MIB` raises
+    // the memory cap for a component that grows past the default (the
+    // JavaScript example does, over thousands of calls on one instance).
+    let mut settings = SandboxConfig::default();
+    if let Some(mib) = std::env::var("SLUICE_BENCH_MEMORY_MIB")
+        .ok()
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        settings.memory.0 = mib << 20;
+    }
     let sandbox = Sandbox::new(&settings).unwrap();
     let production =
-        Policy::from_bytes(&sandbox, DEFAULT_POLICY, "default", &[], settings.limits()).unwrap();
+        Policy::from_bytes(&sandbox, policy_bytes(), "default", &[], settings.limits()).unwrap();
+    let setups: Vec<Setup> = match production.version() {
+        "0.3.0" => VARIANTS.iter().map(|v| Setup::new(*v)).collect(),
+        _ => Vec::new(),
+    };
 
     println!(
         "policy call, ns per request (single thread, {} samples)",
         20_000
     );
     println!(
-        "{:<32} {:>9} {:>9} {:>9} {:>9}",
-        "variant", "p50", "p99", "p99.9", "max"
+        "{:<32} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "variant", "p50", "p99", "p99.9", "max", "cpu"
     );
     for setup in &setups {
         let mut warm = None;
@@ -450,6 +540,38 @@ fn main() {
     });
     let hit = CacheHit::new(&production);
     percentiles("cache hit: key + lookup + plan", || hit.run());
+    // Site rules: the same uncached call with 200 header and 1,000 redirect
+    // rules configured.
+    let ruled = |last_matches: bool| {
+        let p = Policy::from_bytes(
+            &sandbox,
+            DEFAULT_POLICY,
+            "rules",
+            &site_rules(last_matches),
+            settings.limits(),
+        )
+        .unwrap();
+        let req = declared_only(&p, &req);
+        (p, req)
+    };
+    let (rules, rules_req) = ruled(false);
+    let (rules_last, rules_last_req) = ruled(true);
+    let status = |p: &Policy, req: &wit::Request| match p.decide(req, &entry).unwrap().0 {
+        wit::Outcome::Respond(d) => d.status,
+        wit::Outcome::Rewrite(_) => 0,
+    };
+    assert_eq!(status(&production, &declared), 200);
+    assert_eq!(status(&rules, &rules_req), 200);
+    assert_eq!(status(&rules_last, &rules_last_req), 301);
+    percentiles("uncached: no rules", || {
+        black_box(production.decide(&declared, &entry).unwrap());
+    });
+    percentiles("uncached: 200 h + 1000 r, none match", || {
+        black_box(rules.decide(&rules_req, &entry).unwrap());
+    });
+    percentiles("uncached: 200 h + 1000 r, last r", || {
+        black_box(rules_last.decide(&rules_last_req, &entry).unwrap());
+    });
     // The same calls on a trivial policy (the evil fixture's inline "ok"
     // path), which separates wasmtime's cost from the default policy's work.
     let trivial = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -462,7 +584,11 @@ fn main() {
             percentiles(&name, || one(&setup, &mut warm, &req, &entry));
         }
     }
-    memory();
+    // Sixteen compiles of a 12-18 MiB interpreter component would take
+    // minutes: resident memory is measured for 0.3.0 components only.
+    if production.version() == "0.3.0" {
+        memory();
+    }
     println!();
 
     let mut c = Criterion::default()
@@ -484,6 +610,17 @@ fn main() {
         b.iter(|| black_box(production.decide(&declared, &entry).unwrap()))
     });
     group.bench_function("cache-hit", |b| b.iter(|| hit.run()));
+    group.finish();
+    let mut group = c.benchmark_group("uncached-rules");
+    group.bench_function("none", |b| {
+        b.iter(|| black_box(production.decide(&declared, &entry).unwrap()))
+    });
+    group.bench_function("200h-1000r-none-match", |b| {
+        b.iter(|| black_box(rules.decide(&rules_req, &entry).unwrap()))
+    });
+    group.bench_function("200h-1000r-last-redirect-matches", |b| {
+        b.iter(|| black_box(rules_last.decide(&rules_last_req, &entry).unwrap()))
+    });
     group.finish();
     c.final_summary();
 }

@@ -149,6 +149,11 @@ impl HeaderRules {
     /// nothing when no rule matches.
     pub fn for_path(&self, path: &str) -> Vec<HeaderField<'_>> {
         let mut out: Vec<HeaderField<'_>> = Vec::new();
+        if self.rules.is_empty() {
+            // No `headers` setting (the default): nothing to split the
+            // path for on every response.
+            return out;
+        }
         for rule in self.matching(path) {
             for (name, value) in rule.fields.iter() {
                 merge(&mut out, name, value);

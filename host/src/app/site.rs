@@ -176,7 +176,9 @@ pub const DEFAULT_SITE: &str = "(default)";
 
 /// One served root with its policy.
 pub struct Site {
-    pub root: Root,
+    /// Shared with a listing read on the blocking pool
+    /// (`handler::listing`), which may outlive its request.
+    pub root: Arc<Root>,
     loaded: ArcSwap<Loaded>,
     /// Turns to call this site's policy: a tenant's calls can occupy at most
     /// this many workers, whatever its load (see `handler::verdict`).
@@ -199,7 +201,7 @@ impl Site {
         cache: CacheConfig,
         stores: &Stores,
     ) -> Result<Site, SiteError> {
-        let root = Root::open(&spec.root)?;
+        let root = Arc::new(Root::open(&spec.root)?);
         let policy = spec.load_policy(loader)?;
         Ok(Site {
             root,

@@ -1,6 +1,7 @@
 //! The request handler: request → resolve → policy (or its reusable
 //! decisions) → validate → transfer.
 
+mod listing;
 pub mod request;
 
 use std::cell::RefCell;
@@ -121,30 +122,36 @@ async fn respond<B>(
         };
         // A directory without an index, for a policy that lists: read
         // afresh for every request (never kept in the open-file cache),
-        // bounded (`resolve::listing`), on this worker like the lookup;
+        // bounded (`resolve::listing`), on the blocking pool (`listing`);
         // held until the policy has answered, at most `LISTINGS_AT_ONCE`
         // host-wide.
-        let mut _listing_turn = None;
-        let listing = match (&found, loaded.policy.capabilities().listing) {
+        let held = match (&found, loaded.policy.capabilities().listing) {
             (Found::Directory { index: None }, max) if max > 0 => {
-                _listing_turn = app.listings.clone().acquire_owned().await.ok();
-                match site.root.listing(at.relative(), max) {
-                    Ok(listing) => listing,
-                    Err(e) => {
+                match listing::read(app, site, at, max).await {
+                    Ok(held) => Some(held),
+                    Err(listing::Failed::NoDescriptors(e)) => {
                         no_descriptors(at, e);
                         return host_response(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "Service Unavailable: the server has no file descriptor left\n",
                         );
                     }
+                    Err(e @ listing::Failed::Lost(_)) => {
+                        tracing::error!(path = %at.path, error = %e, "cannot read the listing");
+                        return host_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal Server Error\n",
+                        );
+                    }
                 }
             }
             _ => None,
         };
+        let listing = held.as_ref().and_then(|h| h.listing.as_ref());
         let hop = chain.hop(&path);
         let seen = Seen {
             found: &found,
-            listing: listing.as_ref(),
+            listing,
         };
         let answer = verdict(
             app,

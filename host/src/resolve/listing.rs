@@ -17,8 +17,14 @@
 //! `other`), one descriptor at a time; special files (sockets, devices,
 //! FIFOs) are never opened, only `lstat`ed, and are `other`. An `other`
 //! entry tells nothing: size and time 0.
+//!
+//! The reading is blocking work (up to `MAX_SCAN` entries, then up to
+//! 10,000 opens): the handler runs it on tokio's blocking pool
+//! (`handler::listing`), and stops it early when the request it was for is
+//! gone (`abandoned`).
 
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use std::os::fd::OwnedFd;
 
@@ -34,11 +40,21 @@ use crate::contract::wit;
 /// costing more.
 pub const MAX_SCAN: usize = 1 << 18;
 
+/// Entries read between two looks at `abandoned` while scanning (a few
+/// hundred microseconds of `getdents64`).
+const CHECK_EVERY: usize = 1024;
+
 impl Root {
     /// The listing of the directory at `relative` (normalized, beneath the
     /// root): at most `max` entries (`max` > 0, already clamped to
-    /// `MAX_LISTING`). `None` when it is no longer a readable directory.
-    pub fn listing(&self, relative: &str, max: u32) -> Result<Option<wit::Listing>, NoDescriptors> {
+    /// `MAX_LISTING`). `None` when it is no longer a readable directory, or
+    /// when `abandoned` was set while reading (nobody wants it any more).
+    pub fn listing(
+        &self,
+        relative: &str,
+        max: u32,
+        abandoned: &AtomicBool,
+    ) -> Result<Option<wit::Listing>, NoDescriptors> {
         let Some((fd, stat)) = self.open_node(relative)? else {
             return Ok(None);
         };
@@ -59,6 +75,9 @@ impl Root {
                 break;
             };
             scanned += 1;
+            if scanned.is_multiple_of(CHECK_EVERY) && abandoned.load(Relaxed) {
+                return Ok(None);
+            }
             if scanned > MAX_SCAN {
                 truncated = true;
                 break;
@@ -84,6 +103,9 @@ impl Root {
         let names = kept.into_sorted_vec();
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
+            if abandoned.load(Relaxed) {
+                return Ok(None);
+            }
             let path = if relative == "." {
                 name.clone()
             } else {
@@ -134,6 +156,9 @@ impl Root {
 mod tests {
     use super::*;
 
+    /// A listing someone still waits for.
+    static WANTED: AtomicBool = AtomicBool::new(false);
+
     fn names(l: &wit::Listing) -> Vec<&str> {
         l.entries.iter().map(|e| e.name.as_str()).collect()
     }
@@ -146,7 +171,7 @@ mod tests {
         }
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         let root = Root::open(dir.path()).unwrap();
-        let all = root.listing(".", 100).unwrap().unwrap();
+        let all = root.listing(".", 100, &WANTED).unwrap().unwrap();
         assert_eq!(
             names(&all),
             [".hidden", "B", "a", "b", "c.txt", "sub", "z z", "é"]
@@ -157,16 +182,19 @@ mod tests {
         assert!(a.mtime_ns > 0);
         assert_eq!(all.entries[5].kind, wit::EntryKind::Directory);
         for max in [1, 3, 7] {
-            let l = root.listing(".", max).unwrap().unwrap();
+            let l = root.listing(".", max, &WANTED).unwrap().unwrap();
             assert_eq!(names(&l), names(&all)[..max as usize], "{max}");
             assert!(l.truncated, "{max}");
         }
-        let exact = root.listing(".", 8).unwrap().unwrap();
+        let exact = root.listing(".", 8, &WANTED).unwrap().unwrap();
         assert!(!exact.truncated);
         // Not a directory, or not there: no listing.
-        assert!(root.listing("a", 10).unwrap().is_none());
-        assert!(root.listing("nope", 10).unwrap().is_none());
-        assert_eq!(names(&root.listing("sub", 10).unwrap().unwrap()), [""; 0]);
+        assert!(root.listing("a", 10, &WANTED).unwrap().is_none());
+        assert!(root.listing("nope", 10, &WANTED).unwrap().is_none());
+        assert_eq!(
+            names(&root.listing("sub", 10, &WANTED).unwrap().unwrap()),
+            [""; 0]
+        );
     }
 
     #[test]
@@ -193,7 +221,7 @@ mod tests {
         // Not UTF-8: skipped.
         std::fs::write(p.join(std::ffi::OsStr::from_bytes(b"bad\xff")), "x").unwrap();
         let root = Root::open(p).unwrap();
-        let l = root.listing(".", 100).unwrap().unwrap();
+        let l = root.listing(".", 100, &WANTED).unwrap().unwrap();
         let got: Vec<(&str, wit::EntryKind, u64)> = l
             .entries
             .iter()
@@ -216,5 +244,18 @@ mod tests {
             .iter()
             .all(|e| (e.kind == Other) == (e.mtime_ns == 0)));
         assert!(!l.truncated);
+    }
+
+    #[test]
+    fn an_abandoned_listing_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 * CHECK_EVERY {
+            std::fs::write(dir.path().join(format!("f{i}")), "").unwrap();
+        }
+        let root = Root::open(dir.path()).unwrap();
+        let l = root.listing(".", 10, &WANTED).unwrap().unwrap();
+        assert_eq!(l.entries.len(), 10);
+        let gone = AtomicBool::new(true);
+        assert!(root.listing(".", 10, &gone).unwrap().is_none());
     }
 }

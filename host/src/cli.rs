@@ -66,6 +66,10 @@ struct ServeArgs {
     /// Address of the TLS listener [default: 127.0.0.1:8443].
     #[arg(long)]
     tls_listen: Option<SocketAddr>,
+    /// Also serve HTTP/3 (QUIC) on the TLS listener's address, over UDP
+    /// (`[http3] enabled`).
+    #[arg(long)]
+    http3: bool,
 }
 
 impl ServeArgs {
@@ -80,6 +84,7 @@ impl ServeArgs {
         cfg.tls_cert = self.tls_cert.or(cfg.tls_cert);
         cfg.tls_key = self.tls_key.or(cfg.tls_key);
         cfg.tls_listen = self.tls_listen.or(cfg.tls_listen);
+        cfg.http3.enabled |= self.http3;
         cfg.check()?;
         Ok(cfg)
     }
@@ -222,6 +227,16 @@ async fn run(
         )),
         None => None,
     };
+    // HTTP/3 on the TLS listener's address (its port, when it was 0).
+    let quic = match &tls {
+        Some(((tls_listener, _), certs)) if cfg.http3.enabled => {
+            let addr = tls_listener.local_addr()?;
+            let quic = crate::listener::quic::QuicListener::bind(addr, certs.clone(), cfg.http3)
+                .map_err(|e| anyhow::anyhow!("http3 (UDP) {addr}: {e}"))?;
+            Some(quic)
+        }
+        _ => None,
+    };
     let admin = match (activated.admin, cfg.admin) {
         (Some(l), _) => Some((adopt(l, "admin")?, true)),
         (None, Some(addr)) => Some(listen_on(None, "admin", "admin", addr).await?),
@@ -248,6 +263,23 @@ async fn run(
             tracing::info!(
                 "no kTLS in this kernel ({} lacks `tls`): TLS connections take the copying path",
                 crate::tls::AVAILABLE_ULP
+            );
+        }
+    }
+    if let Some(quic) = &quic {
+        println!("sluice: listening on h3://{}", quic.local_addr()?);
+        let offload = quic.offload;
+        if offload.gso_segments > 1 || offload.gro_segments > 1 {
+            tracing::info!(
+                gso_segments = offload.gso_segments,
+                gro_segments = offload.gro_segments,
+                "HTTP/3: the kernel offers UDP segmentation offload (GSO/GRO): \
+                 several QUIC packets per system call"
+            );
+        } else {
+            tracing::info!(
+                "HTTP/3: no UDP segmentation offload (GSO/GRO) on this kernel: \
+                 one QUIC packet per system call"
             );
         }
     }
@@ -295,6 +327,6 @@ async fn run(
         tracing::info!(signal, "shutdown requested");
     };
     let access_log = app.access_log.clone();
-    crate::listener::run(app, listener, tls, limits, shutdown, grace).await?;
+    crate::listener::run(app, listener, tls, quic, limits, shutdown, grace).await?;
     Ok(access_log)
 }

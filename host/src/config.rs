@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod access_log;
+mod http3;
 mod limits;
 mod sandbox;
 mod settings;
@@ -20,6 +21,7 @@ mod size;
 mod vhost;
 
 pub use access_log::{AccessLogFormat, AccessLogTarget};
+pub use http3::Http3Config;
 pub use limits::{CacheConfig, LimitsConfig, TransferConfig};
 pub use sandbox::{wall_ceiling, SandboxConfig, SandboxLimits};
 pub use settings::{file_setting, policy_settings, read_settings, PolicySetting, SettingFileError};
@@ -128,7 +130,7 @@ pub struct Config {
     /// copying, TLS, HTTP/2).
     #[serde(default = "default_send_timeout_ms")]
     pub send_timeout_ms: u64,
-    /// Client connections open at once, plain and TLS together. At the cap
+    /// Client connections open at once, plain, TLS and QUIC together. At the cap
     /// the server stops accepting until one closes (new clients wait in the
     /// kernel's listen queue), like nginx's `worker_connections`. Lowered at
     /// start-up, with a warning, if the descriptor limit cannot hold it.
@@ -149,6 +151,8 @@ pub struct Config {
     pub cache: CacheConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub http3: Http3Config,
     /// Where compiled policies are kept between starts, so a restart loads
     /// them instead of compiling again: `"auto"` (`$XDG_CACHE_HOME/sluice`,
     /// else `$HOME/.cache/sluice`, else none), `"off"`, or a directory.
@@ -239,6 +243,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
+            http3: Http3Config::default(),
             compile_cache: default_compile_cache(),
             policy: BTreeMap::new(),
             vhost: Vec::new(),
@@ -391,6 +396,13 @@ impl Config {
                     "tls-listen needs tls-cert and tls-key".into(),
                 ))
             }
+            (None, None) if self.http3.enabled => {
+                return Err(ConfigError::Invalid(
+                    "http3: enabled needs tls-cert and tls-key (HTTP/3 is served on the TLS \
+                     listener's address, with its certificates)"
+                        .into(),
+                ))
+            }
             _ => {}
         }
         Ok(())
@@ -426,6 +438,22 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "max-connections must be positive".into(),
+            ));
+        }
+        let h3 = &self.http3;
+        if h3.max_connections == 0 || h3.idle_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "http3: max-connections and idle-timeout-ms must be positive".into(),
+            ));
+        }
+        if !(1..=1024).contains(&h3.max_streams) {
+            return Err(ConfigError::Invalid(
+                "http3: max-streams must be between 1 and 1024".into(),
+            ));
+        }
+        if h3.send_window.0 < (64 << 10) {
+            return Err(ConfigError::Invalid(
+                "http3: send-window must be at least 64k".into(),
             ));
         }
         let t = &self.transfer;
@@ -600,6 +628,16 @@ mod tests {
         assert!(e.to_string().contains("send-timeout-ms"), "{e}");
         let e = toml::from_str::<Config>("max-connections = -1\n").unwrap_err();
         assert!(e.to_string().contains("max-connections"), "{e}");
+        let e = toml::from_str::<Config>("[http3]\nenabled = true\n")
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("needs tls-cert and tls-key"), "{e}");
+        let e = toml::from_str::<Config>("[http3]\nmax-streams = 0\n")
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("http3: max-streams"), "{e}");
     }
 
     #[test]

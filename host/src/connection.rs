@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::http2;
+use crate::http3;
 use crate::preface::{self, Peeked, Rewind};
 use crate::service::{Body, ConnectionInfo, Sluice};
 use crate::stats;
@@ -64,6 +65,9 @@ pub(crate) struct Accepted {
     pub(crate) timeouts: Timeouts,
     /// Cancelled when the server shuts down: connections finish gracefully.
     pub(crate) closing: CancellationToken,
+    /// The `Alt-Svc` value for responses on HTTPS connections over TCP,
+    /// when HTTP/3 is on (see [`crate::listener::quic`]).
+    pub(crate) alt_svc: Option<HeaderValue>,
 }
 
 /// One plain-TCP connection: HTTP/1 (zero-copy allowed) or h2c.
@@ -212,6 +216,73 @@ pub(crate) async fn tls(
     run(accepted, activity, protocol, true, served).await;
 }
 
+/// One QUIC connection (HTTP/3): the handshake (bounded in time, like the
+/// TLS one; `handshaking` is held until it ends), then HTTP/3 requests
+/// answered by the same service as HTTP/1 and HTTP/2, on the copying path,
+/// held to the certificate the handshake chose (421), under the same
+/// timeouts.
+pub(crate) async fn quic<G: Send>(
+    accepted: Accepted,
+    incoming: quinn::Incoming,
+    certs: Arc<Certificates>,
+    settings: http3::Settings,
+    handshaking: G,
+) {
+    let activity = Activity::new();
+    let (peer, limit) = (accepted.peer, accepted.timeouts.first_request);
+    let handshake = async { incoming.accept()?.await };
+    let conn = match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            stats::add(&stats::get().quic_handshake_failures, 1);
+            tracing::debug!(%peer, error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            stats::add(&stats::get().quic_handshake_failures, 1);
+            tracing::debug!(%peer, "QUIC handshake timed out");
+            return;
+        }
+    };
+    drop(handshaking);
+    stats::add(&stats::get().h3_connections, 1);
+    let sni = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.server_name);
+    let served = certs.served(sni.as_deref());
+    tracing::debug!(%peer, sni = sni.as_deref().unwrap_or("-"), "QUIC established (HTTP/3)");
+    let Accepted {
+        app,
+        timeouts,
+        closing,
+        ..
+    } = accepted;
+    let _open = stats::Connection::open();
+    let share = app.body_budget.share(app.body_memory_per_connection);
+    let answer = Sluice::from_app(app)
+        .with_connection(ConnectionInfo {
+            tls: true,
+            peer: Some(peer),
+            zero_copy: None,
+        })
+        .with_budget(share)
+        .with_certificate(served.map(Arc::new));
+    let connection = http3::serve(conn.clone(), answer, activity.clone(), settings, closing);
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, error = %error, "HTTP/3 connection ended with an error");
+            }
+        }
+        why = activity.expired(&timeouts) => {
+            tracing::debug!(%peer, "{why}; closing");
+            // H3_NO_ERROR, as nginx closes an idle HTTP/3 connection.
+            conn.close(quinn::VarInt::from_u32(0x100), b"");
+        }
+    }
+}
+
 /// A connection's I/O, by the protocol it speaks: hyper's I/O traits for
 /// HTTP/1 (with the zero-copy link on plain TCP), tokio's for HTTP/2.
 enum Protocol<H1, H2> {
@@ -258,6 +329,7 @@ where
         peer,
         timeouts,
         closing,
+        alt_svc,
     } = accepted;
     let open = stats::Connection::open();
     let link = match &protocol {
@@ -272,7 +344,8 @@ where
             zero_copy: link,
         })
         .with_budget(share)
-        .with_certificate(served.map(Arc::new));
+        .with_certificate(served.map(Arc::new))
+        .with_alt_svc(alt_svc.filter(|_| tls));
     // Boxed, and only the arm taken: an HTTP/1 connection does not carry
     // room for an HTTP/2 server's state, nor the reverse.
     let connection: Serving = match protocol {

@@ -17,11 +17,12 @@
 //!
 //! A request flows through the crate's modules in this order:
 //!
-//! 1. `listener` binds and accepts (plain and TLS), holds the connection
-//!    cap, pauses when descriptors run out, and shuts down gracefully;
-//! 2. `connection` drives one connection: the TLS handshake, HTTP/1 by hyper
-//!    or HTTP/2 by `http2`, the timeouts (`timeouts`), plain TCP wrapped in
-//!    [`SendfileIo`];
+//! 1. `listener` binds and accepts (plain and TLS over TCP, QUIC over UDP
+//!    in `listener::quic`), holds the connection cap, pauses when
+//!    descriptors run out, and shuts down gracefully;
+//! 2. `connection` drives one connection: the TLS handshake, HTTP/1 by hyper,
+//!    HTTP/2 by `http2` or HTTP/3 by `http3`, the timeouts (`timeouts`),
+//!    plain TCP wrapped in [`SendfileIo`];
 //! 3. `service` ([`Sluice`]) is the seam: each request's host is parsed once
 //!    (421 on a TLS connection whose certificate is not the host's; the site
 //!    by host), and its access-log line (`access_log`) is kept;
@@ -54,6 +55,7 @@ pub(crate) mod decision;
 pub(crate) mod descriptors;
 pub(crate) mod handler;
 pub(crate) mod http2;
+pub(crate) mod http3;
 pub(crate) mod listener;
 pub(crate) mod policy;
 pub(crate) mod policy_text;

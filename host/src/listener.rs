@@ -9,6 +9,8 @@
 //! `connection`'s, and what a request gets is the handler's
 //! ([`crate::handler`]) behind the service ([`crate::service`]).
 
+pub mod quic;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,6 +30,7 @@ use crate::service::Sluice;
 use crate::stats;
 use crate::timeouts::Timeouts;
 use crate::tls::{self, Certificates};
+use quic::QuicListener;
 
 /// The TLS listener and the certificates it serves (which a reload may
 /// replace while it runs).
@@ -44,8 +47,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// Accepts connections on the plain listener and, if given, the TLS one,
-/// until `shutdown` completes (and sweeps the open-file caches once a
+/// Accepts connections on the plain listener and, if given, the TLS one and
+/// the QUIC one (HTTP/3, [`quic`]), until `shutdown` completes (and sweeps the open-file caches once a
 /// second, so descriptors of files no one asks for are closed). Connections
 /// are held to `limits` (see [`crate::timeouts`]).
 ///
@@ -57,6 +60,7 @@ pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<TlsListener>,
+    quic: Option<QuicListener>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
@@ -67,6 +71,8 @@ pub async fn run(
         chunk: app.transfer.chunk_default.0.clamp(16 << 10, 8 << 20) as u32,
         send_timeout: limits.timeouts.send,
     };
+    let h3 = QuicListener::settings(h2.chunk, &limits.timeouts);
+    let alt_svc = quic.as_ref().and_then(QuicListener::alt_svc);
     let closing = CancellationToken::new();
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -81,6 +87,7 @@ pub async fn run(
             peer,
             timeouts: limits.timeouts,
             closing: closing.clone(),
+            alt_svc: alt_svc.clone(),
         };
         let release = || app.release_descriptors();
         let plain = accept_loop(listener, &slots, &connections, release, |tcp, peer| {
@@ -98,9 +105,22 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let quic_loop = async {
+            match &quic {
+                Some(q) => {
+                    q.accept_loop(&slots, &connections, |incoming, handshaking| {
+                        let peer = incoming.remote_address();
+                        connection::quic(accepted(peer), incoming, q.certs.clone(), h3, handshaking)
+                    })
+                    .await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = plain => {}
             () = secure => {}
+            () = quic_loop => {}
             () = shutdown => {}
         }
         // Leaving this block drops the accept loops and their listeners.
@@ -110,11 +130,18 @@ pub async fn run(
         grace = ?grace,
         "shutting down: no new connections; letting responses in flight finish"
     );
+    if let Some(q) = &quic {
+        q.stop_accepting();
+    }
     closing.cancel();
     connections.close();
     match tokio::time::timeout(grace, connections.wait()).await {
         Ok(()) => tracing::info!("every connection closed; exiting"),
         Err(_) => tracing::warn!("grace period over; closing the connections still open"),
+    }
+    if let Some(q) = &quic {
+        // CONNECTION_CLOSE to whatever is left, and the last packets out.
+        q.close(Duration::from_secs(1)).await;
     }
     sweeper.abort();
     Ok(())

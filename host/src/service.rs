@@ -73,7 +73,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 
 use crate::access_log::{Answer, RequestLine};
@@ -105,6 +105,9 @@ pub struct Sluice {
     /// On a TLS connection served by `sluice serve`: the certificate the
     /// connection was served, which a request's host must match (421).
     served: Option<Arc<Served>>,
+    /// On an HTTPS connection over TCP when HTTP/3 is on: the `Alt-Svc`
+    /// value every response carries (`h3=":PORT"; ma=...`).
+    alt_svc: Option<HeaderValue>,
 }
 
 /// What the connection a request arrived on tells the service.
@@ -219,6 +222,7 @@ impl Sluice {
             connection: ConnectionInfo::default(),
             budget: None,
             served: None,
+            alt_svc: None,
         }
     }
 
@@ -229,6 +233,7 @@ impl Sluice {
             connection,
             budget: self.budget.clone(),
             served: self.served.clone(),
+            alt_svc: self.alt_svc.clone(),
         }
     }
 
@@ -245,6 +250,13 @@ impl Sluice {
     /// host, before any site (or its counters) is involved.
     pub(crate) fn with_certificate(mut self, served: Option<Arc<Served>>) -> Sluice {
         self.served = served;
+        self
+    }
+
+    /// This service advertising HTTP/3 on every response (`Alt-Svc`), for
+    /// the HTTPS connections over TCP of a server that also speaks it.
+    pub(crate) fn with_alt_svc(mut self, alt_svc: Option<HeaderValue>) -> Sluice {
+        self.alt_svc = alt_svc;
         self
     }
 
@@ -283,7 +295,8 @@ impl Sluice {
             .is_some_and(|s| s.misdirected(host.as_deref()));
         let app = self.app.clone();
         let budget = self.budget.clone();
-        async move {
+        let alt_svc = self.alt_svc.clone();
+        let answer = async move {
             if misdirected {
                 stats::add(&stats::get().requests, 1);
                 tracing::debug!(peer = ?connection.peer, ?host, "misdirected request");
@@ -322,6 +335,13 @@ impl Sluice {
                 _ => None,
             };
             Response::from_parts(parts, Body { inner, meter })
+        };
+        async move {
+            let mut res = answer.await;
+            if let Some(v) = alt_svc {
+                res.headers_mut().insert(http::header::ALT_SVC, v);
+            }
+            res
         }
     }
 }

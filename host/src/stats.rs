@@ -107,6 +107,21 @@ counters! {
     /// HTTP/2 streams reset because the client granted them no window for
     /// the send timeout.
     h2_streams_stalled,
+    /// QUIC connections whose handshake completed (HTTP/3).
+    h3_connections,
+    /// Requests answered over HTTP/3.
+    h3_requests,
+    /// HTTP/3 streams reset because the client took nothing of a chunk for
+    /// the send timeout.
+    h3_streams_stalled,
+    /// QUIC clients asked to prove their address (Retry) because many
+    /// handshakes were in progress (`[http3] retry-handshakes`).
+    quic_retries,
+    /// QUIC connection attempts refused because every slot was taken
+    /// (`max-connections` or `[http3] max-connections`).
+    quic_refused,
+    /// QUIC handshakes that failed or timed out.
+    quic_handshake_failures,
 }
 
 /// The kinds of policy fault counted (`policy::CallError::fault` says

@@ -19,6 +19,12 @@ binary serving a generated site over TLS:
 The video check is also run against a sluice with ranges disabled
 (`max-ranges = 0`) and must fail there: the check can catch broken ranges.
 
+The 50-asset page is also loaded over HTTP/3 (issue 20), from a sluice with
+`[http3] enabled`: Chromium forced onto QUIC for the origin, the certificate
+trusted by its SPKI hash, and the page's own Resource Timing must show every
+asset (and the page) fetched over h3. (Without the forcing flag Chromium
+stays on h2 and the check fails.)
+
 Usage: python3 tests/browser/test_browser.py [-v]   (tests/run runs it)
 Needs: chromium and ffmpeg (Debian: apt-get install chromium ffmpeg),
        playwright (pip install playwright; no `playwright install`), openssl,
@@ -27,6 +33,8 @@ Needs: chromium and ffmpeg (Debian: apt-get install chromium ffmpeg),
        target/release/sluice; the browser is $CHROMIUM, else `chromium` on PATH.
 """
 
+import base64
+import hashlib
 import os
 import random
 import select
@@ -154,8 +162,10 @@ class Sluice:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, bufsize=0,
                                      env=dict(os.environ, SLUICE_LOG="sluice=info"))
         self.origin = None
+        self.h3_port = None
+        h3 = "[http3]" in config
         deadline = time.monotonic() + 60
-        while self.origin is None:
+        while self.origin is None or (h3 and self.h3_port is None):
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
             line = self.proc.stdout.readline() if ready else b""
@@ -166,6 +176,8 @@ class Sluice:
             if text.startswith("sluice: listening on https://"):
                 # 127.0.0.1:PORT, which the certificate names.
                 self.origin = "https://" + text.removeprefix("sluice: listening on https://")
+            elif text.startswith("sluice: listening on h3://"):
+                self.h3_port = int(text.rsplit(":", 1)[1])
 
     def logs(self):
         if not self.log.closed:
@@ -378,6 +390,73 @@ class BrowserOverH2(unittest.TestCase):
             print(f"\n  without ranges the check fails: {caught.exception}")
         finally:
             broken.stop()
+
+
+def spki_hash(cert):
+    """base64 SHA-256 of the certificate's public key, as Chromium's
+    --ignore-certificate-errors-spki-list takes it."""
+    pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"],
+                         check=True, capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub,
+                         check=True, capture_output=True).stdout
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+class BrowserOverH3(unittest.TestCase):
+    """The same page of 50 assets over HTTP/3: sluice with [http3] enabled,
+    Chromium forced onto QUIC for the origin (there is no Alt-Svc round trip
+    to wait for) and trusting the test certificate by its SPKI hash (QUIC
+    ignores --ignore-certificate-errors)."""
+
+    @classmethod
+    def setUpClass(cls):
+        for what, path in (("sluice", sluice_binary()), ("chromium", chromium_binary())):
+            if not path or not os.access(path, os.X_OK):
+                raise RuntimeError(f"no {what} binary ({path}): see this file's docstring")
+        cls.tmp = tempfile.mkdtemp(prefix="sluice-browser-h3-")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        www = os.path.join(cls.tmp, "www")
+        os.makedirs(www)
+        video = os.path.join(cls.tmp, "clip.webm")
+        make_video(video)
+        cls.assets = make_site(www, video)
+        cls.cert, cls.key = make_cert(cls.tmp)
+        logs = os.path.join(cls.tmp, "logs")
+        os.makedirs(logs)
+        cls.sluice = Sluice(www, cls.cert, cls.key, logs, config="[http3]\nenabled = true\n")
+        cls.addClassCleanup(cls.sluice.stop)
+        port = cls.sluice.h3_port
+        cls.origin = f"https://localhost:{port}"
+        cls.pw = sync_playwright().start()
+        cls.addClassCleanup(cls.pw.stop)
+        cls.browser = cls.pw.chromium.launch(
+            executable_path=chromium_binary(),
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--enable-quic",
+                  f"--origin-to-force-quic-on=localhost:{port}",
+                  f"--ignore-certificate-errors-spki-list={spki_hash(cls.cert)}",
+                  "--host-resolver-rules=MAP localhost 127.0.0.1"],
+            timeout=60_000,
+        )
+        cls.addClassCleanup(cls.browser.close)
+
+    def test_page_with_50_assets_loads_every_one_over_h3(self):
+        page = self.browser.new_page()
+        try:
+            net = Network(page)
+            page.goto(self.origin + "/", wait_until="load", timeout=WAIT_MS)
+            net.settle(page, {self.origin + p for p in self.assets})
+            nav = page.evaluate("performance.getEntriesByType('navigation').map(e => e.nextHopProtocol)")
+            self.assertEqual(nav, ["h3"], "the page itself over h3")
+            timing = page.evaluate(
+                "performance.getEntriesByType('resource').map(e => [new URL(e.name).pathname, e.nextHopProtocol, e.responseStatus])"
+            )
+            self.assertEqual(sorted(timing), sorted([p, "h3", 200] for p in self.assets))
+            ran = page.evaluate("window.loaded || []")
+            scripts = sorted(e for k, e, _ in self.assets.values() if k == "js")
+            self.assertEqual(sorted(ran), scripts, "scripts that ran whole")
+            print(f"\n  index.html over h3: {len(self.assets)} assets, all 200 over h3")
+        finally:
+            page.close()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ pub struct Server {
     pub admin: SocketAddr,
     /// The TLS listener, when started with a certificate.
     pub tls: Option<SocketAddr>,
+    /// The QUIC (HTTP/3) listener, when HTTP/3 is on.
+    pub h3: Option<SocketAddr>,
     logs: Arc<Mutex<String>>,
 }
 
@@ -183,8 +185,9 @@ impl Server {
         let mut addr = None;
         let mut admin = None;
         let mut tls = None;
+        let mut h3 = None;
         let deadline = Instant::now() + Duration::from_secs(60);
-        // The https line, when there is one, comes before the admin line.
+        // The https and h3 lines, when there are, come before the admin line.
         while addr.is_none() || admin.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
@@ -195,6 +198,8 @@ impl Server {
                 addr = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("sluice: listening on https://") {
                 tls = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("sluice: listening on h3://") {
+                h3 = Some(a.parse().unwrap());
             } else if let Some(a) = line.strip_prefix("sluice: admin on http://") {
                 admin = Some(a.parse().unwrap());
             }
@@ -204,6 +209,7 @@ impl Server {
             addr: addr.unwrap(),
             admin: admin.unwrap(),
             tls,
+            h3,
             logs,
         }
     }

@@ -255,6 +255,41 @@ fn counters<'a>(
         "sluice_parked_connections_total {}",
         load(&stats.parked_connections)
     );
+    for (name, help, counter) in [
+        (
+            "sluice_h3_connections_total",
+            "QUIC connections whose handshake completed (HTTP/3).",
+            &stats.h3_connections,
+        ),
+        (
+            "sluice_h3_requests_total",
+            "Requests answered over HTTP/3.",
+            &stats.h3_requests,
+        ),
+        (
+            "sluice_h3_streams_stalled_total",
+            "HTTP/3 streams reset because the client took nothing for send-timeout-ms.",
+            &stats.h3_streams_stalled,
+        ),
+        (
+            "sluice_quic_retries_total",
+            "QUIC clients asked to prove their address (Retry): many handshakes in progress.",
+            &stats.quic_retries,
+        ),
+        (
+            "sluice_quic_refused_total",
+            "QUIC connection attempts refused: every connection slot taken.",
+            &stats.quic_refused,
+        ),
+        (
+            "sluice_quic_handshake_failures_total",
+            "QUIC handshakes that failed or timed out.",
+            &stats.quic_handshake_failures,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", load(counter));
+    }
     for (name, help, v) in cache_gauges(caches) {
         let name = format!("sluice_{name}");
         family(&mut out, &name, "gauge", help);

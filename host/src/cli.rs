@@ -138,11 +138,15 @@ pub fn main() -> anyhow::Result<()> {
         std::sync::atomic::Ordering::Relaxed,
     );
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if cfg.workers > 0 {
-        runtime.worker_threads(cfg.workers);
-    }
-    let runtime = runtime.enable_all().thread_name("sluice-worker").build()?;
+    let runtime = crate::runtime::build(&cfg)?;
+    tracing::info!(
+        workers = cfg.worker_threads(),
+        event_interval = cfg.event_interval,
+        global_queue_interval = cfg.global_queue_interval,
+        io_events = cfg.io_events,
+        busy_io_events = cfg.busy_io_events,
+        "runtime"
+    );
     let access_log = runtime.block_on(run(cfg, activated))?;
     // Connections cut at the grace period end with the runtime, and their
     // responses' access-log lines are handed over as they go: then flush.

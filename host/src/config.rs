@@ -74,6 +74,24 @@ pub struct Config {
     /// Runtime worker threads (0 = one per core).
     #[serde(default)]
     pub workers: usize,
+    /// Scheduler ticks (task polls) between a busy worker's looks at the
+    /// socket events waiting in the kernel (tokio's `event_interval`).
+    #[serde(default = "default_event_interval")]
+    pub event_interval: u32,
+    /// Task polls between a worker's looks at the runtime's shared queue,
+    /// where tasks its own queue had no room for wait (tokio's
+    /// `global_queue_interval`); 0 = tokio's own, tuned as it runs.
+    #[serde(default)]
+    pub global_queue_interval: u32,
+    /// Most socket events a worker takes from the kernel in one look when
+    /// it has nothing else to run (tokio's `max_io_events_per_tick`).
+    #[serde(default = "default_io_events")]
+    pub io_events: usize,
+    /// Most socket events a worker takes from the kernel in one look while
+    /// it still has tasks to run (tokio's `max_io_events_per_busy_tick`);
+    /// 0 = `io-events`.
+    #[serde(default = "default_busy_io_events")]
+    pub busy_io_events: usize,
     /// PEM certificate chain for the TLS listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -151,6 +169,21 @@ pub struct Config {
     pub dir: Option<PathBuf>,
 }
 
+fn default_event_interval() -> u32 {
+    61
+}
+
+fn default_io_events() -> usize {
+    1024
+}
+
+/// Measured (BENCHMARKS.md, "The c512 tail"): tokio's own (1,024) puts a
+/// quarter of 512 ready connections at the back of the shared queue on every
+/// busy look; 16 halves the c512 p99 at the same rate.
+fn default_busy_io_events() -> usize {
+    16
+}
+
 fn default_compile_cache() -> String {
     "auto".to_owned()
 }
@@ -191,6 +224,10 @@ impl Default for Config {
             root: None,
             policy_file: None,
             workers: 0,
+            event_interval: default_event_interval(),
+            global_queue_interval: 0,
+            io_events: default_io_events(),
+            busy_io_events: default_busy_io_events(),
             tls_cert: None,
             tls_key: None,
             tls_listen: None,
@@ -382,6 +419,21 @@ impl Config {
             if ms == 0 {
                 return Err(ConfigError::Invalid(format!("{key} must be positive")));
             }
+        }
+        if self.event_interval == 0 {
+            return Err(ConfigError::Invalid(
+                "event-interval must be positive".into(),
+            ));
+        }
+        if self.io_events == 0 || self.io_events > 65536 {
+            return Err(ConfigError::Invalid(
+                "io-events must be between 1 and 65536".into(),
+            ));
+        }
+        if self.busy_io_events > self.io_events {
+            return Err(ConfigError::Invalid(
+                "busy-io-events must be at most io-events (0 = io-events)".into(),
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid(
@@ -586,6 +638,46 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.to_string().contains("http3: max-streams"), "{e}");
+    }
+
+    #[test]
+    fn the_scheduler_settings_are_read_and_bad_ones_refused() {
+        let c: Config = toml::from_str(
+            "io-events = 256\nbusy-io-events = 8\nevent-interval = 31\nglobal-queue-interval = 7\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(
+            (
+                c.io_events,
+                c.busy_io_events,
+                c.event_interval,
+                c.global_queue_interval
+            ),
+            (256, 8, 31, 7)
+        );
+        // The runtime is built from them without tokio's builder panicking.
+        crate::runtime::build(&c).unwrap();
+        // Each value tokio's builder would panic on, or that means nothing,
+        // is refused naming its key.
+        for (text, key) in [
+            ("event-interval = 0\n", "event-interval"),
+            ("io-events = 0\n", "io-events"),
+            ("io-events = 100000\n", "io-events"),
+            ("busy-io-events = 2048\n", "busy-io-events"),
+            ("io-events = 64\nbusy-io-events = 65\n", "busy-io-events"),
+        ] {
+            let e = toml::from_str::<Config>(text).unwrap().check().unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        for text in [
+            "event-interval = -1\n",
+            "global-queue-interval = \"often\"\n",
+        ] {
+            let e = toml::from_str::<Config>(text).unwrap_err();
+            let key = text.split(' ').next().unwrap();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
     }
 
     #[test]

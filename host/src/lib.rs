@@ -61,6 +61,7 @@ pub(crate) mod policy;
 pub(crate) mod policy_text;
 pub(crate) mod preface;
 pub(crate) mod resolve;
+pub(crate) mod runtime;
 pub(crate) mod service;
 pub(crate) mod shared_cache;
 pub(crate) mod stats;

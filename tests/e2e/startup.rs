@@ -125,3 +125,46 @@ fn a_refused_config_value_names_the_file_and_the_key() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
 }
+
+/// The scheduler settings (`busy-io-events` and the rest) reach the runtime
+/// the server runs on: it logs what it built with the configured values and
+/// serves; a value tokio would panic on is refused at start-up, naming the
+/// key, before anything listens.
+#[test]
+fn the_scheduler_settings_are_used_and_a_bad_one_refused() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("a.txt"), b"hello").unwrap();
+    let server = Server::start_with(
+        site.path(),
+        Options {
+            config: Some(
+                "io-events = 256\nbusy-io-events = 4\nevent-interval = 13\n\
+                 global-queue-interval = 5\n",
+            ),
+            ..Default::default()
+        },
+    );
+    server.expect_log("event_interval=13 global_queue_interval=5 io_events=256 busy_io_events=4");
+    let body = client()
+        .get(server.url("/a.txt"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(body, "hello");
+
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "event-interval = 0\n").unwrap();
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("serve")
+        .arg(site.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(config.path());
+    let out = run_to_exit(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("event-interval"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+}

@@ -49,6 +49,9 @@ pub struct Timeouts {
     pub keepalive: Duration,
     /// A write may stay pending (the client reads nothing) at most this long.
     pub send: Duration,
+    /// An idle HTTP/1 connection on plain TCP is parked after this long
+    /// (`connection::serve_http1`); zero: never.
+    pub park: Duration,
 }
 
 /// Why the watchdog closed a connection.
@@ -486,6 +489,7 @@ mod tests {
         header: Duration::from_secs(60),
         keepalive: Duration::from_secs(75),
         send: Duration::from_secs(60),
+        park: Duration::ZERO,
     };
 
     fn reason(a: &Activity, t: &Timeouts) -> Option<Expired> {

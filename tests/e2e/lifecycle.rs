@@ -711,10 +711,9 @@ fn idle_keepalive_connections_are_parked() {
     assert_eq!(server.metric("sluice_open_connections"), (N + 1) as f64);
 }
 
-/// `park-idle-ms` says when an idle connection is parked: by default (2 s) a
-/// client pausing under a second between requests is not (a request on a
-/// parked connection costs more CPU), an idle one is in the end; 0 never
-/// parks.
+/// `park-idle-ms` says when an idle connection is parked: at 2 s a client
+/// pausing under a second between requests is not, an idle one is in the
+/// end; 0 (the default) never parks.
 #[test]
 fn park_idle_ms_decides_when_and_zero_never_parks() {
     let dir = site();
@@ -724,7 +723,13 @@ fn park_idle_ms_decides_when_and_zero_never_parks() {
         let got = read_until(s, |b| b.ends_with(b"small"));
         assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
     };
-    let server = Server::start(dir.path());
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("park-idle-ms = 2000\n"),
+            ..Options::default()
+        },
+    );
     let mut s = TcpStream::connect(server.addr).unwrap();
     for _ in 0..3 {
         served(&mut s);
@@ -740,13 +745,7 @@ fn park_idle_ms_decides_when_and_zero_never_parks() {
     );
     served(&mut s);
 
-    let never = Server::start_with(
-        dir.path(),
-        Options {
-            config: Some("park-idle-ms = 0\n"),
-            ..Options::default()
-        },
-    );
+    let never = Server::start(dir.path());
     let mut s = TcpStream::connect(never.addr).unwrap();
     served(&mut s);
     std::thread::sleep(Duration::from_millis(3000));

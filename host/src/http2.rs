@@ -320,13 +320,7 @@ impl<S: Service> Stream<S> {
     /// grant room for it.
     async fn send_body(&self, send: &mut SendStream<Bytes>, body: &mut Body) -> Result<(), Ended> {
         loop {
-            let want = body
-                .size_hint()
-                .exact()
-                .map_or(self.settings.chunk, |n| {
-                    n.min(u64::from(self.settings.chunk)) as u32
-                })
-                .max(1);
+            let want = body.next_chunk_size(self.settings.chunk);
             send.reserve_capacity(want as usize);
             let granted = match send.capacity() {
                 0 => {

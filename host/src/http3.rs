@@ -239,13 +239,7 @@ impl<S: Service> RequestTask<S> {
     /// once quinn has taken the last.
     async fn send_body(&self, stream: &mut Stream, body: &mut Body) -> Result<(), Ended> {
         loop {
-            let want = body
-                .size_hint()
-                .exact()
-                .map_or(self.settings.chunk, |n| {
-                    n.min(u64::from(self.settings.chunk)) as u32
-                })
-                .max(1);
+            let want = body.next_chunk_size(self.settings.chunk);
             let chunk = poll_fn(|cx| body.poll_chunk(cx, want as usize)).await;
             match chunk {
                 None => return Ok(()),

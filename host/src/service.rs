@@ -397,6 +397,16 @@ impl Body {
         self.inner.release_kept();
     }
 
+    /// The size of the next chunk to ask for: the rest of the body when it
+    /// is known and smaller than `chunk` (the policy's chunk size), else
+    /// `chunk`; at least one byte.
+    pub(crate) fn next_chunk_size(&self, chunk: u32) -> u32 {
+        http_body::Body::size_hint(self)
+            .exact()
+            .map_or(chunk, |n| n.min(u64::from(chunk)) as u32)
+            .max(1)
+    }
+
     /// The next chunk of at most `limit` bytes (at least one): for a
     /// writer that can only send so much now, like an HTTP/2 stream within
     /// its flow-control window (see `ResponseBody::poll_chunk`).

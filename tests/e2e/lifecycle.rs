@@ -673,12 +673,6 @@ fn idle_keepalive_connections_are_parked() {
             ..Options::default()
         },
     );
-    let request = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    let served = |s: &mut TcpStream| {
-        s.write_all(request).unwrap();
-        let got = read_until(s, |b| b.ends_with(b"small"));
-        assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
-    };
     let before = server.stat("parked_connections");
     const N: u64 = 500;
     let mut open = Vec::new();
@@ -717,12 +711,6 @@ fn idle_keepalive_connections_are_parked() {
 #[test]
 fn park_idle_ms_decides_when_and_zero_never_parks() {
     let dir = site();
-    let request = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    let served = |s: &mut TcpStream| {
-        s.write_all(request).unwrap();
-        let got = read_until(s, |b| b.ends_with(b"small"));
-        assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
-    };
     let server = Server::start_with(
         dir.path(),
         Options {
@@ -751,4 +739,12 @@ fn park_idle_ms_decides_when_and_zero_never_parks() {
     std::thread::sleep(Duration::from_millis(3000));
     served(&mut s);
     assert_eq!(never.stat("parked_connections"), 0);
+}
+
+/// Asks for /small.txt on a keep-alive connection and reads the 200.
+fn served(s: &mut TcpStream) {
+    s.write_all(b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let got = read_until(s, |b| b.ends_with(b"small"));
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
 }

@@ -23,7 +23,8 @@ The 50-asset page is also loaded over HTTP/3 (issue 20), from a sluice with
 `[http3] enabled`: Chromium forced onto QUIC for the origin, the certificate
 trusted by its SPKI hash, and the page's own Resource Timing must show every
 asset (and the page) fetched over h3. (Without the forcing flag Chromium
-stays on h2 and the check fails.)
+stays on h2 and the check fails.) The same video check runs there too, every
+range response required over h3.
 
 Usage: python3 tests/browser/test_browser.py [-v]   (tests/run runs it)
 Needs: chromium and ffmpeg (Debian: apt-get install chromium ffmpeg),
@@ -262,10 +263,11 @@ def launch(pw):
     )
 
 
-def check_video(browser, origin, size):
+def check_video(browser, origin, size, protocol="h2"):
     """Loads video.html: the video plays, seeks to SEEK_TO and plays on from
-    there, fetched by 206 range responses over h2. Raises AssertionError
-    naming what failed; returns a summary line."""
+    there, fetched by 206 range responses over `protocol` (as DevTools names
+    the protocol of each response: "h2", "h3"). Raises AssertionError naming
+    what failed; returns a summary line."""
     page = browser.new_page()
     try:
         net = Network(page)
@@ -299,7 +301,7 @@ def check_video(browser, origin, size):
             res = r["response"]
             if res is None:  # a request the player canceled before any answer
                 continue
-            assert res["protocol"] == "h2", f"video fetched over {res['protocol']}, want h2"
+            assert res["protocol"] == protocol, f"video fetched over {res['protocol']}, want {protocol}"
             assert res["status"] == 206, (
                 f"video request (Range: {r['range']}) answered {res['status']}, want 206; "
                 f"headers {res['headers']}"
@@ -313,7 +315,7 @@ def check_video(browser, origin, size):
             ranges.append(want)
         far = [start for start in ranges if start > size // 2]
         assert far, f"no 206 response for a range beyond half the file after the seek; ranges served: {ranges}"
-        return f"video: {size:,} bytes, played, seeked to {landed:.1f}s; 206 ranges from {sorted(ranges)} over h2"
+        return f"video: {size:,} bytes, played, seeked to {landed:.1f}s; 206 ranges from {sorted(ranges)} over {protocol}"
     finally:
         page.close()
 
@@ -418,7 +420,7 @@ class BrowserOverH3(unittest.TestCase):
         www = os.path.join(cls.tmp, "www")
         os.makedirs(www)
         video = os.path.join(cls.tmp, "clip.webm")
-        make_video(video)
+        cls.video_size = make_video(video)
         cls.assets = make_site(www, video)
         cls.cert, cls.key = make_cert(cls.tmp)
         logs = os.path.join(cls.tmp, "logs")
@@ -457,6 +459,9 @@ class BrowserOverH3(unittest.TestCase):
             print(f"\n  index.html over h3: {len(self.assets)} assets, all 200 over h3")
         finally:
             page.close()
+
+    def test_video_plays_and_seeks_with_range_requests_over_h3(self):
+        print("\n  " + check_video(self.browser, self.origin, self.video_size, protocol="h3"))
 
 
 if __name__ == "__main__":

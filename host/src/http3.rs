@@ -21,8 +21,8 @@
 //!    does (as for an HTTP/2 stream granted no window);
 //! 4. after the last chunk, the body (its file, its charge) is dropped and the
 //!    stream finished; its task ends once the client has acknowledged the
-//!    whole response ([`transport`]), or resets it if nothing is
-//!    acknowledged for `send-timeout-ms`.
+//!    whole response ([`transport`]), or resets it if that takes more
+//!    than `send-timeout-ms`.
 //!
 //! Request bodies are not read (a static server has no use for them): each
 //! stream's receive window is 64 KiB and the connection's 1 MiB (set on the
@@ -218,8 +218,8 @@ impl<S: Service> RequestTask<S> {
                 // The request side is no longer of interest. Then FIN, and
                 // wait until the client has acknowledged the whole response
                 // (`transport`): the task, and so a graceful shutdown, ends
-                // once it is delivered. A client that acknowledges nothing
-                // for the send timeout is stalled as if it took nothing.
+                // once it is delivered. A response not wholly acknowledged
+                // within the send timeout is reset, as a stalled one.
                 stream.stop_sending(Code::H3_NO_ERROR);
                 let finish = stream.finish();
                 match tokio::time::timeout(self.settings.send_timeout, finish).await {

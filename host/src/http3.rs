@@ -18,7 +18,11 @@
 //!    host-wide at most their product beside the body budget;
 //! 3. a chunk the client takes none of for `send-timeout-ms` resets the
 //!    stream (`H3_REQUEST_CANCELLED`), whatever the rest of the connection
-//!    does (as for an HTTP/2 stream granted no window).
+//!    does (as for an HTTP/2 stream granted no window);
+//! 4. after the last chunk, the body (its file, its charge) is dropped and the
+//!    stream finished; its task ends once the client has acknowledged the
+//!    whole response ([`transport`]), or resets it if that takes more
+//!    than `send-timeout-ms`.
 //!
 //! Request bodies are not read (a static server has no use for them): each
 //! stream's receive window is 64 KiB and the connection's 1 MiB (set on the
@@ -31,7 +35,11 @@
 //! timeout, and between requests the keep-alive timeout applies; a peer
 //! that vanished is noticed by QUIC's idle timeout (no packet, not even an
 //! acknowledgement, for `[http3] idle-timeout-ms`). On graceful shutdown the
-//! connection sends `GOAWAY` and lets the streams it accepted finish.
+//! connection sends `GOAWAY` and lets the streams it accepted finish, then
+//! closes. A stream has finished once the client has acknowledged all of its
+//! response ([`transport`]: quinn's signal, not a guess from a quiet
+//! connection), so closing discards nothing still owed, and a connection
+//! with nothing owed closes at once.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -49,6 +57,8 @@ use crate::http2::Service;
 use crate::service::Body;
 use crate::stats;
 use crate::timeouts::Activity;
+
+mod transport;
 
 /// Largest header section a client may send (the decoded field section,
 /// as HTTP/2's `MAX_HEADER_LIST`).
@@ -73,11 +83,13 @@ pub struct Settings {
 }
 
 /// A QUIC stream carrying one request, as h3 over quinn gives it.
-type Stream = RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+type Stream = RequestStream<transport::BidiStream<Bytes>, Bytes>;
 
 /// Serves one HTTP/3 connection (its QUIC handshake done) until the client
 /// closes it, an error ends it, or, once `shutdown` is cancelled, the
-/// streams it accepted have finished (`GOAWAY` first).
+/// streams it accepted have finished (`GOAWAY` first), their responses
+/// acknowledged by the client. Bounded by the shutdown grace (the listener
+/// stops waiting for the connection then).
 pub async fn serve<S: Service>(
     conn: quinn::Connection,
     service: S,
@@ -87,7 +99,7 @@ pub async fn serve<S: Service>(
 ) -> Result<(), h3::error::ConnectionError> {
     let mut h3 = h3::server::builder()
         .max_field_section_size(MAX_FIELD_SECTION)
-        .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
+        .build::<_, Bytes>(transport::Connection::new(conn.clone()))
         .await?;
     let mut closing = false;
     // The request streams' tasks: on shutdown, the connection ends once
@@ -123,40 +135,13 @@ pub async fn serve<S: Service>(
             Err(e) => break Err(e),
         }
     };
-    if closing {
-        drain(&conn).await;
-    }
+    // Every stream's task has ended, so what it sent has been acknowledged
+    // (`transport`): closing discards nothing a client was promised.
     // H3_NO_ERROR: every stream has ended (or the connection already has).
     conn.close(quinn::VarInt::from_u32(0x100), b"");
     match result {
         Err(e) if e.is_h3_no_error() => Ok(()),
         r => r,
-    }
-}
-
-/// Waits until what the finished streams handed quinn has been delivered:
-/// a stream's task ends once its last bytes are in quinn's send buffer, and
-/// closing the connection then would discard what is not yet acknowledged
-/// (at most `send-window`). Delivered means quiet: no datagram sent or
-/// acknowledgement received for `QUIET`. Bounded by the shutdown grace
-/// (the listener stops waiting for the connection then).
-async fn drain(conn: &quinn::Connection) {
-    const QUIET: Duration = Duration::from_millis(300);
-    let moved = |c: &quinn::Connection| {
-        let s = c.stats();
-        (s.udp_tx.datagrams, s.frame_rx.acks)
-    };
-    let mut last = moved(conn);
-    loop {
-        tokio::select! {
-            _ = conn.closed() => return,
-            () = tokio::time::sleep(QUIET) => {}
-        }
-        let now = moved(conn);
-        if now == last {
-            return;
-        }
-        last = now;
     }
 }
 
@@ -179,7 +164,7 @@ enum Ended {
 }
 
 impl<S: Service> RequestTask<S> {
-    async fn run(self, resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>) {
+    async fn run(self, resolver: h3::server::RequestResolver<transport::Connection, Bytes>) {
         // Headers within the header timeout (the watchdog closes the
         // connection otherwise; this bounds the task too).
         let resolved =
@@ -225,11 +210,23 @@ impl<S: Service> RequestTask<S> {
         } else {
             self.send_body(&mut stream, &mut body).await
         };
+        // Its file, its budget charge and its access-log line go now: what
+        // is left is quinn's.
+        drop(body);
         match result {
             Ok(()) => {
-                // FIN; the request side is no longer of interest.
-                let _ = stream.finish().await;
+                // The request side is no longer of interest. Then FIN, and
+                // wait until the client has acknowledged the whole response
+                // (`transport`): the task, and so a graceful shutdown, ends
+                // once it is delivered. A response not wholly acknowledged
+                // within the send timeout is reset, as a stalled one.
                 stream.stop_sending(Code::H3_NO_ERROR);
+                let finish = stream.finish();
+                match tokio::time::timeout(self.settings.send_timeout, finish).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "HTTP/3 stream not delivered"),
+                    Err(_) => self.stalled(&mut stream),
+                }
             }
             Err(why) => tracing::debug!(?why, "HTTP/3 stream ended early"),
         }

@@ -12,7 +12,14 @@ is read by the Rust harness that every other e2e test uses.
         stream. Prints {"responses": [{"status", "headers", "length",
         "sha256", "body"?}], "alt": ...}. `--body-out FILE` writes the first
         response's body. `--linger S` prints that, then keeps the
-        connection open up to S seconds and prints {"closed_by_server"}.
+        connection open up to S seconds and prints {"closed_by_server"};
+        `--ping-ms MS` sends a PING every MS meanwhile (the server
+        acknowledges each: the connection is never quiet).
+        `--outage-at BYTES --outage S`: once the first stream has BYTES of
+        its body, prints {"outage": received} and drops every datagram that
+        arrives for S seconds (a path that loses everything, as in a
+        hand-over between networks), then receives again: what the server
+        sent meanwhile is lost and must be sent again.
     client.py vanish --port P --after BYTES PATH
         Requests PATH, reads BYTES of its body, then exits without closing
         the connection (no CONNECTION_CLOSE: a client that vanished).
@@ -49,6 +56,25 @@ class Client(QuicConnectionProtocol):
         self.h3 = H3Connection(self._quic)
         self.streams = {}
         self.closed = None
+        # (bytes of the first stream, seconds): the outage to come, if any.
+        self.outage = None
+        self.dropping = False
+
+    def datagram_received(self, data, addr):
+        if self.dropping:
+            return
+        super().datagram_received(data, addr)
+
+    def _outage(self, s):
+        at, seconds = self.outage
+        if s["received"] >= at:
+            self.outage = None
+            self.dropping = True
+            print(json.dumps({"outage": s["received"]}), flush=True)
+            asyncio.get_running_loop().call_later(seconds, self._restore)
+
+    def _restore(self):
+        self.dropping = False
 
     def quic_event_received(self, event):
         if isinstance(event, StreamReset):
@@ -69,6 +95,8 @@ class Client(QuicConnectionProtocol):
             elif isinstance(ev, DataReceived):
                 s["body"].extend(ev.data)
                 s["received"] += len(ev.data)
+                if self.outage is not None:
+                    self._outage(s)
                 if s["until"] is not None and s["received"] >= s["until"]:
                     self._done(s)
             if getattr(ev, "stream_ended", False):
@@ -152,6 +180,8 @@ async def get(args):
         # The request streams the server lets this client open at once (read
         # before any: the limit rises as streams end).
         granted = client._quic._remote_max_streams_bidi
+        if args.outage_at is not None:
+            client.outage = (args.outage_at, args.outage)
         streams = [client.request(authority, p, headers) for p in args.paths]
         await asyncio.wait_for(
             asyncio.gather(*(s["future"] for s in streams)), timeout=args.timeout
@@ -168,8 +198,15 @@ async def get(args):
             # Keep the connection open (the server must close it).
             print(json.dumps(out), flush=True)
             deadline = time.monotonic() + args.linger
+            pings = 0
             while client.closed is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+                if args.ping_ms:
+                    pings += 1
+                    client._quic.send_ping(pings)
+                    client.transmit()
+                    await asyncio.sleep(args.ping_ms / 1000)
+                else:
+                    await asyncio.sleep(0.05)
             out = {"closed_by_server": client.closed is not None}
         return out
 
@@ -228,6 +265,9 @@ def main():
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--hold", type=float, default=0.0)
     p.add_argument("--linger", type=float, default=0.0)
+    p.add_argument("--ping-ms", type=float, default=0.0)
+    p.add_argument("--outage-at", type=int)
+    p.add_argument("--outage", type=float, default=3.0)
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
     if args.mode == "get":

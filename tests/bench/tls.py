@@ -118,7 +118,10 @@ def h2load(server, argv):
         sys.exit(f"h2load against {server.name}: not all requests succeeded over h2:\n{text}")
     secs = float(done.group(1)) / (1000 if done.group(2) == "ms" else 1)
     server.h2load_tls = f"{tls.group(1)} {tls.group(2)}"
-    return {"secs": secs, "requests": ok, "data": int(data.group(1)), "server_cpu": s1 - s0, "client_cpu": c1 - c0}
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", text)
+    mean_ms = float(mean.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[mean.group(2)] if mean else float("nan")
+    return {"secs": secs, "requests": ok, "data": int(data.group(1)), "server_cpu": s1 - s0, "client_cpu": c1 - c0,
+            "mean_ms": mean_ms}
 
 
 def tls_case(server, conns, size):

@@ -8,6 +8,8 @@ off, the same self-signed P-256 certificate):
   sluice          $SLUICE_BIN `serve --workers 1`, default policy (TLS listener)
   sluice before   $SLUICE_BASELINE_BIN the same way, if set (label
                   $SLUICE_BASELINE_LABEL)
+  other builds    $SLUICE_OTHER_BINS: `label=path` pairs separated by `;`,
+                  each the same way
   floor           $FLOOR_BIN (default target/release/examples/h2_floor:
                   `cargo build --release -p sluice --example h2_floor`): h2 over
                   tokio-rustls with sluice's h2 settings, a static 4 KiB body,
@@ -23,7 +25,8 @@ rotating every round, one unmeasured warm-up each): `h2load -c$CONNS -m$STREAMS
 request, h2load's mean time per request; medians [min-max].
 
 Environment: ROUNDS (5), DURATION (4s), CONNS (8), STREAMS (32), SLUICE_BIN,
-SLUICE_BASELINE_BIN, SLUICE_BASELINE_LABEL, FLOOR_BIN, FLOOR_VARIANTS.
+SLUICE_BASELINE_BIN, SLUICE_BASELINE_LABEL, SLUICE_OTHER_BINS, FLOOR_BIN,
+FLOOR_VARIANTS.
 Usage:  python3 tests/bench/h2_small.py
 Output: a markdown table on stdout, progress on stderr.
 Needs: nginx, h2load (apt-get install nginx nghttp2-client), openssl, taskset.
@@ -47,7 +50,7 @@ sys.path.insert(0, os.path.join(sf.REPO, "tests", "support"))
 from sluice_test import make_cert, sluice_binary  # noqa: E402
 
 ENV_KNOBS = ("ROUNDS", "DURATION", "CONNS", "STREAMS", "SLUICE_BIN", "SLUICE_BASELINE_BIN",
-             "SLUICE_BASELINE_LABEL", "FLOOR_BIN", "FLOOR_VARIANTS")
+             "SLUICE_BASELINE_LABEL", "SLUICE_OTHER_BINS", "FLOOR_BIN", "FLOOR_VARIANTS")
 
 
 def main():
@@ -58,7 +61,8 @@ def main():
     target = os.path.join(sf.REPO, os.environ.get("CARGO_TARGET_DIR", "target"))
     floor_bin = os.path.abspath(os.environ.get("FLOOR_BIN") or os.path.join(target, "release", "examples", "h2_floor"))
     baseline = os.environ.get("SLUICE_BASELINE_BIN")
-    for path in [sluice_bin, floor_bin] + ([baseline] if baseline else []):
+    others = [tuple(x.split("=", 1)) for x in os.environ.get("SLUICE_OTHER_BINS", "").split(";") if x]
+    for path in [sluice_bin, floor_bin] + ([baseline] if baseline else []) + [p for _, p in others]:
         if not os.access(path, os.X_OK):
             sys.exit(f"no binary at {path} (cargo build --release -p sluice --bins --example h2_floor)")
     for tool in ("nginx", "h2load", "openssl", "taskset"):
@@ -94,6 +98,8 @@ def main():
         sluice("sluice", sluice_bin)
         if baseline:
             sluice(os.environ.get("SLUICE_BASELINE_LABEL", "sluice before"), os.path.abspath(baseline))
+        for label, path in others:
+            sluice(label, os.path.abspath(path))
         floor("floor", [])
         for flag in os.environ.get("FLOOR_VARIANTS", "").split():
             floor(f"floor {flag}", [flag])

@@ -170,3 +170,145 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Coalesce<I> {
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+
+    /// An I/O that records each write call's bytes, takes at most `limit`
+    /// bytes per call, and is full (pending) while `full` is set.
+    #[derive(Default)]
+    struct Sink {
+        writes: Vec<Vec<u8>>,
+        limit: Option<usize>,
+        full: bool,
+        flushes: usize,
+    }
+
+    impl AsyncWrite for Sink {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            if this.full {
+                return Poll::Pending;
+            }
+            let mut all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            all.truncate(this.limit.unwrap_or(usize::MAX));
+            let n = all.len();
+            this.writes.push(all);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.get_mut().flushes += 1;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn write(c: &mut Coalesce<Sink>, cx: &mut Context<'_>, bytes: &[u8]) -> usize {
+        match Pin::new(c).poll_write(cx, bytes) {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn flush(c: &mut Coalesce<Sink>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(c).poll_flush(cx)
+    }
+
+    #[test]
+    fn writes_are_gathered_until_a_flush_finds_nothing_new() {
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut c = Coalesce::new(Sink::default());
+        // Three responses, each followed by a flush (as h2 does).
+        for i in 0..3u8 {
+            assert_eq!(write(&mut c, &mut cx, &[i; 4000]), 4000);
+            assert!(flush(&mut c, &mut cx).is_ready());
+        }
+        assert!(c.io.writes.is_empty(), "nothing written yet");
+        assert!(woken.0.load(Ordering::Relaxed) >= 1, "the task comes back");
+        // The flush that follows no new write writes them all, at once.
+        assert!(flush(&mut c, &mut cx).is_ready());
+        assert_eq!(c.io.writes.len(), 1);
+        assert_eq!(c.io.writes[0].len(), 12_000);
+        assert_eq!(c.io.flushes, 1);
+        assert_eq!(c.buf.capacity(), 0, "the buffer is let go once written");
+    }
+
+    #[test]
+    fn a_write_that_would_overflow_goes_out_with_what_is_gathered_uncopied() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut c = Coalesce::new(Sink::default());
+        assert_eq!(write(&mut c, &mut cx, &[1; 100]), 100);
+        // A large DATA frame: one call with the gathered bytes before it.
+        let big = vec![2u8; GATHER];
+        assert_eq!(write(&mut c, &mut cx, &big), GATHER);
+        assert_eq!(c.io.writes.len(), 1);
+        assert_eq!(c.io.writes[0].len(), 100 + GATHER);
+        assert_eq!(&c.io.writes[0][..100], &[1; 100][..]);
+        assert!(c.pending().is_empty());
+        // Nothing gathered is left: the flush goes straight through.
+        assert!(flush(&mut c, &mut cx).is_ready());
+        assert_eq!(c.io.flushes, 1);
+    }
+
+    #[test]
+    fn partial_and_pending_writes_lose_and_repeat_nothing() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut c = Coalesce::new(Sink {
+            limit: Some(1000),
+            ..Sink::default()
+        });
+        let sent: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+        assert_eq!(write(&mut c, &mut cx, &sent[..3000]), 3000);
+        assert!(flush(&mut c, &mut cx).is_ready()); // deferred
+        c.io.full = true;
+        assert!(flush(&mut c, &mut cx).is_pending(), "the socket is full");
+        c.io.full = false;
+        assert!(flush(&mut c, &mut cx).is_ready());
+        // Too large to gather with what is left: the gathered bytes go
+        // first, in pieces; the caller is told only of its own bytes.
+        assert_eq!(write(&mut c, &mut cx, &sent[3000..3500]), 500);
+        let big: Vec<u8> = sent[3500..].to_vec();
+        let mut off = 0;
+        let mut extra = vec![0u8; GATHER];
+        extra[..big.len()].copy_from_slice(&big);
+        while off < GATHER {
+            match Pin::new(&mut c).poll_write(&mut cx, &extra[off..]) {
+                Poll::Ready(Ok(n)) => off += n,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(Pin::new(&mut c).poll_shutdown(&mut cx).is_ready());
+        let got: Vec<u8> = c.io.writes.concat();
+        assert_eq!(&got[..3500], &sent[..3500]);
+        assert_eq!(&got[3500..], &extra[..]);
+    }
+}

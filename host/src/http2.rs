@@ -52,6 +52,9 @@ use crate::service::Body;
 use crate::stats;
 use crate::timeouts::Activity;
 
+mod coalesce;
+pub use coalesce::Coalesce;
+
 /// Concurrent HTTP/2 streams per connection (nginx's
 /// `http2_max_concurrent_streams` default).
 pub const MAX_STREAMS: u32 = 128;
@@ -78,7 +81,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn builder(&self) -> h2::server::Builder {
+    /// The h2 server builder every connection is made with (public for
+    /// the floor example, `host/examples/h2_floor.rs`).
+    pub fn builder(&self) -> h2::server::Builder {
         let mut b = h2::server::Builder::new();
         b.max_concurrent_streams(MAX_STREAMS)
             // What we accept from the client (request frames); the frames
@@ -119,7 +124,10 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service,
 {
-    let mut conn: Connection<I, Bytes> = settings.builder().handshake(io).await?;
+    // Writes gathered per batch of frames (one TLS record and one system
+    // call for several small responses): see `coalesce`.
+    let io = Coalesce::new(io);
+    let mut conn: Connection<_, Bytes> = settings.builder().handshake(io).await?;
     let mut keepalive = Keepalive::new(conn.ping_pong());
     let mut closing = false;
     loop {

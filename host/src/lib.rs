@@ -90,6 +90,10 @@ pub use cli::main as cli_main;
 /// it includes `resolve/normalize.rs` by path.
 #[doc(hidden)]
 pub mod internals {
+    pub mod http2 {
+        pub use crate::date::now as date;
+        pub use crate::http2::{Coalesce, Settings};
+    }
     pub mod policy {
         pub use crate::contract::{host_limits, wit};
         pub use crate::policy::{wasmtime_config, Fields, Policy, Sandbox, DEFAULT_POLICY};

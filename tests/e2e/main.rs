@@ -11,6 +11,7 @@ mod check;
 mod conformance;
 mod embed;
 mod h2_attacks;
+mod h2_writes;
 mod http3;
 mod isolation;
 mod js_policy;

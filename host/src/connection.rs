@@ -8,7 +8,6 @@
 //! Only a plain-TCP HTTP/1 request may take the zero-copy path: see
 //! [`crate::transfer::Channel::for_request`], the one place that decides it.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -17,7 +16,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -463,14 +461,10 @@ async fn serve_http1<H1: Parking>(
 ) -> Result<(), String> {
     let mut io = TimedIo::new(io, activity.clone(), timeouts.send);
     loop {
-        let answer = answer.clone();
-        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-            // Boxed, as for HTTP/2 (see `http2::Service for Sluice`); and
-            // `Unpin`, as parking needs (`poll_without_shutdown`).
-            let answer = answer.clone();
-            Box::pin(async move { Ok::<_, Infallible>(answer.handle(req).await) })
-        });
-        let service = Tracked::new(service, activity.clone());
+        // Sluice's own hyper service: its future is boxed, as for HTTP/2
+        // (see `http2::Service for Sluice`), and so `Unpin`, as parking
+        // needs (`poll_without_shutdown`).
+        let service = Tracked::new(answer.clone(), activity.clone());
         // Boxed: a parked connection's future holds none of hyper's state.
         let mut conn = Box::pin(http1.serve_connection(io, service));
         let idle = async {

@@ -74,11 +74,15 @@ thread_local! {
 ///
 /// It only waits (is `async`) for a turn to call the site's policy, when the
 /// site's calls already occupy their share of the workers.
+///
+/// `req` is borrowed: the caller's future holds it, and a request moved in
+/// would be held again by each future it passes through (it was three
+/// times in every request's future).
 pub async fn handle<'a, B>(
     app: &'a App,
     site: &'a Site,
     conn: Conn<'_>,
-    req: Request<B>,
+    req: &Request<B>,
 ) -> (Response<ResponseBody>, Outcome<'a>) {
     stats::add(&stats::get().requests, 1);
     let mut outcome = Outcome {
@@ -94,7 +98,7 @@ async fn respond<B>(
     app: &App,
     outcome: &mut Outcome<'_>,
     conn: Conn<'_>,
-    req: Request<B>,
+    req: &Request<B>,
 ) -> Response<ResponseBody> {
     let site = outcome.site;
     let path = match normalize(req.uri().path()) {
@@ -127,7 +131,10 @@ async fn respond<B>(
         // host-wide.
         let held = match (&found, loaded.policy.capabilities().listing) {
             (Found::Directory { index: None }, max) if max > 0 => {
-                match listing::read(app, site, at, max).await {
+                // Boxed, as the policy call below: a future awaited here is
+                // stored inline in this one, which every request's future
+                // holds (and moves) whether it lists a directory or not.
+                match Box::pin(listing::read(app, site, at, max)).await {
                     Ok(held) => Some(held),
                     Err(listing::Failed::NoDescriptors(e)) => {
                         no_descriptors(at, e);
@@ -153,17 +160,7 @@ async fn respond<B>(
             found: &found,
             listing,
         };
-        let answer = verdict(
-            app,
-            outcome,
-            &loaded,
-            &req,
-            at,
-            hop.as_ref(),
-            conn.tls,
-            seen,
-        )
-        .await;
+        let answer = verdict(app, outcome, &loaded, req, at, hop.as_ref(), conn.tls, seen).await;
         let verdict = match answer {
             Ok(Answer::Respond(v)) => v,
             Ok(Answer::Rewrite { path: next, reason }) => {
@@ -300,15 +297,14 @@ fn no_descriptors(path: &NormalPath, e: crate::resolve::NoDescriptors) {
 /// The policy's validated outcome for one hop of this request (the
 /// request itself, or a rewrite's path with its `hop`): from the decision
 /// cache when the policy is reusable and has answered these exact inputs
-/// before, otherwise from a call into the policy, with its own deadline.
+/// before, otherwise from a call into the policy ([`decide`]), with its own
+/// deadline.
 ///
-/// Fair sharing between tenants: a call first takes one of the site's turns
-/// (`policy-workers`, by default half the workers), waiting for one without
-/// holding a worker; so however loaded one tenant's policy is, its calls
-/// occupy at most that many workers. A call that is typically slow, or that
-/// first makes and warms up a new instance, runs under `block_in_place`,
-/// which hands this worker's other tasks to another thread for the
-/// duration: requests queued behind the call are not delayed by it.
+/// A hit never waits, so it is answered here without entering [`decide`],
+/// whose future (the WIT request and entry, a turn being waited for) is
+/// boxed: inline, it would make every request's future, hits included, that
+/// much larger to build and move (it was 4.3 KB in all, measured with
+/// callgrind: `tests/bench/callgrind_small.py`).
 #[allow(clippy::too_many_arguments)]
 async fn verdict<B>(
     app: &App,
@@ -320,12 +316,19 @@ async fn verdict<B>(
     tls: bool,
     seen: Seen<'_>,
 ) -> Result<Answer, Box<Response<ResponseBody>>> {
-    let found = seen.found;
-    let policy = &loaded.policy;
-    let caps = policy.capabilities();
+    let caps = loaded.policy.capabilities();
     let key = loaded.decisions.as_ref().map(|cache| {
         KEY.with_borrow_mut(|key| {
-            request::write_key(key, req, path, hop, tls, &caps.fields, found, seen.listing);
+            request::write_key(
+                key,
+                req,
+                path,
+                hop,
+                tls,
+                &caps.fields,
+                seen.found,
+                seen.listing,
+            );
             let hash = cache.hash(key);
             cache
                 .get(key, hash)
@@ -346,7 +349,34 @@ async fn verdict<B>(
         Some(Err(miss)) => Some(miss),
         None => None,
     };
+    Box::pin(decide(app, outcome, loaded, req, path, hop, tls, seen, key)).await
+}
 
+/// A call into the policy for one hop (see [`verdict`]); `key` is the
+/// decision cache's key for its inputs, when the policy is reusable.
+///
+/// Fair sharing between tenants: a call first takes one of the site's turns
+/// (`policy-workers`, by default half the workers), waiting for one without
+/// holding a worker; so however loaded one tenant's policy is, its calls
+/// occupy at most that many workers. A call that is typically slow, or that
+/// first makes and warms up a new instance, runs under `block_in_place`,
+/// which hands this worker's other tasks to another thread for the
+/// duration: requests queued behind the call are not delayed by it.
+#[allow(clippy::too_many_arguments)]
+async fn decide<B>(
+    app: &App,
+    outcome: &mut Outcome<'_>,
+    loaded: &Loaded,
+    req: &Request<B>,
+    path: &NormalPath,
+    hop: Option<&wit::Hop>,
+    tls: bool,
+    seen: Seen<'_>,
+    key: Option<(Box<[u8]>, u64)>,
+) -> Result<Answer, Box<Response<ResponseBody>>> {
+    let found = seen.found;
+    let policy = &loaded.policy;
+    let caps = policy.capabilities();
     let wit_req = request::to_wit(req, path, hop, tls, &caps.fields);
     let wit_entry = request::entry_to_wit(found, seen.listing);
     let site = outcome.site;
@@ -507,7 +537,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (res, outcome) = runtime.block_on(handle(app, &app.default, conn, req));
+        let (res, outcome) = runtime.block_on(handle(app, &app.default, conn, &req));
         let called = outcome.policy_time;
         let (parts, body) = res.into_parts();
         let bytes = runtime.block_on(body.collect()).unwrap().to_bytes();

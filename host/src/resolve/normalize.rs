@@ -61,6 +61,20 @@ pub fn normalize(raw: &str) -> Result<NormalPath, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    // Most paths are normal already and encode nothing: then the result is
+    // the path itself, made with one allocation instead of three (the
+    // decoded bytes, the segment list, the joined path). A unit test checks
+    // that both ways agree on every short path of the characters that matter.
+    if !raw.contains('%') {
+        if let Some(normal) = already_normal(raw) {
+            return Ok(normal);
+        }
+    }
+    slow(raw)
+}
+
+/// [`normalize`] by decoding, splitting and joining.
+fn slow(raw: &str) -> Result<NormalPath, PathError> {
     let decoded = percent_decode_str(raw).collect::<Vec<u8>>();
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
     let mut segments: Vec<&str> = Vec::new();
@@ -201,6 +215,35 @@ mod tests {
         ] {
             assert!(already_normal(bad).is_none(), "{bad:?}");
         }
+    }
+
+    /// The shortcut for paths already normal gives what decoding,
+    /// splitting and joining give, on every path of up to 6 characters
+    /// drawn from those that normalizing treats specially (`%2e` is `.`).
+    #[test]
+    fn the_shortcut_agrees_with_the_full_normalization() {
+        let alphabet = [
+            '/', '.', 'a', '\\', '\0', '\n', '\u{7f}', 'é', ' ', '%', '2', 'e',
+        ];
+        let mut paths = vec![String::from("/")];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for p in &paths {
+                for c in alphabet {
+                    let mut q = p.clone();
+                    q.push(c);
+                    assert_eq!(normalize(&q), slow(&q), "{q:?}");
+                    checked += 1;
+                    next.push(q);
+                }
+            }
+            paths = next;
+        }
+        assert_eq!(
+            checked,
+            (1..=5).map(|n| alphabet.len().pow(n)).sum::<usize>()
+        );
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl Activity {
     /// again `after` later (so a busy connection costs one wake-up per
     /// `after`, not one per request).
     pub(crate) async fn idle_for(&self, after: Duration) {
+        let mut woken = false;
         loop {
             let now = Instant::now();
             let idle = self.served.load(Ordering::Relaxed)
@@ -152,7 +153,11 @@ impl Activity {
             } else {
                 now + after
             };
+            if woken {
+                crate::stats::add(&crate::stats::get().park_checks, 1);
+            }
             tokio::time::sleep_until(wake).await;
+            woken = true;
         }
     }
 

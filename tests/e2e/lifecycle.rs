@@ -707,7 +707,7 @@ fn idle_keepalive_connections_are_parked() {
 
 /// `park-idle-ms` says when an idle connection is parked: at 2 s a client
 /// pausing under a second between requests is not, an idle one is in the
-/// end; 0 (the default) never parks.
+/// end; 0 never parks (2 s is the default).
 #[test]
 fn park_idle_ms_decides_when_and_zero_never_parks() {
     let dir = site();
@@ -733,7 +733,13 @@ fn park_idle_ms_decides_when_and_zero_never_parks() {
     );
     served(&mut s);
 
-    let never = Server::start(dir.path());
+    let never = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("park-idle-ms = 0\n"),
+            ..Options::default()
+        },
+    );
     let mut s = TcpStream::connect(never.addr).unwrap();
     served(&mut s);
     std::thread::sleep(Duration::from_millis(3000));

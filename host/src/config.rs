@@ -132,10 +132,10 @@ pub struct Config {
     pub send_timeout_ms: u64,
     /// An HTTP/1 keep-alive connection on plain TCP idle this long is
     /// *parked*: hyper's buffers (~17 KiB) are released until the client's
-    /// next bytes, milliseconds; 0 (the default) never parks. Off by default:
-    /// with parking on, clients pausing 0.7 s between requests cost ~45 %
-    /// more server CPU per request even at 2 s (BENCHMARKS, "What parking
-    /// idle connections costs"), a cost not yet explained.
+    /// next bytes, milliseconds (2 s; parked between this and a quarter
+    /// more); 0 never parks. A connection that is not parked costs nothing
+    /// for it; a request on a parked one ~13 µs more server CPU (BENCHMARKS,
+    /// "Parking: the cause and the default").
     #[serde(default = "default_park_idle_ms")]
     pub park_idle_ms: u64,
     /// Client connections open at once, plain, TLS and QUIC together. At the cap
@@ -217,7 +217,7 @@ fn default_send_timeout_ms() -> u64 {
 }
 
 fn default_park_idle_ms() -> u64 {
-    0
+    2000
 }
 
 fn default_max_connections() -> usize {

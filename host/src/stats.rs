@@ -101,6 +101,10 @@ counters! {
     /// Idle HTTP/1 connections parked: hyper's state (its buffers) dropped
     /// until the client's next bytes (`connection::serve_http1`).
     parked_connections,
+    /// Times the park timer woke an HTTP/1 connection's task and did not
+    /// park it (it had not been idle for `park-idle-ms`): wake-ups a
+    /// connection that is never parked should not cost.
+    park_checks,
     /// Times a response body found the host-wide body budget spent and
     /// waited for its turn (`[limits] body-memory`).
     body_budget_waits,

@@ -707,7 +707,7 @@ fn idle_keepalive_connections_are_parked() {
 
 /// `park-idle-ms` says when an idle connection is parked: at 2 s a client
 /// pausing under a second between requests is not, an idle one is in the
-/// end; 0 (the default) never parks.
+/// end; 0 never parks (2 s is the default).
 #[test]
 fn park_idle_ms_decides_when_and_zero_never_parks() {
     let dir = site();
@@ -733,12 +733,64 @@ fn park_idle_ms_decides_when_and_zero_never_parks() {
     );
     served(&mut s);
 
-    let never = Server::start(dir.path());
+    let never = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("park-idle-ms = 0\n"),
+            ..Options::default()
+        },
+    );
     let mut s = TcpStream::connect(never.addr).unwrap();
     served(&mut s);
     std::thread::sleep(Duration::from_millis(3000));
     served(&mut s);
     assert_eq!(never.stat("parked_connections"), 0);
+}
+
+/// Connections pausing less than `park-idle-ms` between requests are never
+/// parked, and the park timer never wakes them: what parking is allowed to
+/// cost a connection it does not park is nothing (a wake-up of each
+/// connection every `park-idle-ms` made parking cost CPU per request even
+/// where nothing parked, BENCHMARKS "Parking: the cause and the default").
+/// Idle afterwards, each is parked once.
+#[test]
+fn connections_pausing_under_park_idle_ms_are_never_woken_to_park() {
+    let dir = site();
+    let server = Server::start_with(
+        dir.path(),
+        Options {
+            config: Some("park-idle-ms = 2000\n"),
+            ..Options::default()
+        },
+    );
+    const N: u64 = 10;
+    let mut open: Vec<TcpStream> = (0..N)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // 5 s of requests every 250 ms on each: 2.5 times park-idle-ms.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        for s in open.iter_mut() {
+            served(s);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(server.stat("parked_connections"), 0);
+    assert_eq!(
+        server.stat("park_checks"),
+        0,
+        "the park timer woke busy connections"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || server
+            .stat("parked_connections")
+            == N),
+        "parked: {}",
+        server.stat("parked_connections")
+    );
+    for s in open.iter_mut() {
+        served(s);
+    }
 }
 
 /// Asks for /small.txt on a keep-alive connection and reads the 200.

@@ -38,7 +38,9 @@ Servers (all started at once, on 127.0.0.1 only)
             $SLUICE_BASELINE_LABEL (default "sluice baseline").
 
 Environment: ROUNDS (5), DURATION (wrk -d, 4s), CONNS ("32 512"),
-IDLE_CONNS (10000; 0 skips the idle measurement).
+IDLE_CONNS (10000; 0 skips the idle measurement), IDLE_SETTLE_S (3: how long
+the idle connections stay open before RSS is read; past sluice's default
+`park-idle-ms`, 2 s).
 
 Usage:  python3 tests/bench/small_file.py
         (ROUNDS=1 DURATION=2s IDLE_CONNS=2000 for a quick look)
@@ -78,7 +80,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 FILES = {"4k.bin": 4096, "64k.bin": 65536}
 ENV_KNOBS = (
     "ROUNDS", "DURATION", "CONNS", "IDLE_CONNS", "SLUICE_BIN", "SLUICE_EXTRA",
-    "SLUICE_EXTRA_LABEL", "SLUICE_BASELINE_BIN", "SLUICE_BASELINE_LABEL",
+    "SLUICE_EXTRA_LABEL", "SLUICE_BASELINE_BIN", "SLUICE_BASELINE_LABEL", "IDLE_SETTLE_S",
 )
 
 
@@ -365,6 +367,9 @@ async def close_all(streams):
     await asyncio.wait_for(asyncio.gather(*(w.wait_closed() for _, w in streams), return_exceptions=True), 60)
 
 
+IDLE_SETTLE_S = float(os.environ.get("IDLE_SETTLE_S", "3"))
+
+
 def idle_measurement(server, n):
     for _ in range(20):  # warm: policy instance, page cache, allocator
         curl(["-o", "/dev/null", server.url("4k.bin")])
@@ -376,7 +381,9 @@ def idle_measurement(server, n):
         streams, failures = await open_idle(server.port, n)
         opened_s = time.perf_counter() - t0
         try:
-            await asyncio.sleep(1)  # let the server settle (and any lazy frees happen)
+            # Let the server settle: past `park-idle-ms` (2 s by default:
+            # idle connections are parked by then) and any lazy frees.
+            await asyncio.sleep(IDLE_SETTLE_S)
             rss1, fds1 = server.rss_kib(), server.fds()
             alive = server.proc.poll() is None
         finally:
@@ -468,7 +475,7 @@ def report(cfg, servers, cases, results, idle, started, notes):
         n = cfg["idle_conns"]
         print(f"\nIdle keep-alive connections: {n:,} connections to a fresh instance of each server, each "
               "sent one keep-alive `GET /4k.bin` and read the whole response, then stayed idle; "
-              "server VmRSS before, with them all open (1 s after the last), and 1 s after closing them. "
+              f"server VmRSS before, with them all open ({IDLE_SETTLE_S:g} s after the last: sluice parks idle connections after 2 s by default), and 1 s after closing them. "
               "User-space memory only: kernel socket buffers are not in RSS.\n")
         print("| server | connections open | RSS before MiB | RSS with them MiB | KiB per idle connection "
               "| RSS after closing MiB | server fds before → with |")

@@ -73,6 +73,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 
@@ -347,24 +348,6 @@ impl Sluice {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// [`Sluice::handle`]'s future, answering `Ok` (a service's output):
-    /// holds that future once (an `async` block awaiting it would hold it
-    /// twice: captured, and being awaited).
-    pub struct Answered<F> {
-        #[pin]
-        answer: F,
-    }
-}
-
-impl<F: Future> Future for Answered<F> {
-    type Output = Result<F::Output, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().answer.poll(cx).map(Ok)
-    }
-}
-
 impl<B> tower_service::Service<Request<B>> for Sluice {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -377,9 +360,9 @@ impl<B> tower_service::Service<Request<B>> for Sluice {
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        Box::pin(Answered {
-            answer: self.handle(req),
-        })
+        // `map` holds the answer's future once (an `async` block awaiting
+        // it would hold it twice: captured, and being awaited).
+        Box::pin(self.handle(req).map(Ok))
     }
 }
 
@@ -389,9 +372,9 @@ impl<B> hyper::service::Service<Request<B>> for Sluice {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<B>) -> Self::Future {
-        Box::pin(Answered {
-            answer: self.handle(req),
-        })
+        // `map` holds the answer's future once (an `async` block awaiting
+        // it would hold it twice: captured, and being awaited).
+        Box::pin(self.handle(req).map(Ok))
     }
 }
 

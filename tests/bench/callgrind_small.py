@@ -54,6 +54,10 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 from sluice_test import sluice_binary  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import syscalls  # noqa: E402
+from small_file import free_port, log  # noqa: E402
+
 CASES = os.environ.get("CASES", "304 4k").split()
 REQUESTS = int(os.environ.get("REQUESTS", "4000"))
 WARMUP = int(os.environ.get("WARMUP", "500"))
@@ -64,27 +68,9 @@ COUNT = ["malloc", "free", "realloc", "calloc", "clock_gettime", "__memcpy_avx_u
 LIVE = []
 
 
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(proc, port, timeout=300):
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit(f"no listener on {port}")
+def wait_listening(proc, port):
+    # Under valgrind a server takes long to start.
+    syscalls.wait_listening(proc, port, timeout=300, poll=0.2)
 
 
 def valgrind(out):
@@ -125,28 +111,7 @@ def start_sluice(label, binary, www, workdir):
 
 def start_nginx(www, workdir):
     port = free_port()
-    d = tempfile.mkdtemp(prefix="nginx-", dir=workdir)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-master_process off;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  default_type application/octet-stream;
-  sendfile on; tcp_nopush on;
-  open_file_cache max=1000 inactive=20s;
-  open_file_cache_valid 30s;
-  keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{port}; root {www}; }}
-}}
-""")
+    d, conf = syscalls.nginx_conf(www, workdir, port, keepalive_requests=1000000)
     out = os.path.join(workdir, "nginx.cg")
     p = subprocess.Popen(["taskset", "-c", os.environ.get("SERVER_CPU", "1")] + valgrind(out) +
                          ["nginx", "-c", conf, "-p", d], stdin=subprocess.DEVNULL,

@@ -57,7 +57,7 @@ import transfer
 sys.path.insert(0, os.path.join(sf.REPO, "tests", "support"))
 from sluice_test import make_cert, sluice_binary  # noqa: E402
 
-SMALL_FILES = 64
+SMALL_FILES = tls.SMALL_FILES  # the site is tls.make_site's
 ENV_KNOBS = ("ROUNDS", "SIZE_MIB", "LARGE_N", "DURATION", "SLUICE_BIN", "H3LOAD_BIN")
 # (label, server, protocol) in row order
 ROWS = [("sluice h3", "sluice", "h3"), ("sluice h2", "sluice", "h2"), ("nginx h2", "nginx TLS", "h2")]
@@ -174,19 +174,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="sluice-h3-")
     try:
-        www = os.path.join(tmp, "www")
-        os.makedirs(os.path.join(www, "4k"))
-        with open(os.path.join(www, "big.bin"), "wb") as f:
-            for _ in range(size >> 20):
-                f.write(os.urandom(1 << 20))
-        for i in range(SMALL_FILES):
-            with open(os.path.join(www, "4k", f"{i:02}.bin"), "wb") as f:
-                f.write(os.urandom(4096))
-        for root, _, files in os.walk(www):  # warm the page cache
-            for name in files:
-                with open(os.path.join(root, name), "rb") as f:
-                    while f.read(8 << 20):
-                        pass
+        www = tls.make_site(tmp, size)
         cert, key = make_cert(tmp)
         servers = start_servers(sluice_bin, www, tmp, cert, key, nofile)
         by_name = {s.name: s for s in servers}

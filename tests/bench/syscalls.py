@@ -54,7 +54,7 @@ WRK_CONNS = int(os.environ.get("WRK_CONNS", "0"))
 LIVE = []
 
 
-def wait_listening(proc, port, timeout=60):
+def wait_listening(proc, port, timeout=60, poll=0.05):
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
@@ -63,7 +63,7 @@ def wait_listening(proc, port, timeout=60):
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(poll)
     sys.exit(f"no listener on {port}")
 
 
@@ -79,8 +79,10 @@ def start_sluice(www, workdir):
     return p, port, " ".join(shlex.quote(a) for a in ["sluice"] + argv[1:])
 
 
-def start_nginx(www, workdir):
-    port = free_port()
+def nginx_conf(www, workdir, port, keepalive_requests=100000):
+    """Writes the configuration nginx is measured with (one worker, no access
+    log, `open_file_cache`, sendfile + tcp_nopush) in a new directory under
+    `workdir`; returns (that directory, the configuration file)."""
     d = tempfile.mkdtemp(prefix="nginx-", dir=workdir)
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
@@ -99,10 +101,16 @@ http {{
   sendfile on; tcp_nopush on;
   open_file_cache max=1000 inactive=20s;
   open_file_cache_valid 30s;
-  keepalive_requests 100000;
+  keepalive_requests {keepalive_requests};
   server {{ listen 127.0.0.1:{port}; root {www}; }}
 }}
 """)
+    return d, conf
+
+
+def start_nginx(www, workdir):
+    port = free_port()
+    d, conf = nginx_conf(www, workdir, port)
     p = subprocess.Popen(["nginx", "-c", conf, "-p", d], stdin=subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     LIVE.append(p)

@@ -62,6 +62,26 @@ SMALL_FILES = 64
 ENV_KNOBS = ("ROUNDS", "SIZE_MIB", "H2_LARGE_N", "DURATION", "SLUICE_BIN")
 
 
+def make_site(tmp, size):
+    """The benchmarks' site under `tmp`: big.bin of `size` bytes (whole MiB)
+    and SMALL_FILES files of 4 KiB under 4k/, in the page cache; returns its
+    directory."""
+    www = os.path.join(tmp, "www")
+    os.makedirs(os.path.join(www, "4k"))
+    with open(os.path.join(www, "big.bin"), "wb") as f:
+        for _ in range(size >> 20):
+            f.write(os.urandom(1 << 20))
+    for i in range(SMALL_FILES):
+        with open(os.path.join(www, "4k", f"{i:02}.bin"), "wb") as f:
+            f.write(os.urandom(4096))
+    for root, _, files in os.walk(www):  # warm the page cache
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                while f.read(8 << 20):
+                    pass
+    return www
+
+
 def start_servers(sluice_bin, www, tmp, cert, key, nofile):
     servers = []
     env = dict(os.environ, SLUICE_LOG="warn")
@@ -171,19 +191,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="sluice-tls-")
     try:
-        www = os.path.join(tmp, "www")
-        os.makedirs(os.path.join(www, "4k"))
-        with open(os.path.join(www, "big.bin"), "wb") as f:
-            for _ in range(size >> 20):
-                f.write(os.urandom(1 << 20))
-        for i in range(SMALL_FILES):
-            with open(os.path.join(www, "4k", f"{i:02}.bin"), "wb") as f:
-                f.write(os.urandom(4096))
-        for root, _, files in os.walk(www):  # warm the page cache
-            for name in files:
-                with open(os.path.join(root, name), "rb") as f:
-                    while f.read(8 << 20):
-                        pass
+        www = make_site(tmp, size)
         cert, key = make_cert(tmp)
         servers = start_servers(sluice_bin, www, tmp, cert, key, nofile)
         sf.log(f"servers: {', '.join(f'{s.name} :{s.port} pid {s.pid}' for s in servers)}")
